@@ -1,0 +1,1 @@
+"""The ``cryptolake`` command: the application layer on top of every package."""

@@ -1,0 +1,46 @@
+"""``cryptolake`` command line. Each sub-command group lives in its own module.
+
+Heavy imports (Spark, torch, ccxt) happen inside the commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cryptolake.cli import doctor, exchange, run, sql, stack
+from cryptolake.logs import configure_logging
+from cryptolake.settings import get_settings, settings_table
+
+app = typer.Typer(
+    name="cryptolake",
+    help="ML-driven crypto trading on a real lakehouse (Kafka -> Spark/Delta -> DuckDB -> PyTorch -> trader).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(stack.app, name="stack")
+app.add_typer(exchange.app, name="exchange")
+app.command("doctor")(doctor.doctor)
+app.command("sql")(sql.sql)
+app.add_typer(run.app, name="run")
+
+
+@app.callback()
+def _root(log_level: str = typer.Option(None, help="Override CRYPTOLAKE__LOG_LEVEL")) -> None:
+    configure_logging(log_level or get_settings().log_level)
+
+
+@app.command("settings")
+def show_settings(markdown: bool = typer.Option(False, help="Print as a Markdown table")) -> None:
+    """List every setting, its environment variable and its current value."""
+    rows = settings_table(get_settings())
+    if markdown:
+        typer.echo("| Environment variable | Default | Description |\n|---|---|---|")
+        for env, value, desc in rows:
+            typer.echo(f"| `{env}` | `{value}` | {desc} |")
+    else:
+        for env, value, desc in rows:
+            typer.echo(f"{env}={value}    # {desc}")
+
+
+if __name__ == "__main__":
+    app()

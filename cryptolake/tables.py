@@ -1,0 +1,218 @@
+"""Delta table specs: name, columns, keys and partitioning, declared once.
+
+Columns use Spark SQL DDL types so Spark (``StructType.fromDDL``), DuckDB views and tests
+all read the same declaration. Every table lives at ``<lake_root>/<layer>/<entity>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptolake.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One Delta table."""
+
+    name: str  # "<layer>.<entity>"
+    columns: tuple[tuple[str, str], ...]
+    keys: tuple[str, ...] = ()
+    partition_by: tuple[str, ...] = ()
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def entity(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def ddl(self) -> str:
+        """``col type, col type, ...`` for ``StructType.fromDDL``."""
+        return ", ".join(f"{c} {t}" for c, t in self.columns)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns)
+
+    def path(self, settings: Settings | None = None) -> str:
+        """Where the table lives under the configured lake root."""
+        root = (settings or get_settings()).paths.lake().rstrip("/")
+        return f"{root}/{self.layer}/{self.entity}"
+
+
+# Columns every bronze table shares: the raw payload plus where and when it came from.
+_BRONZE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "STRING"),
+    ("payload", "STRING"),
+    ("topic", "STRING"),
+    ("partition", "INT"),
+    ("offset", "BIGINT"),
+    ("kafka_time", "TIMESTAMP"),
+    ("event_time", "TIMESTAMP"),
+    ("available_time", "TIMESTAMP"),
+    ("ingest_time", "TIMESTAMP"),
+    ("landed_time", "TIMESTAMP"),
+    ("event_date", "DATE"),
+)
+
+_DEAD_LETTER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "STRING"),
+    ("payload", "STRING"),
+    ("topic", "STRING"),
+    ("partition", "INT"),
+    ("offset", "BIGINT"),
+    ("kafka_time", "TIMESTAMP"),
+    ("reason", "STRING"),
+    ("landed_time", "TIMESTAMP"),
+)
+
+
+def bronze_spec(topic: str) -> TableSpec:
+    """The bronze table a topic lands in: ``market.ohlcv`` -> ``bronze.market_ohlcv``."""
+    return TableSpec(
+        name=f"bronze.{topic.replace('.', '_')}",
+        columns=_BRONZE_COLUMNS,
+        keys=("topic", "partition", "offset"),
+        partition_by=("event_date",),
+        description=f"Raw payloads of Kafka topic {topic}, exactly once",
+    )
+
+
+def dead_letter_spec(topic: str) -> TableSpec:
+    """The quarantine table of a topic: payloads that failed validation, with the reason."""
+    return TableSpec(
+        name=f"quarantine.{topic.replace('.', '_')}",
+        columns=_DEAD_LETTER_COLUMNS,
+        keys=("topic", "partition", "offset"),
+        description=f"Messages of {topic} that failed validation on landing, with the reason",
+    )
+
+
+BARS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("exchange", "STRING"),
+    ("symbol", "STRING"),
+    ("timeframe", "STRING"),
+    ("open_time", "TIMESTAMP"),
+    ("close_time", "TIMESTAMP"),
+    ("open", "DOUBLE"),
+    ("high", "DOUBLE"),
+    ("low", "DOUBLE"),
+    ("close", "DOUBLE"),
+    ("volume", "DOUBLE"),
+    ("ingest_time", "TIMESTAMP"),
+    ("gap_before", "BOOLEAN"),
+    ("missing_bars_before", "INT"),
+    ("flag_high_low", "BOOLEAN"),
+    ("flag_negative_volume", "BOOLEAN"),
+    ("flag_ohlc_range", "BOOLEAN"),
+    ("flag_jump", "BOOLEAN"),
+    ("is_valid", "BOOLEAN"),
+    ("flag_reasons", "STRING"),
+    ("duplicates", "INT"),
+    ("bar_date", "DATE"),
+)
+
+SILVER_BARS = TableSpec(
+    name="silver.bars",
+    columns=BARS_COLUMNS,
+    keys=("exchange", "symbol", "timeframe", "open_time"),
+    partition_by=("bar_date",),
+    description="Typed, deduplicated candles with gap and anomaly flags (never dropped, never invented)",
+)
+
+SIGNALS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("exchange", "STRING"),
+    ("symbol", "STRING"),
+    ("timeframe", "STRING"),
+    ("bar_time", "TIMESTAMP"),
+    ("probability", "DOUBLE"),
+    ("direction", "INT"),
+    ("model_version", "STRING"),
+    ("available_time", "TIMESTAMP"),
+)
+
+TABLES: dict[str, TableSpec] = {SILVER_BARS.name: SILVER_BARS}
+
+
+def register(spec: TableSpec) -> TableSpec:
+    """Add a spec to :data:`TABLES` (used by the modules that own gold/trading tables)."""
+    TABLES[spec.name] = spec
+    return spec
+
+
+# --- gold ------------------------------------------------------------------------------
+# The model-facing feature list. spark_jobs.gold.features computes exactly these columns;
+# models and sql/training_set.sql read exactly these. Warm-up is declared by the feature module.
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "log_ret_1",
+    "log_ret_2",
+    "log_ret_4",
+    "log_ret_8",
+    "log_ret_16",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_pctb",
+    "bb_width",
+    "vwap_20_dev",
+    "atr_14",
+    "volatility_20",
+    "volume_z_20",
+)
+
+GOLD_FEATURES = register(
+    TableSpec(
+        name="gold.features",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            ("timeframe", "STRING"),
+            ("ts", "TIMESTAMP"),  # the bar's open time (event_time)
+            ("close_time", "TIMESTAMP"),  # available_time: the feature is knowable at the bar's close
+            ("close", "DOUBLE"),
+            *((c, "DOUBLE") for c in FEATURE_COLUMNS),
+            ("anomaly_score", "DOUBLE"),
+            ("anomaly_flag", "BOOLEAN"),
+            ("bar_date", "DATE"),
+        ),
+        keys=("exchange", "symbol", "timeframe", "ts"),
+        partition_by=("bar_date",),
+        description="Per-bar features from silver.bars after warm-up; uses only bars closed by close_time",
+    )
+)
+
+GOLD_LABELS = register(
+    TableSpec(
+        name="gold.labels",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            ("timeframe", "STRING"),
+            ("ts", "TIMESTAMP"),
+            ("close_time", "TIMESTAMP"),
+            ("next_log_return", "DOUBLE"),
+            ("next_direction", "INT"),  # 1 up, 0 down or flat
+            ("label_available_time", "TIMESTAMP"),  # the next bar's close
+            ("bar_date", "DATE"),
+        ),
+        keys=("exchange", "symbol", "timeframe", "ts"),
+        partition_by=("bar_date",),
+        description="Next-bar return and direction; separate from features so features never see the future",
+    )
+)
+
+SIGNALS_TABLE = register(
+    TableSpec(
+        name="gold.signals",
+        columns=(*SIGNALS_COLUMNS, ("bar_date", "DATE")),
+        keys=("exchange", "symbol", "timeframe", "bar_time", "model_version"),
+        partition_by=("bar_date",),
+        description="Model scores per bar, as published to the signals topic",
+    )
+)

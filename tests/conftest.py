@@ -1,0 +1,59 @@
+"""Shared fixtures. Unit tests need none of these; integration fixtures are session-scoped
+so the suite starts one JVM for Spark and one Kafka broker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cryptolake.settings import PathSettings, Settings
+
+SHARED_DATA = Path(os.environ.get("CRYPTOLAKE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets in ../shared/data (never copied into the project)."""
+    if not SHARED_DATA.exists():
+        pytest.fail(f"shared data folder {SHARED_DATA} is missing; set CRYPTOLAKE_SHARED_DATA")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def lake_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings whose lake and checkpoints live in a temporary folder (the broker and jars are shared)."""
+    root = tmp_path_factory.mktemp("lake")
+    base = Settings()
+    paths = PathSettings(
+        state_dir=base.paths.state_dir,
+        jars_dir=base.paths.jars_dir,
+        lake_root=str(root / "lake"),
+        checkpoint_root=str(root / "checkpoints"),
+        artifacts_dir=root / "artifacts",
+    )
+    return base.model_copy(update={"paths": paths})
+
+
+@pytest.fixture(scope="session")
+def spark(lake_settings: Settings) -> Iterator[object]:
+    """One SparkSession with Delta for the whole session."""
+    from spark_jobs.session import get_spark, stop_spark
+
+    session = get_spark(lake_settings)
+    yield session
+    stop_spark()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(lake_settings: Settings) -> Iterator[str]:
+    """A running local KRaft broker (reused if already up; stopped at the end if we started it)."""
+    from infra import broker
+
+    was_running = broker.status(lake_settings) is not None
+    info = broker.start(lake_settings)
+    yield info.bootstrap
+    if not was_running:
+        broker.stop(lake_settings)
