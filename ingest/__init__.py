@@ -1,0 +1,1 @@
+"""Ingest: connectors and replay sources that produce validated records to Kafka."""

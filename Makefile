@@ -1,0 +1,27 @@
+# The two commands: `make main` (the main job, end to end) and `make test` (the whole suite).
+# Both set up everything they need first (uv, the locked venv, jars, Airflow DB).
+.PHONY: setup main test lint unit bench clean
+
+PY := .venv/bin/python
+
+setup:
+	@bash infra/setup.sh
+
+main: setup
+	@.venv/bin/cryptolake run main
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader pipeline dags
+
+unit: setup
+	.venv/bin/pytest -m "not spark and not kafka and not airflow" -q
+
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader pipeline dags
+	.venv/bin/pytest -q --durations=15; rc=$$?; .venv/bin/cryptolake stack down >/dev/null 2>&1 || true; exit $$rc
+
+clean:
+	.venv/bin/cryptolake stack down || true
+	rm -rf .state/lake .state/checkpoints .state/artifacts
