@@ -150,3 +150,343 @@ def validate_for_topic(topic: str, payload: Any) -> Message:
     except KeyError as exc:
         raise DataValidationError("topic", topic, "no schema registered for this topic") from exc
     return validate(model, payload)
+
+
+# --- alternative data (issue #5): news, social, macro, chain ---------------------------
+def _non_blank(name: str, v: str) -> str:
+    if not v or not v.strip():
+        raise ValueError(f"{name} must not be empty")
+    return v
+
+
+def _not_before_event(msg: Message) -> None:
+    if msg.available_time < msg.event_time:
+        raise ValueError("available_time must not be before event_time")
+
+
+class NewsArticleV1(Message):
+    """A news article or headline. ``event_time`` = publication, ``available_time`` = when it was public."""
+
+    TOPIC: ClassVar[str] = topics.NEWS_ARTICLES
+    source: str  # "newsapi", "gdelt", "rss:<feed>", "replay:cryptonews" ...
+    doc_id: str
+    url: str
+    title: str
+    body: str = ""
+    author: str | None = None
+    language: str | None = None
+    subject: str | None = None
+    provider_sentiment: float | None = None  # a source's own (machine-made) score, kept for sanity checks
+
+    @field_validator("source", "doc_id")
+    @classmethod
+    def _ids(cls, v: str) -> str:
+        return _non_blank("id", v)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _has_text(self) -> NewsArticleV1:
+        if not (self.title.strip() or self.body.strip()):
+            raise ValueError("an article needs a title or a body")
+        _not_before_event(self)
+        return self
+
+    def key(self) -> str:
+        return f"{self.source}:{self.doc_id}"
+
+
+class SocialPostV1(Message):
+    """A social post, comment or channel message with its engagement counters (None = not reported)."""
+
+    TOPIC: ClassVar[str] = topics.SOCIAL_POSTS
+    platform: Literal["reddit", "x", "telegram", "discord"]
+    post_id: str
+    kind: Literal["post", "comment", "tweet", "message"]
+    channel: str  # subreddit, telegram/discord channel id, or the search query for X
+    author: str | None = None
+    author_followers: int | None = None
+    text: str
+    url: str | None = None
+    parent_id: str | None = None
+    score: int | None = None  # upvotes / likes / reactions
+    replies: int | None = None
+    reposts: int | None = None
+    views: int | None = None
+    language: str | None = None
+    provider_sentiment: float | None = None
+
+    @field_validator("post_id", "channel")
+    @classmethod
+    def _ids(cls, v: str) -> str:
+        return _non_blank("id", v)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _non_blank("text", v)
+
+    @model_validator(mode="after")
+    def _times(self) -> SocialPostV1:
+        _not_before_event(self)
+        return self
+
+    def key(self) -> str:
+        return f"{self.platform}:{self.post_id}"
+
+
+class MacroObservationV1(Message):
+    """One macro series observation (FRED). ``available_time`` = the vintage's realtime_start."""
+
+    TOPIC: ClassVar[str] = topics.MACRO_OBSERVATIONS
+    source: str
+    series_id: str
+    date: str  # observation date, YYYY-MM-DD
+    value: float | None  # None = the source reports the value as missing (FRED ".")
+
+    @field_validator("series_id")
+    @classmethod
+    def _series(cls, v: str) -> str:
+        return _non_blank("series_id", v)
+
+    @field_validator("value")
+    @classmethod
+    def _finite_value(cls, v: float | None) -> float | None:
+        return None if v is None else _finite("value", v)
+
+    def key(self) -> str:
+        return f"{self.source}:{self.series_id}:{self.date}"
+
+
+def _hex_address(name: str, v: str | None, *, optional: bool = False) -> str | None:
+    if v is None and optional:
+        return None
+    if not isinstance(v, str) or not v.startswith("0x") or len(v) != 42:
+        raise ValueError(f"{name} must be a 0x-prefixed 20-byte hex address")
+    int(v, 16)
+    return v.lower()
+
+
+def _decimal_string(name: str, v: str) -> str:
+    if not v.isdigit():
+        raise ValueError(f"{name} must be a non-negative decimal integer string")
+    return v
+
+
+class ChainTx(BaseModel):
+    """A transaction inside a block message (values as decimal strings: they exceed int64)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    hash: str
+    from_address: str
+    to_address: str | None
+    value: str  # wei
+    gas: int
+    gas_price: int
+
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        return _hex_address("from_address", v) or v
+
+    @field_validator("to_address")
+    @classmethod
+    def _to(cls, v: str | None) -> str | None:
+        return _hex_address("to_address", v, optional=True)
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, v: str) -> str:
+        return _decimal_string("value", v)
+
+
+class ChainBlockV1(Message):
+    """One block with its transactions. ``event_time`` = ``available_time`` = block timestamp."""
+
+    TOPIC: ClassVar[str] = topics.CHAIN_BLOCKS
+    chain: str
+    number: int
+    hash: str
+    parent_hash: str
+    miner: str
+    gas_used: int
+    gas_limit: int
+    base_fee_per_gas: int | None = None
+    tx_count: int
+    transactions: tuple[ChainTx, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChainBlockV1:
+        if self.tx_count != len(self.transactions):
+            raise ValueError(f"tx_count {self.tx_count} != {len(self.transactions)} transactions")
+        if self.gas_used > self.gas_limit:
+            raise ValueError("gas_used exceeds gas_limit")
+        _not_before_event(self)
+        return self
+
+    def key(self) -> str:
+        return f"{self.chain}:{self.number}"
+
+
+class ChainTransferV1(Message):
+    """A value transfer: native (``token_address`` = "native", ``log_index`` = -1) or an ERC-20 Transfer log."""
+
+    TOPIC: ClassVar[str] = topics.CHAIN_TRANSFERS
+    chain: str
+    token_address: str
+    tx_hash: str
+    log_index: int
+    block_number: int
+    from_address: str
+    to_address: str
+    value: str  # raw integer units (wei or token base units)
+
+    @field_validator("from_address", "to_address")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        return _hex_address("address", v) or v
+
+    @field_validator("token_address")
+    @classmethod
+    def _token(cls, v: str) -> str:
+        return v if v == "native" else (_hex_address("token_address", v) or v)
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, v: str) -> str:
+        return _decimal_string("value", v)
+
+    def key(self) -> str:
+        return f"{self.chain}:{self.tx_hash}:{self.log_index}"
+
+
+class ChainDailyStatV1(Message):
+    """A daily network statistic (explorer charts). Knowable only once the UTC day has closed."""
+
+    TOPIC: ClassVar[str] = topics.CHAIN_DAILY_STATS
+    chain: str
+    source: str
+    metric: str  # tx_count, avg_gas_price_wei, gas_used, gas_limit, ether_price_usd
+    day: str  # YYYY-MM-DD
+    value: float
+
+    @field_validator("value")
+    @classmethod
+    def _finite_value(cls, v: float) -> float:
+        return _finite("value", v)
+
+    @model_validator(mode="after")
+    def _day_closed(self) -> ChainDailyStatV1:
+        if self.available_time < self.event_time + 86_400_000:
+            raise ValueError("a daily statistic is available only after its day closes")
+        return self
+
+    def key(self) -> str:
+        return f"{self.chain}:{self.metric}:{self.day}"
+
+
+for _alt in (NewsArticleV1, SocialPostV1, MacroObservationV1, ChainBlockV1, ChainTransferV1, ChainDailyStatV1):
+    register_schema(_alt)
+
+
+# --- market data from exchange connectors (owned by ingest/exchange) -------------------------
+class _MarketMessage(Message):
+    """Market payloads keyed ``exchange:symbol``; exchange and symbol must be non-empty."""
+
+    exchange: str
+    symbol: str
+
+    @field_validator("exchange", "symbol")
+    @classmethod
+    def _market_non_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    def key(self) -> str:
+        return topics.market_key(self.exchange, self.symbol)
+
+
+class TradeV1(_MarketMessage):
+    """One public trade. ``event_time`` = trade time; ``available_time`` = when the venue published it."""
+
+    TOPIC: ClassVar[str] = topics.MARKET_TRADES
+    trade_id: str
+    price: float
+    amount: float
+    side: Literal["buy", "sell"] | None = None
+    source: Literal["ws", "rest"] = "ws"
+
+    @field_validator("price", "amount")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError("must be a positive finite number")
+        return v
+
+
+class BookMetricsV1(_MarketMessage):
+    """Order-book metrics at the end of an interval (``event_time`` = interval end)."""
+
+    TOPIC: ClassVar[str] = topics.MARKET_BOOK
+    last_update_id: int
+    best_bid: float
+    best_ask: float
+    mid: float
+    spread: float
+    spread_bps: float
+    microprice: float
+    depth_bid: dict[str, float]
+    depth_ask: dict[str, float]
+    imbalance: dict[str, float]
+    updates: int
+    resyncs: int
+
+    @model_validator(mode="after")
+    def _not_crossed(self) -> BookMetricsV1:
+        if not (math.isfinite(self.best_bid) and math.isfinite(self.best_ask)) or self.best_bid >= self.best_ask:
+            raise ValueError("best_bid must be below best_ask (a crossed book is never published)")
+        return self
+
+
+class TickerV1(_MarketMessage):
+    """Best bid/ask and last price of a venue."""
+
+    TOPIC: ClassVar[str] = topics.MARKET_TICKER
+    bid: float | None = None
+    ask: float | None = None
+    last: float | None = None
+    base_volume: float | None = None
+
+
+class VenueFlagV1(_MarketMessage):
+    """Cross-venue validation of one venue in one interval."""
+
+    TOPIC: ClassVar[str] = topics.MARKET_VENUE_FLAGS
+    price: float
+    median: float | None
+    deviation_bps: float | None
+    deviates: bool
+    stale: bool
+    threshold_bps: float
+
+
+class WhaleTradeV1(_MarketMessage):
+    """A trade whose notional exceeded the whale threshold."""
+
+    TOPIC: ClassVar[str] = topics.MARKET_WHALES
+    trade_id: str
+    price: float
+    amount: float
+    notional: float
+    threshold: float
+    side: Literal["buy", "sell"] | None = None
+
+
+for _market in (TradeV1, BookMetricsV1, TickerV1, VenueFlagV1, WhaleTradeV1):
+    register_schema(_market)

@@ -216,3 +216,94 @@ SIGNALS_TABLE = register(
         description="Model scores per bar, as published to the signals topic",
     )
 )
+
+
+# --- alternative data (issue #5) -------------------------------------------------------
+SILVER_DOCUMENTS = register(
+    TableSpec(
+        name="silver.documents",
+        columns=(
+            ("doc_key", "STRING"),  # <source or platform>:<id>
+            ("kind", "STRING"),  # news | social
+            ("source", "STRING"),
+            ("doc_id", "STRING"),
+            ("url", "STRING"),
+            ("author", "STRING"),
+            ("channel", "STRING"),
+            ("title", "STRING"),
+            ("text", "STRING"),  # cleaned
+            ("language", "STRING"),
+            ("published_time", "TIMESTAMP"),  # event_time
+            ("available_time", "TIMESTAMP"),
+            ("ingest_time", "TIMESTAMP"),
+            ("sentiment", "DOUBLE"),  # VADER + crypto lexicon compound, in [-1, 1]
+            ("provider_sentiment", "DOUBLE"),
+            ("coins", "ARRAY<STRING>"),
+            ("topic", "INT"),
+            ("engagement", "DOUBLE"),
+            ("author_influence", "DOUBLE"),
+            ("dedup_hash", "STRING"),
+            ("duplicates", "INT"),
+            ("pub_month", "DATE"),
+        ),
+        keys=("doc_key",),
+        partition_by=("pub_month",),
+        description="Deduplicated, language-filtered, cleaned and scored news and social documents",
+    )
+)
+
+SILVER_CHAIN_ACTIVITY = register(
+    TableSpec(
+        name="silver.chain_activity",
+        columns=(
+            ("chain", "STRING"),
+            ("bucket_start", "TIMESTAMP"),
+            ("bucket_end", "TIMESTAMP"),  # available_time of the bucket
+            ("blocks", "BIGINT"),
+            ("tx_count", "BIGINT"),
+            ("gas_used", "DOUBLE"),
+            ("avg_gas_price_gwei", "DOUBLE"),
+            ("active_addresses", "BIGINT"),
+            ("native_volume", "DOUBLE"),
+            ("whale_transfers", "BIGINT"),
+            ("whale_volume", "DOUBLE"),
+            ("exchange_inflow", "DOUBLE"),
+            ("exchange_outflow", "DOUBLE"),
+            ("token_transfers", "BIGINT"),
+            ("bucket_date", "DATE"),
+        ),
+        keys=("chain", "bucket_start"),
+        partition_by=("bucket_date",),
+        description="Per-chain hourly activity: txs, gas, active addresses, whale and exchange flows",
+    )
+)
+
+ALT_WINDOWS: tuple[str, ...] = ("1h", "4h", "24h")
+ALT_FEATURE_COLUMNS: tuple[str, ...] = (
+    *(f"{m}_{w}" for w in ALT_WINDOWS for m in ("news_count", "post_count", "sent_mean", "sent_std")),
+    "sent_vol_4h",
+    "sent_vol_24h",
+    "chain_tx_count_1h",
+    "chain_active_addr_1h",
+    "chain_gas_price_gwei_1h",
+    "chain_whale_count_24h",
+    "chain_whale_volume_24h",
+    "chain_exchange_netflow_24h",
+)
+
+GOLD_ALT_FEATURES = register(
+    TableSpec(
+        name="gold.alt_features",
+        columns=(
+            ("coin", "STRING"),
+            ("timeframe", "STRING"),
+            ("ts", "TIMESTAMP"),  # bar open time
+            ("close_time", "TIMESTAMP"),  # uses only records with available_time <= close_time
+            *((c, "DOUBLE") for c in ALT_FEATURE_COLUMNS),
+            ("bar_date", "DATE"),
+        ),
+        keys=("coin", "timeframe", "ts"),
+        partition_by=("bar_date",),
+        description="News/social sentiment and volume, whale flow and chain activity per coin and bar",
+    )
+)

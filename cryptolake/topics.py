@@ -24,3 +24,7 @@ def dlq(topic: str) -> str:
 def market_key(exchange: str, symbol: str) -> str:
     """Message key for market data: ``exchange:symbol``."""
     return f"{exchange}:{symbol}"
+
+# --- alternative data (issue #5) -------------------------------------------------------
+MACRO_OBSERVATIONS = "macro.observations"
+CHAIN_DAILY_STATS = "chain.daily_stats"

@@ -87,4 +87,4 @@ def market_pipeline() -> None:
     trade(score(train(gold(silver(land(ingest()))))))
 
 
-market_pipeline()
+market_pipeline_dag = market_pipeline()

@@ -90,3 +90,71 @@ def ingest(interval: Interval, settings: Settings | None = None) -> dict[str, An
         progress=lambda n: log.info("ingest.progress", extra={"done": n, "total": total}),
     )
     return {"candles_in_interval": total, **asdict(result)}
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    from dataclasses import is_dataclass
+
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {k: v for k, v in asdict(obj).items() if _jsonable(v)}
+    if isinstance(obj, dict):
+        return obj
+    raise TypeError(f"cannot record task result of type {type(obj).__name__}")
+
+
+def _jsonable(v: Any) -> bool:
+    import json
+
+    try:
+        json.dumps(v, default=str)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def land(interval: Interval, settings: Settings | None = None) -> dict[str, Any]:
+    """Land market.ohlcv (and its producer-side dead letters) into bronze/quarantine, exactly once."""
+    from spark_jobs.bronze.landing import land_dead_letters, land_topic
+
+    settings = settings or get_settings()
+    landed = land_topic(topics.MARKET_OHLCV, settings=settings)
+    dead = land_dead_letters(topics.MARKET_OHLCV, settings=settings)
+    return {"landing": _as_dict(landed), "dead_letters": _as_dict(dead)}
+
+
+def silver(interval: Interval, settings: Settings | None = None) -> dict[str, Any]:
+    """Typed, deduplicated, flagged bars for the interval (MERGE)."""
+    from spark_jobs.silver.bars import run_silver_bars
+
+    return _as_dict(run_silver_bars(interval.start, interval.end, settings=settings or get_settings()))
+
+
+def gold(interval: Interval, settings: Settings | None = None) -> dict[str, Any]:
+    """Features and labels for the interval."""
+    from spark_jobs.gold.jobs import run_gold
+
+    return _as_dict(run_gold(interval.start, interval.end, settings=settings or get_settings()))
+
+
+TASKS = {"ingest": ingest, "land": land, "silver": silver, "gold": gold}
+
+
+def run_task(name: str, start: str, end: str, settings: Settings | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run one task for ``[start, end)`` and record its JSON result for the run summary."""
+    import json
+    import time
+
+    from pipeline.mainjob import task_results_dir
+
+    settings = settings or get_settings()
+    interval = Interval.parse(start, end)
+    t0 = time.monotonic()
+    log.info("task.start", extra={"task": name, "start": start, "end": end})
+    fn = TASKS[name]
+    result = fn(interval, settings, **kwargs) if kwargs else fn(interval, settings)
+    result = {**result, "task": name, "seconds": round(time.monotonic() - t0, 2)}
+    out = task_results_dir(settings, start, end)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    log.info("task.done", extra={"task": name, "seconds": result["seconds"]})
+    return result

@@ -1,0 +1,351 @@
+"""Exactly-once landing of a Kafka topic into its Delta bronze table.
+
+Kafka (``startingOffsets=earliest``) -> Structured Streaming with ``trigger(availableNow=True)``
+-> ``foreachBatch``: each payload is checked by the *same* pydantic model producers use
+(``cryptolake.schemas.SCHEMAS``) inside a vectorised pandas UDF (pydantic-core parses the JSON
+in Rust, so ~175k messages validate in a few seconds; a Spark-native copy of the rules would
+drift from the contracts). Valid rows append to ``bronze_spec(topic)``, the rest to
+``dead_letter_spec(topic)`` with the reason. Both appends are Delta idempotent writes
+(``txnAppId`` = table + the query's checkpoint id, ``txnVersion`` = batch id), so a batch
+replayed after a crash commits at most once and the checkpoint makes the Kafka offsets move
+exactly once. ``land_dead_letters`` does the same for the producer-side ``dlq.<topic>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd  # at runtime: pandas UDF type hints are resolved from this module's globals
+
+from cryptolake import topics
+from cryptolake.bus import bootstrap_servers
+from cryptolake.errors import (
+    BrokerUnavailableError,
+    CommitConflictError,
+    CryptolakeError,
+    DataValidationError,
+    InfrastructureError,
+    SchemaMismatchError,
+)
+from cryptolake.logs import get_logger
+from cryptolake.schemas import SCHEMAS, Message
+from cryptolake.settings import Settings, get_settings
+from cryptolake.tables import TableSpec, bronze_spec, dead_letter_spec
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = get_logger(__name__)
+
+# Same plausibility window as cryptolake.schemas.Message (catches seconds-vs-ms mix-ups).
+_MIN_MS, _MAX_MS = 1_230_768_000_000, 4_102_444_800_000
+_MAX_VALUE_CHARS = 200
+CHECK_DDL = "reason STRING, event_time BIGINT, available_time BIGINT, ingest_time BIGINT"
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    """What one landing run did."""
+
+    topic: str
+    rows_landed: int
+    rows_quarantined: int
+    batches: int
+
+
+# --- pure checks (no JVM) ----------------------------------------------------------------
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _MAX_VALUE_CHARS:
+        return value[:_MAX_VALUE_CHARS] + "..."
+    return value
+
+
+def check_payload(raw: str | None, model: type[Message] | None) -> tuple[str | None, int | None, int | None, int | None]:
+    """``(reason, event_time, available_time, ingest_time)`` of one payload; reason is None when valid.
+
+    With a model, the payload must pass it (same rules as the producer). Without one it must be a
+    JSON object with an epoch-ms ``event_time``. The reason is a DataValidationError message.
+    """
+    from pydantic import ValidationError
+
+    if raw is None:
+        return str(DataValidationError("payload", None, "empty Kafka value")), None, None, None
+    if model is not None:
+        try:
+            msg = model.model_validate_json(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+            reason = str(DataValidationError(field, _short(err.get("input")), err.get("msg", "invalid")))
+            return reason, None, None, None
+        return None, msg.event_time, msg.available_time, msg.ingest_time
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        return str(DataValidationError("payload", _short(raw), f"not valid JSON: {exc}")), None, None, None
+    if not isinstance(obj, dict):
+        return str(DataValidationError("payload", _short(raw), "must be a JSON object")), None, None, None
+    times: list[int | None] = []
+    for name in ("event_time", "available_time", "ingest_time"):
+        value = obj.get(name)
+        if value is None and name != "event_time":
+            times.append(None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or not _MIN_MS <= value <= _MAX_MS:
+            reason = "not an epoch-milliseconds time between 2009 and 2100"
+            return str(DataValidationError(name, _short(value), reason)), None, None, None
+        times.append(int(value))
+    return None, times[0], times[1], times[2]
+
+
+def check_payloads(raw: pd.Series, model: type[Message] | None) -> pd.DataFrame:
+    """Vectorised :func:`check_payload` over a Series of JSON strings (the pandas UDF body)."""
+    rows = [check_payload(None if v is None else str(v), model) for v in raw]
+    frame = pd.DataFrame(rows, columns=["reason", "event_time", "available_time", "ingest_time"])
+    for col in ("event_time", "available_time", "ingest_time"):
+        frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def model_for(topic: str, validate: bool) -> type[Message] | None:
+    """The schema a topic's payloads must pass, or None (valid JSON with event_time is enough)."""
+    return SCHEMAS.get(topic) if validate else None
+
+
+def checkpoint_location(kind: str, topic: str, settings: Settings) -> str:
+    """``<checkpoints>/<kind>/<topic>``."""
+    return f"{settings.paths.checkpoints().rstrip('/')}/{kind}/{topic}"
+
+
+# --- Spark ---------------------------------------------------------------------------------
+def ensure_table(spark: SparkSession, spec: TableSpec, settings: Settings | None = None) -> str:
+    """Create the Delta table of ``spec`` at its path if missing; returns the path."""
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import StructType
+
+    path = spec.path(settings)
+    if DeltaTable.isDeltaTable(spark, path):
+        return path
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(StructType.fromDDL(spec.ddl))
+    if spec.partition_by:
+        builder = builder.partitionedBy(*spec.partition_by)
+    if spec.description:
+        builder = builder.comment(spec.description)
+    try:
+        builder.execute()
+    except Exception as exc:  # py4j / Delta errors, translated at the boundary
+        raise translate_spark_error(exc, f"create {spec.name} at {path}") from exc
+    log.info("delta.table_created", extra={"table": spec.name, "path": path})
+    return path
+
+
+def translate_spark_error(exc: BaseException, what: str) -> CryptolakeError:
+    """Map py4j/Delta/streaming errors onto cryptolake errors (commit conflicts are retryable)."""
+    if isinstance(exc, CryptolakeError):
+        return exc
+    text = str(exc)
+    if any(s in text for s in ("ConcurrentAppendException", "ConcurrentWriteException",
+                               "ConcurrentDeleteReadException", "ConcurrentTransactionException",
+                               "ProtocolChangedException", "MetadataChangedException", "DELTA_CONCURRENT")):
+        return CommitConflictError(f"{what}: concurrent Delta commit: {text[:500]}")
+    if "DELTA_FAILED_TO_MERGE_FIELDS" in text or "schema mismatch" in text.lower() or "DELTA_SCHEMA" in text:
+        return SchemaMismatchError(f"{what}: {text[:1000]}")
+    if "TimeoutException" in text and "kafka" in text.lower():
+        return BrokerUnavailableError(f"{what}: {text[:500]}")
+    return InfrastructureError(f"{what}: {text[:2000]}")
+
+
+def to_bronze(batch: DataFrame, model: type[Message] | None, landed_time: datetime) -> DataFrame:
+    """Kafka rows -> checked rows with bronze columns plus ``reason`` (null when valid)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf(CHECK_DDL)  # type: ignore[call-overload]
+    def check(raw: pd.Series) -> pd.DataFrame:
+        return check_payloads(raw, model)
+
+    payload = F.col("value").cast("string")
+    checked = batch.select(
+        F.col("key").cast("string").alias("key"),
+        payload.alias("payload"),
+        F.col("topic"),
+        F.col("partition").cast("int").alias("partition"),
+        F.col("offset").cast("long").alias("offset"),
+        F.col("timestamp").alias("kafka_time"),
+        check(payload).alias("c"),
+    )
+    return checked.select(
+        "key", "payload", "topic", "partition", "offset", "kafka_time",
+        F.timestamp_millis("c.event_time").alias("event_time"),
+        F.timestamp_millis("c.available_time").alias("available_time"),
+        F.timestamp_millis("c.ingest_time").alias("ingest_time"),
+        F.lit(landed_time).cast("timestamp").alias("landed_time"),
+        F.to_date(F.timestamp_millis("c.event_time")).alias("event_date"),
+        F.col("c.reason").alias("reason"),
+    )
+
+
+def _append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    (df.write.format("delta").mode("append")
+       .option("txnAppId", app_id).option("txnVersion", batch_id).save(path))
+
+
+class _Batches:
+    """foreachBatch state: the query id (for txnAppId) and running totals."""
+
+    def __init__(self) -> None:
+        self.query_id = ""
+        self.ready = threading.Event()
+        self.landed = 0
+        self.quarantined = 0
+        self.batches = 0
+
+
+def _run_stream(spark: SparkSession, topic: str, checkpoint: str, settings: Settings,
+                max_offsets_per_trigger: int | None, handler: Any, state: _Batches, what: str) -> None:
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap_servers(settings))
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("includeHeaders", "false")
+    )
+    if max_offsets_per_trigger is not None:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    try:
+        query = (
+            reader.load().writeStream.queryName(f"{what}-{topic}")
+            .option("checkpointLocation", checkpoint)
+            .trigger(availableNow=True)
+            .foreachBatch(handler)
+            .start()
+        )
+        state.query_id = str(query.id)  # persists across restarts from the same checkpoint
+        state.ready.set()
+        query.awaitTermination()
+    except Exception as exc:  # py4j StreamingQueryException and friends
+        state.ready.set()
+        raise translate_spark_error(exc, f"{what} {topic}") from exc
+
+
+def land_topic(topic: str, *, settings: Settings | None = None, validate: bool = True,
+               max_offsets_per_trigger: int | None = None, landed_time: datetime | None = None) -> LandingResult:
+    """Land everything new on ``topic`` into ``bronze_spec(topic)``, exactly once; bad rows to quarantine.
+
+    ``landed_time`` defaults to the wall clock at the start of the run (it is load metadata, not
+    a transform input).
+    """
+    from pyspark.sql import functions as F
+
+    from spark_jobs.session import get_spark
+
+    settings = settings or get_settings()
+    spark = get_spark(settings)
+    bronze, quarantine = bronze_spec(topic), dead_letter_spec(topic)
+    bronze_path = ensure_table(spark, bronze, settings)
+    quarantine_path = ensure_table(spark, quarantine, settings)
+    model = model_for(topic, validate)
+    stamp = landed_time or datetime.now(UTC)
+    state = _Batches()
+
+    def handle(batch: DataFrame, batch_id: int) -> None:
+        state.ready.wait(timeout=60)
+        checked = to_bronze(batch, model, stamp).persist()
+        try:
+            good = checked.where(F.col("reason").isNull()).select(*bronze.column_names)
+            bad = checked.where(F.col("reason").isNotNull()).select(*quarantine.column_names)
+            n_good, n_bad = good.count(), bad.count()
+            if n_good:
+                _append(good.repartition("event_date"), bronze_path, f"{bronze.name}:{state.query_id}", batch_id)
+            if n_bad:
+                _append(bad.coalesce(1), quarantine_path, f"{quarantine.name}:{state.query_id}", batch_id)
+        except Exception as exc:
+            raise translate_spark_error(exc, f"land batch {batch_id} of {topic}") from exc
+        finally:
+            checked.unpersist()
+        state.landed += n_good
+        state.quarantined += n_bad
+        state.batches += 1
+        log.info("bronze.batch", extra={"topic": topic, "batch_id": batch_id, "landed": n_good,
+                                        "quarantined": n_bad})
+        if n_bad:
+            log.warning("bronze.quarantined", extra={"topic": topic, "batch_id": batch_id, "rows": n_bad})
+
+    _run_stream(spark, topic, checkpoint_location("bronze", topic, settings), settings,
+                max_offsets_per_trigger, handle, state, "land")
+    result = LandingResult(topic, state.landed, state.quarantined, state.batches)
+    log.info("bronze.landed", extra={"topic": topic, "rows_landed": result.rows_landed,
+                                     "rows_quarantined": result.rows_quarantined, "batches": result.batches})
+    return result
+
+
+def parse_envelope(raw: str | None) -> tuple[str | None, str, str | None]:
+    """A producer dead-letter envelope -> ``(payload, reason, original topic)``."""
+    if raw is None:
+        return None, "empty dead-letter record", None
+    try:
+        env = json.loads(raw)
+    except ValueError as exc:
+        return raw, f"unreadable dead-letter envelope: {exc}", None
+    if not isinstance(env, dict) or "reason" not in env:
+        return raw, "unreadable dead-letter envelope: no reason field", None
+    payload = env.get("payload")
+    return (None if payload is None else str(payload)), str(env["reason"]), env.get("topic")
+
+
+def land_dead_letters(topic: str, *, settings: Settings | None = None,
+                      landed_time: datetime | None = None) -> LandingResult:
+    """Land the producer-side dead letters of ``topic`` (Kafka ``dlq.<topic>``) into
+    ``dead_letter_spec("dlq.<topic>")`` (``quarantine.dlq_<topic>``), exactly once, with their reasons."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    from spark_jobs.session import get_spark
+
+    settings = settings or get_settings()
+    spark = get_spark(settings)
+    dlq_topic = topics.dlq(topic)
+    spec = dead_letter_spec(dlq_topic)
+    path = ensure_table(spark, spec, settings)
+    stamp = landed_time or datetime.now(UTC)
+    state = _Batches()
+
+    @pandas_udf("payload STRING, reason STRING")  # type: ignore[call-overload]
+    def unwrap(raw: pd.Series) -> pd.DataFrame:
+        rows = [parse_envelope(None if v is None else str(v))[:2] for v in raw]
+        return pd.DataFrame(rows, columns=["payload", "reason"])
+
+    def handle(batch: DataFrame, batch_id: int) -> None:
+        state.ready.wait(timeout=60)
+        env = unwrap(F.col("value").cast("string"))
+        rows = batch.select(
+            F.col("key").cast("string").alias("key"),
+            env.alias("e"),
+            F.col("topic"),
+            F.col("partition").cast("int").alias("partition"),
+            F.col("offset").cast("long").alias("offset"),
+            F.col("timestamp").alias("kafka_time"),
+        ).select("key", F.col("e.payload").alias("payload"), "topic", "partition", "offset", "kafka_time",
+                 F.col("e.reason").alias("reason"), F.lit(stamp).cast("timestamp").alias("landed_time"))
+        try:
+            rows = rows.persist()
+            n = rows.count()
+            if n:
+                _append(rows.coalesce(1), path, f"{spec.name}:{state.query_id}", batch_id)
+        except Exception as exc:
+            raise translate_spark_error(exc, f"land dead letters batch {batch_id} of {dlq_topic}") from exc
+        finally:
+            rows.unpersist()
+        state.quarantined += n
+        state.batches += 1
+        log.info("quarantine.batch", extra={"topic": dlq_topic, "batch_id": batch_id, "rows": n})
+
+    _run_stream(spark, dlq_topic, checkpoint_location("quarantine", dlq_topic, settings), settings,
+                None, handle, state, "dead-letters")
+    return LandingResult(dlq_topic, 0, state.quarantined, state.batches)

@@ -1,0 +1,143 @@
+"""The gold job: silver.bars -> gold.features and gold.labels for one data interval.
+
+Features for bars opening in ``[start, end)`` are computed from those bars plus the
+``WARMUP_BARS`` valid bars before ``start`` (exactly the warm-up the feature definition
+declares, so results equal a run over the whole history) and written with ``replaceWhere``
+on the interval. A label becomes knowable when the next bar arrives, so labels are scoped
+by the *next* bar: this run writes the labels whose next valid bar opens in
+``[start, end)`` (MERGE on the keys). Re-running an interval rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from cryptolake.errors import DataValidationError, SchemaMismatchError, TableNotFoundError
+from cryptolake.logs import get_logger
+from cryptolake.settings import Settings, get_settings
+from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES, GOLD_LABELS, SILVER_BARS
+from spark_jobs.gold.features import WARMUP_BARS, compute_features
+from spark_jobs.gold.labels import SERIES_KEYS, labels_with_next_open
+from spark_jobs.silver.bars import (
+    _check_interval,
+    _date_filter,
+    _sql_ts,
+    ensure_table,
+    merge_rows,
+    table_exists,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = get_logger(__name__)
+
+
+@dataclass
+class GoldResult:
+    """What one gold run wrote (JSON-able)."""
+
+    start: str
+    end: str
+    feature_rows: int = 0
+    label_rows: int = 0
+    labels_inserted: int = 0
+    labels_updated: int = 0
+    anomalies: int = 0
+    warmup_bars_read: int = 0
+    per_series: dict[str, int] = field(default_factory=dict)
+    features_version: int = -1
+    labels_version: int = -1
+
+
+def bars_with_warmup(spark: SparkSession, start: datetime, end: datetime,
+                     settings: Settings | None = None) -> DataFrame:
+    """Valid silver bars opening in ``[start, end)`` plus the ``WARMUP_BARS`` valid bars before ``start``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not table_exists(spark, SILVER_BARS, settings):
+        raise TableNotFoundError(f"{SILVER_BARS.name} does not exist at {SILVER_BARS.path(settings)}")
+    silver = spark.read.format("delta").load(SILVER_BARS.path(settings)).where("is_valid")
+    before = silver.where(f"bar_date <= DATE '{start.date().isoformat()}' AND open_time < {_sql_ts(start)}")
+    latest_first = Window.partitionBy(*SERIES_KEYS).orderBy(F.col("open_time").desc())
+    warmup = before.withColumn("_n", F.row_number().over(latest_first)).where(
+        F.col("_n") <= WARMUP_BARS
+    ).drop("_n")
+    current = silver.where(_date_filter("bar_date", start, end)).where(
+        f"open_time >= {_sql_ts(start)} AND open_time < {_sql_ts(end)}"
+    )
+    return warmup.unionByName(current)
+
+
+def _validate_features(features: DataFrame) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    if tuple(features.columns) != GOLD_FEATURES.column_names:
+        raise SchemaMismatchError(f"gold.features rows have columns {features.columns}")
+    row = features.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_distinct(*GOLD_FEATURES.keys).alias("keys"),
+        F.sum(F.col("anomaly_flag").cast("int")).alias("anomalies"),
+        *[F.sum((F.isnan(c) | F.col(c).isNull()).cast("int")).alias(c) for c in FEATURE_COLUMNS],
+    ).collect()[0]
+    for c in FEATURE_COLUMNS:
+        if row[c]:
+            raise DataValidationError(c, "NaN", f"{row[c]} feature rows have no value after warm-up")
+    if row["rows"] != row["keys"]:
+        raise DataValidationError("ts", row["rows"] - row["keys"], "duplicate feature rows")
+    return {"rows": int(row["rows"]), "anomalies": int(row["anomalies"] or 0)}
+
+
+def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -> GoldResult:
+    """Write gold.features and gold.labels for ``[start, end)`` (idempotent; see module docstring)."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.session import get_spark
+
+    settings = settings or get_settings()
+    _check_interval(start, end)
+    spark = get_spark(settings)
+    result = GoldResult(start=start.isoformat(), end=end.isoformat())
+    bars = bars_with_warmup(spark, start, end, settings).persist()
+    try:
+        result.warmup_bars_read = bars.where(f"open_time < {_sql_ts(start)}").count()
+        in_interval = f"ts >= {_sql_ts(start)} AND ts < {_sql_ts(end)}"
+        features = compute_features(bars).where(in_interval).persist()
+        checked = _validate_features(features)
+        ensure_table(spark, GOLD_FEATURES, settings)
+        scope = f"{_date_filter('bar_date', start, end)} AND {in_interval}"
+        features.write.format("delta").mode("overwrite").option("replaceWhere", scope).save(
+            GOLD_FEATURES.path(settings)
+        )
+        result.feature_rows, result.anomalies = checked["rows"], checked["anomalies"]
+        result.per_series = {
+            f"{r['exchange']}:{r['symbol']}:{r['timeframe']}": int(r["count"])
+            for r in features.groupBy(*SERIES_KEYS).count().collect()
+        }
+        features.unpersist()
+        labels = (
+            labels_with_next_open(bars)
+            .where(f"next_open_time >= {_sql_ts(start)} AND next_open_time < {_sql_ts(end)}")
+            .drop("next_open_time")
+            .persist()
+        )
+        result.label_rows = labels.count()
+        bounds = labels.agg(F.min("bar_date"), F.max("bar_date")).collect()[0]
+        if result.label_rows:
+            target = f"t.bar_date >= DATE '{bounds[0]}' AND t.bar_date <= DATE '{bounds[1]}'"
+            metrics = merge_rows(spark, labels, GOLD_LABELS, target_filter=target, settings=settings)
+            result.labels_inserted, result.labels_updated = metrics["inserted"], metrics["updated"]
+            result.labels_version = metrics["version"]
+        labels.unpersist()
+    finally:
+        bars.unpersist()
+    from delta.tables import DeltaTable
+
+    result.features_version = int(
+        DeltaTable.forPath(spark, GOLD_FEATURES.path(settings)).history(1).collect()[0]["version"]
+    )
+    log.info("gold.done", extra={k: v for k, v in vars(result).items()})
+    return result

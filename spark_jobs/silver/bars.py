@@ -1,0 +1,427 @@
+"""bronze.market_ohlcv -> silver.bars: typed, deduplicated candles with gap and anomaly flags.
+
+Nothing is dropped and nothing is invented: duplicates collapse to the first landed copy
+(counted in ``duplicates``), missing bars are reported on the next bar (``gap_before``,
+``missing_bars_before``), impossible values are flagged (``is_valid`` false plus a readable
+``flag_reasons``) and kept. Arrival order does not matter: every decision is made on the
+bar's own open time and on the landing order of copies of the same bar.
+
+A jump is a one-bar log return whose robust z-score against the previous ``JUMP_WINDOW``
+returns exceeds ``settings.market.jump_threshold``:
+``|r - median| / max(1.4826 * MAD, JUMP_MIN_SCALE)``. The bar right after a flagged jump is
+not a jump when its return measured from the bar *before* the jump is ordinary: that is the
+reversal of a bad print, and it must not cost a valid bar.
+
+The job is scoped to ``[start, end)`` on ``open_time``; it reads ``CONTEXT_BARS`` bars before
+``start`` for gap and jump context, so a re-run or a run of any other interval gives the same
+rows, and writes them with a Delta MERGE on the table keys that only touches changed rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cryptolake import topics
+from cryptolake.errors import (
+    CommitConflictError,
+    DataValidationError,
+    SchemaMismatchError,
+    TableNotFoundError,
+)
+from cryptolake.logs import get_logger
+from cryptolake.retry import call_with_retry
+from cryptolake.settings import Settings, get_settings
+from cryptolake.tables import SILVER_BARS, TableSpec, bronze_spec
+from cryptolake.types import TIMEFRAME_MS
+
+if TYPE_CHECKING:
+    from delta.tables import DeltaTable
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+log = get_logger(__name__)
+
+JUMP_WINDOW = 48  # previous returns the robust scale is measured on (a day of 30m bars)
+JUMP_MIN_PERIODS = 12  # fewer previous returns than this: too little context to call a jump
+JUMP_MIN_SCALE = 1e-4  # one basis point: a flat window must not make every tick a jump
+CONTEXT_BARS = JUMP_WINDOW + 2  # bars read before the interval: jump window + the reversal check
+_MAD_TO_SIGMA = 1.4826
+SERIES_KEYS: tuple[str, ...] = ("exchange", "symbol", "timeframe")
+
+# flag column -> the reason written to flag_reasons
+FLAG_REASONS: dict[str, str] = {
+    "flag_high_low": "high_below_low",
+    "flag_negative_volume": "negative_volume",
+    "flag_ohlc_range": "open_close_outside_range",
+    "flag_jump": "price_jump",
+}
+_NON_POSITIVE = "non_positive_price"  # also under flag_ohlc_range: no finite log return exists
+
+_PAYLOAD_DDL = (
+    "schema_version INT, exchange STRING, symbol STRING, timeframe STRING, open DOUBLE, high DOUBLE, "
+    "low DOUBLE, close DOUBLE, volume DOUBLE, event_time BIGINT, available_time BIGINT, ingest_time BIGINT"
+)
+_PRE_JUMP_COLUMNS: tuple[str, ...] = tuple(
+    c for c in SILVER_BARS.column_names if c not in ("flag_jump", "is_valid", "flag_reasons")
+) + ("non_positive",)
+
+
+@dataclass
+class SilverResult:
+    """What one silver run did (JSON-able: recorded by the pipeline's run summary)."""
+
+    start: str
+    end: str
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    valid: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    missing_bars: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)
+    per_series: dict[str, int] = field(default_factory=dict)
+    table_version: int = -1
+
+
+# --- pure transform ------------------------------------------------------------------------
+def build_bars(bronze_df: DataFrame, *, timeframe_ms: int, jump_threshold: float) -> DataFrame:
+    """Bronze OHLCV rows of one timeframe -> silver.bars rows (every bar in the input, flagged).
+
+    Rows whose payload timeframe is not ``timeframe_ms`` are not part of this call's output:
+    :func:`run_silver_bars` calls once per timeframe present.
+    """
+    return _build(bronze_df, timeframe_ms=timeframe_ms, jump_threshold=jump_threshold).select(
+        *SILVER_BARS.column_names
+    )
+
+
+def _build(bronze_df: DataFrame, *, timeframe_ms: int, jump_threshold: float) -> DataFrame:
+    """build_bars plus ``prev_open_time`` (the predecessor seen in the input, null if none)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if timeframe_ms <= 0:
+        raise DataValidationError("timeframe_ms", timeframe_ms, "must be a positive number of milliseconds")
+    if jump_threshold <= 0:
+        raise DataValidationError("jump_threshold", jump_threshold, "must be > 0")
+    tf_map = F.create_map(*[F.lit(x) for kv in TIMEFRAME_MS.items() for x in kv])
+    p = F.from_json(F.col("payload"), _PAYLOAD_DDL)
+    parsed = (
+        bronze_df.select(p.alias("p"), "partition", "offset", "landed_time")
+        .select("p.*", "partition", "offset", "landed_time")
+        .where(tf_map[F.col("timeframe")] == F.lit(timeframe_ms))
+        .select(
+            *SERIES_KEYS,
+            F.timestamp_millis("event_time").alias("open_time"),
+            F.timestamp_millis("available_time").alias("close_time"),
+            "open", "high", "low", "close", "volume",
+            F.timestamp_millis("ingest_time").alias("ingest_time"),
+            "partition", "offset", "landed_time",
+        )
+    )
+    bar_key = Window.partitionBy(*SERIES_KEYS, "open_time")
+    first_landed = bar_key.orderBy(
+        F.col("landed_time").asc_nulls_last(), F.col("partition").asc(), F.col("offset").asc()
+    )
+    deduped = (
+        parsed.withColumn("_rank", F.row_number().over(first_landed))
+        .withColumn("duplicates", (F.count(F.lit(1)).over(bar_key) - 1).cast("int"))
+        .where("_rank = 1")
+        .drop("_rank", "partition", "offset", "landed_time")
+    )
+    series = Window.partitionBy(*SERIES_KEYS).orderBy("open_time")
+    prev = F.lag("open_time").over(series)
+    step_ms = F.unix_millis("open_time") - F.unix_millis(F.col("prev_open_time"))
+    missing = F.when(F.col("prev_open_time").isNull(), F.lit(0)).otherwise(
+        F.floor(step_ms / F.lit(timeframe_ms)) - 1
+    )
+    flagged = (
+        deduped.withColumn("prev_open_time", prev)
+        .withColumn("missing_bars_before", missing.cast("int"))
+        .withColumn("gap_before", F.col("missing_bars_before") > 0)
+        .withColumn("flag_high_low", F.col("high") < F.col("low"))
+        .withColumn("flag_negative_volume", F.col("volume") < 0)
+        .withColumn("non_positive", _any(F.col(c) <= 0 for c in ("open", "high", "low", "close")))
+        .withColumn(
+            "flag_ohlc_range",
+            F.col("non_positive")
+            | _any(
+                (F.col(c) > F.col("high")) | (F.col(c) < F.col("low")) for c in ("open", "close")
+            ),
+        )
+        .withColumn("bar_date", F.to_date("open_time"))
+    )
+    jump_input = flagged.select(*_PRE_JUMP_COLUMNS, "prev_open_time")
+    out_ddl = ", ".join(
+        f"{c} {t}" for c, t in [*_spec_types(_PRE_JUMP_COLUMNS), ("prev_open_time", "TIMESTAMP"),
+                                ("flag_jump", "BOOLEAN")]
+    )
+
+    def per_series(pdf: pd.DataFrame) -> pd.DataFrame:
+        pdf = pdf.sort_values("open_time", kind="stable").reset_index(drop=True)
+        pdf["flag_jump"] = flag_jumps(pdf["close"].to_numpy(float), jump_threshold)
+        return pdf
+
+    with_jumps = jump_input.groupBy(*SERIES_KEYS).applyInPandas(per_series, schema=out_ddl)
+    reasons = [F.when(F.col(c), F.lit(r)) for c, r in FLAG_REASONS.items() if c != "flag_ohlc_range"]
+    range_reason = F.when(F.col("non_positive"), F.lit(_NON_POSITIVE)).when(
+        F.col("flag_ohlc_range"), F.lit(FLAG_REASONS["flag_ohlc_range"])
+    )
+    reasons.insert(2, range_reason)
+    return (
+        with_jumps.withColumn("is_valid", ~_any(F.col(c) for c in FLAG_REASONS))
+        .withColumn("flag_reasons", F.concat_ws(",", *reasons))
+        .drop("non_positive")
+    )
+
+
+def flag_jumps(close: np.ndarray, threshold: float) -> np.ndarray:
+    """Jump flags of one series ordered by time (see the module docstring for the rule)."""
+    close = np.where(np.asarray(close, dtype=float) > 0, close, np.nan)
+    n = len(close)
+    ref = pd.Series(close).ffill().to_numpy()  # a non-positive print is flagged elsewhere
+    r1 = np.full(n, np.nan)
+    r1[1:] = np.log(close[1:] / ref[:-1])
+    r2 = np.full(n, np.nan)
+    r2[2:] = np.log(close[2:] / ref[:-2])
+    padded = np.concatenate([np.full(JUMP_WINDOW, np.nan), r1])
+    windows = np.lib.stride_tricks.sliding_window_view(padded[:-1], JUMP_WINDOW)  # row t: r1[t-W:t]
+    enough = np.sum(~np.isnan(windows), axis=1) >= JUMP_MIN_PERIODS
+    med = np.full(n, np.nan)
+    mad = np.full(n, np.nan)
+    if enough.any():
+        w = windows[enough]
+        med[enough] = np.nanmedian(w, axis=1)
+        mad[enough] = np.nanmedian(np.abs(w - med[enough][:, None]), axis=1)
+    scale = np.fmax(_MAD_TO_SIGMA * mad, JUMP_MIN_SCALE)
+    z1 = np.abs(r1 - med) / scale
+    z2 = np.abs(r2 - med) / scale
+    jump = np.where(np.isnan(z1), False, z1 > threshold)
+    reversal = np.zeros(n, dtype=bool)
+    reversal[1:] = jump[:-1] & ~np.isnan(z2[1:]) & (z2[1:] <= threshold)
+    return jump & ~reversal
+
+
+def _any(cols: Any) -> Column:
+    from functools import reduce
+
+    return reduce(lambda a, b: a | b, cols)
+
+
+def _spec_types(columns: tuple[str, ...]) -> list[tuple[str, str]]:
+    types = dict(SILVER_BARS.columns) | {"non_positive": "BOOLEAN"}
+    return [(c, types[c]) for c in columns]
+
+
+# --- Delta I/O shared by the silver and gold jobs ---------------------------------------------
+def ensure_table(spark: SparkSession, spec: TableSpec, settings: Settings | None = None) -> DeltaTable:
+    """The spec's Delta table, created empty (with its partitioning) if it does not exist."""
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import StructType
+
+    path = spec.path(settings)
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(StructType.fromDDL(spec.ddl))
+    if spec.partition_by:
+        builder = builder.partitionedBy(*spec.partition_by)
+    table = builder.execute()
+    actual = tuple(f.name for f in table.toDF().schema.fields)
+    if actual != spec.column_names:
+        raise SchemaMismatchError(f"{spec.name} at {path} has columns {actual}, spec says {spec.column_names}")
+    return table
+
+
+def table_exists(spark: SparkSession, spec: TableSpec, settings: Settings | None = None) -> bool:
+    """Whether a Delta table exists at the spec's path."""
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, spec.path(settings)))
+
+
+def merge_rows(
+    spark: SparkSession,
+    rows: DataFrame,
+    spec: TableSpec,
+    *,
+    target_filter: str,
+    settings: Settings | None = None,
+) -> dict[str, int]:
+    """MERGE ``rows`` into the spec's table on its keys; only rows whose values changed are updated.
+
+    ``target_filter`` (SQL on the target alias ``t``) bounds the target rows touched, for
+    partition pruning and to keep concurrent interval runs from conflicting. Returns Delta's
+    operation metrics (inserted/updated) and the new table version.
+    """
+    from pyspark.errors.exceptions.captured import CapturedException
+
+    on = " AND ".join([f"t.{k} = s.{k}" for k in spec.keys] + [f"({target_filter})"])
+    changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in spec.column_names if c not in spec.keys)
+
+    def attempt() -> dict[str, int]:
+        table = ensure_table(spark, spec, settings)
+        try:
+            (
+                table.alias("t")
+                .merge(rows.alias("s"), on)
+                .whenMatchedUpdateAll(condition=changed)
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        except CapturedException as exc:
+            if "Concurrent" in type(exc).__name__ or "ConcurrentAppend" in str(exc):
+                raise CommitConflictError(f"{spec.name}: concurrent commit, retrying: {exc}") from exc
+            raise
+        last = table.history(1).collect()[0]
+        metrics = last["operationMetrics"] or {}
+        return {
+            "inserted": int(metrics.get("numTargetRowsInserted", 0)),
+            "updated": int(metrics.get("numTargetRowsUpdated", 0)),
+            "version": int(last["version"]),
+        }
+
+    return call_with_retry(attempt, what=f"merge {spec.name}")
+
+
+# --- job ---------------------------------------------------------------------------------------
+def _check_interval(start: datetime, end: datetime) -> None:
+    for name, value in (("start", start), ("end", end)):
+        if value.tzinfo is None or value.utcoffset() != timedelta(0):
+            raise DataValidationError(name, value, "must be a UTC-aware datetime")
+    if not start < end:
+        raise DataValidationError("end", end, f"must be after start {start.isoformat()}")
+
+
+def _sql_ts(value: datetime) -> str:
+    return f"TIMESTAMP '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def _date_filter(column: str, start: datetime, end: datetime) -> str:
+    return f"{column} >= DATE '{start.date().isoformat()}' AND {column} <= DATE '{end.date().isoformat()}'"
+
+
+def validate_bars(bars: DataFrame, start: datetime, end: datetime) -> dict[str, Any]:
+    """Check silver rows before writing; returns the summary counts. Raises naming the bad field."""
+    from pyspark.sql import functions as F
+
+    if tuple(bars.columns) != SILVER_BARS.column_names:
+        raise SchemaMismatchError(f"silver.bars rows have columns {bars.columns}, spec {SILVER_BARS.column_names}")
+    agg = bars.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_distinct(*SILVER_BARS.keys).alias("distinct_keys"),
+        *[F.sum(F.col(k).isNull().cast("int")).alias(f"null_{k}") for k in SILVER_BARS.keys],
+        F.sum(
+            ((F.col("open_time") < F.expr(_sql_ts(start))) | (F.col("open_time") >= F.expr(_sql_ts(end))))
+            .cast("int")
+        ).alias("outside"),
+        F.sum(F.col("is_valid").cast("int")).alias("valid"),
+        F.sum("duplicates").alias("duplicates"),
+        F.sum(F.col("gap_before").cast("int")).alias("gaps"),
+        F.sum("missing_bars_before").alias("missing_bars"),
+        *[F.sum(F.col(c).cast("int")).alias(c) for c in FLAG_REASONS],
+    ).collect()[0]
+    for k in SILVER_BARS.keys:
+        if agg[f"null_{k}"]:
+            raise DataValidationError(k, None, f"{agg[f'null_{k}']} silver bars have no {k}")
+    if agg["rows"] != agg["distinct_keys"]:
+        raise DataValidationError("open_time", agg["rows"] - agg["distinct_keys"], "duplicate bars after dedup")
+    if agg["outside"]:
+        raise DataValidationError("open_time", agg["outside"], f"bars outside the interval [{start}, {end})")
+    return agg.asDict()
+
+
+def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = None) -> SilverResult:
+    """Build silver.bars for bars opening in ``[start, end)`` from bronze and MERGE them (idempotent)."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.session import get_spark
+
+    settings = settings or get_settings()
+    _check_interval(start, end)
+    spark = get_spark(settings)
+    bronze = bronze_spec(topics.MARKET_OHLCV)
+    if not table_exists(spark, bronze, settings):
+        raise TableNotFoundError(f"{bronze.name} does not exist at {bronze.path(settings)}: run the landing job")
+    raw = spark.read.format("delta").load(bronze.path(settings))
+    result = SilverResult(start=start.isoformat(), end=end.isoformat())
+    in_interval = raw.where(_date_filter("event_date", start, end)).where(
+        f"event_time >= {_sql_ts(start)} AND event_time < {_sql_ts(end)}"
+    )
+    timeframes = [
+        r[0] for r in in_interval.select(F.get_json_object("payload", "$.timeframe")).distinct().collect()
+    ]
+    unknown = [tf for tf in timeframes if tf not in TIMEFRAME_MS]
+    if unknown:
+        raise DataValidationError("timeframe", unknown[0], f"bronze rows with a timeframe not in {sorted(TIMEFRAME_MS)}")
+    parts: list[DataFrame] = []
+    for tf in sorted(timeframes):
+        tf_ms = TIMEFRAME_MS[tf]
+        read_from = start - timedelta(milliseconds=tf_ms * CONTEXT_BARS)
+        window = raw.where(_date_filter("event_date", read_from, end)).where(
+            f"event_time >= {_sql_ts(read_from)} AND event_time < {_sql_ts(end)}"
+        )
+        built = _build(window, timeframe_ms=tf_ms, jump_threshold=settings.market.jump_threshold)
+        built = built.where(f"open_time >= {_sql_ts(start)} AND open_time < {_sql_ts(end)}")
+        parts.append(_fill_gaps_from_silver(spark, built, read_from, tf_ms, settings))
+    if not parts:
+        log.info("silver.bars.empty", extra={"start": result.start, "end": result.end})
+        return result
+    bars = parts[0]
+    for part in parts[1:]:
+        bars = bars.unionByName(part)
+    bars = bars.select(*SILVER_BARS.column_names).persist()
+    try:
+        summary = validate_bars(bars, start, end)
+        target = f"{_date_filter('t.bar_date', start, end)} AND t.open_time >= {_sql_ts(start)} " \
+                 f"AND t.open_time < {_sql_ts(end)}"
+        metrics = merge_rows(spark, bars, SILVER_BARS, target_filter=target, settings=settings)
+        per_series = {
+            f"{r['exchange']}:{r['symbol']}:{r['timeframe']}": int(r["count"])
+            for r in bars.groupBy(*SERIES_KEYS).count().collect()
+        }
+    finally:
+        bars.unpersist()
+    result.rows = int(summary["rows"])
+    result.valid = int(summary["valid"] or 0)
+    result.invalid = result.rows - result.valid
+    result.duplicates = int(summary["duplicates"] or 0)
+    result.gaps = int(summary["gaps"] or 0)
+    result.missing_bars = int(summary["missing_bars"] or 0)
+    result.flagged = {reason: int(summary[c] or 0) for c, reason in FLAG_REASONS.items()}
+    result.inserted, result.updated, result.table_version = (
+        metrics["inserted"], metrics["updated"], metrics["version"],
+    )
+    result.per_series = per_series
+    log.info("silver.bars.done", extra={k: v for k, v in vars(result).items()})
+    return result
+
+
+def _fill_gaps_from_silver(
+    spark: SparkSession, built: DataFrame, read_from: datetime, tf_ms: int, settings: Settings
+) -> DataFrame:
+    """Bars with no predecessor in the read window: measure the gap from silver's last earlier bar.
+
+    A gap longer than the context window would otherwise look like the start of a series.
+    """
+    from pyspark.sql import functions as F
+
+    if not table_exists(spark, SILVER_BARS, settings):
+        return built.drop("prev_open_time")
+    last = (
+        spark.read.format("delta").load(SILVER_BARS.path(settings))
+        .where(f"bar_date <= DATE '{read_from.date().isoformat()}' AND open_time < {_sql_ts(read_from)}")
+        .groupBy(*SERIES_KEYS).agg(F.max("open_time").alias("_last_silver"))
+    )
+    joined = built.join(F.broadcast(last), list(SERIES_KEYS), "left")
+    step = F.unix_millis("open_time") - F.unix_millis("_last_silver")
+    use = F.col("prev_open_time").isNull() & F.col("_last_silver").isNotNull()
+    missing = F.when(use, (F.floor(step / F.lit(tf_ms)) - 1).cast("int")).otherwise(F.col("missing_bars_before"))
+    return (
+        joined.withColumn("missing_bars_before", missing)
+        .withColumn("gap_before", F.col("missing_bars_before") > 0)
+        .drop("_last_silver", "prev_open_time")
+    )

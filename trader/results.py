@@ -1,0 +1,143 @@
+"""Run results as DataFrames, shared by backtest and live (same fields, same builders)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from trader.domain import Fill, Order, Rejection
+from trader.engine import Engine, EquityPoint
+from trader.portfolio import Trade
+
+FILL_COLUMNS = [
+    "id",
+    "order_id",
+    "client_id",
+    "exchange",
+    "symbol",
+    "side",
+    "price",
+    "qty",
+    "fee",
+    "fee_currency",
+    "ts",
+    "liquidity",
+    "tag",
+]
+ORDER_COLUMNS = [
+    "client_id",
+    "id",
+    "exchange",
+    "symbol",
+    "side",
+    "type",
+    "qty",
+    "price",
+    "status",
+    "reduce_only",
+    "oco_group",
+    "tag",
+    "filled_qty",
+    "avg_fill_price",
+    "created_at",
+    "updated_at",
+    "reason",
+]
+EQUITY_COLUMNS = ["ts", "equity", "cash", "position_qty", "price", "risk_state"]
+TRADE_COLUMNS = [
+    "trade_no",
+    "exchange",
+    "symbol",
+    "direction",
+    "entry_time",
+    "exit_time",
+    "entry_price",
+    "exit_price",
+    "qty",
+    "pnl",
+    "fees",
+]
+REJECTION_COLUMNS = ["ts", "client_id", "tag", "side", "type", "qty", "reason"]
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=columns)
+    for col in df.columns:
+        if col in ("ts", "created_at", "updated_at", "entry_time", "exit_time"):
+            df[col] = pd.to_datetime(df[col], utc=True)
+    return df
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if hasattr(v, "value") else v) for k, v in d.items()}
+
+
+def fills_frame(fills: list[Fill]) -> pd.DataFrame:
+    return _frame([_plain(asdict(f)) for f in fills], FILL_COLUMNS)
+
+
+def orders_frame(orders: list[Order]) -> pd.DataFrame:
+    return _frame([_plain(asdict(o)) for o in orders], ORDER_COLUMNS)
+
+
+def equity_frame(points: list[EquityPoint]) -> pd.DataFrame:
+    return _frame([asdict(p) for p in points], EQUITY_COLUMNS)
+
+
+def trades_frame(trades: list[Trade]) -> pd.DataFrame:
+    return _frame([asdict(t) for t in trades], TRADE_COLUMNS)
+
+
+def rejections_frame(rejections: list[Rejection]) -> pd.DataFrame:
+    rows = [
+        {
+            "ts": r.ts,
+            "client_id": r.intent.client_id,
+            "tag": r.intent.tag,
+            "side": str(r.intent.side),
+            "type": str(r.intent.type),
+            "qty": r.intent.qty,
+            "reason": r.reason,
+        }
+        for r in rejections
+    ]
+    return _frame(rows, REJECTION_COLUMNS)
+
+
+@dataclass
+class RunResult:
+    """What a run produced: fills, orders, equity curve, closed trades, risk rejections, metrics."""
+
+    run_id: str
+    fills: pd.DataFrame
+    orders: pd.DataFrame
+    equity: pd.DataFrame
+    trades: pd.DataFrame
+    rejections: pd.DataFrame
+    metrics: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_engine(
+        cls, run_id: str, engine: Engine, metrics: dict[str, Any], stats: dict[str, Any] | None = None
+    ) -> RunResult:
+        return cls(
+            run_id,
+            fills_frame(engine.fills),
+            orders_frame(engine.all_orders()),
+            equity_frame(engine.equity),
+            trades_frame(engine.portfolio.trades),
+            rejections_frame(engine.rejections),
+            metrics,
+            dict(stats or {}),
+        )
+
+
+class BacktestResult(RunResult):
+    """Result of :func:`trader.backtest.run_backtest`."""
+
+
+class LiveResult(RunResult):
+    """Result of :func:`trader.live.run_live`; ``stats`` holds consumer counters."""

@@ -1,0 +1,165 @@
+"""The risk engine: order intents in, approved orders (or rejections with a reason) out.
+
+States (as in nautilus_trader):
+
+* ``ACTIVE``: every intent that passes the limits becomes an order.
+* ``REDUCING``: only orders that reduce the current position pass (entered for the rest of
+  the UTC day when the day's loss exceeds ``max_daily_loss_pct``; back to ACTIVE next day).
+* ``HALTED``: nothing but cancels passes (entered when drawdown from the equity peak exceeds
+  ``max_drawdown_pct``; sticky until a person calls :meth:`RiskEngine.set_state`).
+
+Cancels always pass, in every state. Limits are checked against the last known price for
+market orders and the order's own price otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cryptolake.logs import get_logger
+from trader.domain import Order, OrderIntent, Position, Rejection, Side
+
+log = get_logger(__name__)
+
+
+class TradingState(StrEnum):
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+class RiskConfig(BaseModel):
+    """Pre-trade limits. ``None`` disables a limit. Percentages are fractions (0.2 = 20 %)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_order_notional: float | None = Field(
+        default=None, gt=0, description="Largest single order, quote currency"
+    )
+    max_position_notional: float | None = Field(
+        default=None, gt=0, description="Largest position, quote currency"
+    )
+    max_drawdown_pct: float | None = Field(
+        default=0.5, gt=0, lt=1, description="Drawdown from peak that halts trading"
+    )
+    max_daily_loss_pct: float | None = Field(
+        default=None, gt=0, lt=1, description="Day loss that switches to REDUCING"
+    )
+
+
+class RiskEngine:
+    """Checks each intent against the state and limits; tracks equity for drawdown and daily loss."""
+
+    def __init__(self, config: RiskConfig) -> None:
+        self.config = config
+        self.state = TradingState.ACTIVE
+        self.peak_equity: float | None = None
+        self._day: date | None = None
+        self._day_start_equity: float | None = None
+        self._reducing_day: date | None = None
+        self.transitions: list[tuple[datetime, TradingState, str]] = []
+
+    def set_state(self, state: TradingState, ts: datetime, reason: str) -> None:
+        """Change state (also the operator's way to resume after a halt)."""
+        if state is not self.state:
+            log.warning(
+                "risk.state",
+                extra={"from": str(self.state), "to": str(state), "reason": reason, "ts": ts.isoformat()},
+            )
+            self.state = state
+            self.transitions.append((ts, state, reason))
+
+    def on_equity(self, equity: float, ts: datetime) -> None:
+        """Feed the marked-to-market equity (once per bar); may move to REDUCING or HALTED."""
+        day = ts.date()
+        if self._day != day:
+            self._day, self._day_start_equity = day, equity
+            if self.state is TradingState.REDUCING and self._reducing_day != day:
+                self.set_state(TradingState.ACTIVE, ts, "new trading day")
+        self.peak_equity = equity if self.peak_equity is None else max(self.peak_equity, equity)
+        if self.state is TradingState.HALTED:
+            return
+        cfg = self.config
+        if cfg.max_drawdown_pct is not None and self.peak_equity > 0:
+            # compare levels, not ratios: 960 vs 1200 * 0.8 is exact where 1 - 960/1200 is not
+            if equity <= self.peak_equity * (1 - cfg.max_drawdown_pct):
+                dd = 1 - equity / self.peak_equity
+                self.set_state(
+                    TradingState.HALTED, ts, f"drawdown {dd:.4f} >= max_drawdown_pct {cfg.max_drawdown_pct}"
+                )
+                return
+        if cfg.max_daily_loss_pct is not None and self._day_start_equity:
+            floor = self._day_start_equity * (1 - cfg.max_daily_loss_pct)
+            if equity <= floor and self.state is TradingState.ACTIVE:
+                loss = 1 - equity / self._day_start_equity
+                self._reducing_day = day
+                self.set_state(
+                    TradingState.REDUCING, ts,
+                    f"daily loss {loss:.4f} >= max_daily_loss_pct {cfg.max_daily_loss_pct}",
+                )
+
+    def check(
+        self, intent: OrderIntent, position: Position, last_price: float | None, ts: datetime
+    ) -> Order | Rejection:
+        """Approve ``intent`` as an :class:`Order` or reject it with the reason."""
+        if intent.is_cancel:
+            return Order(
+                intent.client_id,
+                intent.exchange,
+                intent.symbol,
+                intent.side,
+                intent.type,
+                intent.qty,
+                intent.price,
+                ts,
+                tag="cancel",
+            )
+        signed = intent.qty if intent.side is Side.BUY else -intent.qty
+        after = position.qty + signed
+        reduces = position.qty != 0 and abs(after) <= abs(position.qty) and after * position.qty >= 0
+        if self.state is TradingState.HALTED:
+            return self._reject(intent, ts, "trading HALTED: only cancels pass")
+        if self.state is TradingState.REDUCING and not reduces:
+            return self._reject(
+                intent, ts, f"trading REDUCING: order would not reduce position {position.qty}"
+            )
+        if intent.reduce_only and not reduces:
+            return self._reject(intent, ts, f"reduce_only order would not reduce position {position.qty}")
+        price = intent.price if intent.price is not None else last_price
+        if price is None:
+            return self._reject(intent, ts, "no price known yet to value the order")
+        cfg = self.config
+        notional = intent.qty * price
+        if cfg.max_order_notional is not None and notional > cfg.max_order_notional:
+            return self._reject(
+                intent, ts, f"order notional {notional:.2f} > max_order_notional {cfg.max_order_notional}"
+            )
+        if cfg.max_position_notional is not None and not reduces:
+            pos_notional = abs(after) * price
+            if pos_notional > cfg.max_position_notional:
+                return self._reject(
+                    intent,
+                    ts,
+                    f"position notional {pos_notional:.2f} > max_position_notional "
+                    f"{cfg.max_position_notional}",
+                )
+        return Order(
+            intent.client_id,
+            intent.exchange,
+            intent.symbol,
+            intent.side,
+            intent.type,
+            intent.qty,
+            intent.price,
+            ts,
+            reduce_only=intent.reduce_only,
+            oco_group=intent.oco_group,
+            tag=intent.tag,
+        )
+
+    def _reject(self, intent: OrderIntent, ts: datetime, reason: str) -> Rejection:
+        log.info("risk.rejected", extra={"client_id": intent.client_id, "reason": reason})
+        return Rejection(intent, reason, ts)

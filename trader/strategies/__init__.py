@@ -1,0 +1,1 @@
+"""Concrete strategies; each module holds a strategy class and its frozen config."""

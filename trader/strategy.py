@@ -1,0 +1,66 @@
+"""The strategy interface.
+
+A strategy reacts to bars, signals and its own fills and answers with order intents. It does
+no I/O and never reads a clock: everything it may know arrives through the handler arguments
+and the read-only :class:`StrategyContext`. The engine routes the intents through the risk
+engine to an execution client, so the same strategy class runs in backtest, paper and live.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from trader.domain import Bar, Fill, Order, OrderIntent, Position, Signal
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyContext:
+    """A read-only snapshot of what the strategy may see at ``now``."""
+
+    now: datetime
+    cash: float
+    equity: float
+    positions: Mapping[str, Position] = field(default_factory=lambda: MappingProxyType({}))
+    last_prices: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    open_orders: tuple[Order, ...] = ()
+
+    def position(self, instrument_key: str) -> Position:
+        """The position in ``exchange:symbol`` (flat if none)."""
+        pos = self.positions.get(instrument_key)
+        if pos is None:
+            exchange, _, symbol = instrument_key.partition(":")
+            return Position(exchange, symbol)
+        return pos
+
+    def last_price(self, instrument_key: str) -> float | None:
+        """The last close seen for ``exchange:symbol``, or None before the first bar."""
+        return self.last_prices.get(instrument_key)
+
+    def orders_for(self, instrument_key: str) -> tuple[Order, ...]:
+        """Open orders in ``exchange:symbol``."""
+        return tuple(o for o in self.open_orders if o.instrument_key == instrument_key)
+
+
+class Strategy(ABC):
+    """Base class: override the handlers you need; each returns the intents to send."""
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> list[OrderIntent]:
+        """Called once per closed bar, after the venue has processed it."""
+        return []
+
+    def on_signal(self, signal: Signal, ctx: StrategyContext) -> list[OrderIntent]:
+        """Called when a model signal becomes available."""
+        return []
+
+    def on_fill(self, fill: Fill, ctx: StrategyContext) -> list[OrderIntent]:
+        """Called for each fill of this strategy's orders (ctx already includes the fill)."""
+        return []
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """A short identifier, used as the prefix of client order ids."""
