@@ -7,6 +7,7 @@ schema before it is sent, and a record that fails goes to ``dlq.<topic>`` with t
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -66,10 +67,9 @@ def ensure_topics(names: Iterable[str], settings: Settings | None = None, partit
         missing = [t for t in dict.fromkeys(wanted) if t not in existing]
         if missing:
             n = partitions or settings.kafka.default_partitions
-            try:
+            # Another process may create the same topic between list and create: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1) for t in missing])
-            except TopicAlreadyExistsError:
-                pass
             log.info("kafka.topics_created", extra={"topics": missing, "partitions": n})
     finally:
         admin.close()

@@ -61,7 +61,9 @@ def call_with_retry(
             attempt += 1
 
 
-def retry(policy: RetryPolicy = RetryPolicy(), *, what: str | None = None) -> Callable[[Callable[P, T]], Callable[P, T]]:
+def retry(
+    policy: RetryPolicy = RetryPolicy(), *, what: str | None = None
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Decorator form of :func:`call_with_retry`."""
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:

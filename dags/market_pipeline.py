@@ -8,7 +8,7 @@ idempotent.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
@@ -27,7 +27,7 @@ def _interval() -> tuple[str, str]:
 @dag(
     dag_id="market_pipeline",
     schedule="@daily",
-    start_date=datetime(2017, 10, 1, tzinfo=timezone.utc),
+    start_date=datetime(2017, 10, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

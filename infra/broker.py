@@ -360,6 +360,7 @@ def _terminate(pid: int, timeout_s: float) -> bool:
     while time.monotonic() < deadline:
         _reap(pid)
         if not _pid_alive(pid):
+            _reap(pid)  # it may have become a zombie just now
             return True
         time.sleep(0.1)
     log.warning("kafka.kill", extra={"pid": pid})
@@ -367,6 +368,7 @@ def _terminate(pid: int, timeout_s: float) -> bool:
     for _ in range(50):
         _reap(pid)
         if not _pid_alive(pid):
+            _reap(pid)
             break
         time.sleep(0.1)
     return True

@@ -17,6 +17,7 @@ from cryptolake.errors import DataValidationError
 from cryptolake.types import TIMEFRAME_MS
 
 SERIES_COLUMNS: tuple[str, ...] = ("exchange", "symbol", "timeframe")
+_EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 def sort_series(frame: pd.DataFrame) -> pd.DataFrame:
@@ -34,7 +35,8 @@ def run_ids(frame: pd.DataFrame, feature_columns: Sequence[str]) -> np.ndarray:
     unknown = sorted(set(frame["timeframe"]) - set(TIMEFRAME_MS))
     if unknown:
         raise DataValidationError("timeframe", unknown[0], f"unknown; expected one of {sorted(TIMEFRAME_MS)}")
-    ts_ms = pd.to_datetime(frame["ts"], utc=True).astype("int64").to_numpy() // 1_000_000
+    # Unit-independent (DuckDB returns microseconds, pandas often nanoseconds).
+    ts_ms = ((pd.to_datetime(frame["ts"], utc=True) - _EPOCH) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64)
     step_ms = frame["timeframe"].map(TIMEFRAME_MS).to_numpy(dtype=np.int64)
     values = frame[list(feature_columns)].to_numpy(dtype=np.float64)
     complete = np.isfinite(values).all(axis=1)

@@ -82,7 +82,7 @@ def run_main(
         if "success" not in state:
             raise CryptolakeError(f"market_pipeline DAG run ended in state {state}; see the task logs above")
         results = load_task_results(settings, start, end)
-        summary = build_summary(results, settings)
+        summary = build_summary(results, settings, start, end)
         summary["seconds"] = round(time.monotonic() - t0, 1)
         out_dir = task_results_dir(settings, start, end)
         summary_path = out_dir / "summary.json"

@@ -7,8 +7,10 @@ them are idempotent: a re-run for the same interval changes no row count.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cryptolake import topics
@@ -136,7 +138,59 @@ def gold(interval: Interval, settings: Settings | None = None) -> dict[str, Any]
     return _as_dict(run_gold(interval.start, interval.end, settings=settings or get_settings()))
 
 
-TASKS = {"ingest": ingest, "land": land, "silver": silver, "gold": gold}
+def model_dir(settings: Settings, model_version: str) -> Path:
+    """Where a trained model and its metadata are saved."""
+    return settings.paths.artifacts_dir / "models" / model_version
+
+
+def train(interval: Interval, settings: Settings | None = None) -> dict[str, Any]:
+    """Train the LSTM on the interval's point-in-time training set; save it with its metadata.
+
+    The as-of cut is the interval's end (logical time), so no label knowable only later is used.
+    """
+    from models.dataset import load_training_set
+    from models.lstm import LstmConfig, LstmModel
+
+    settings = settings or get_settings()
+    dataset = load_training_set(settings.market.symbols, interval.start, interval.end, interval.end, settings)
+    model = LstmModel(LstmConfig(seed=settings.seed))
+    report = model.fit(dataset, trained_at=interval.end)
+    meta = model.metadata
+    assert meta is not None  # fit() sets it
+    path = model.save(model_dir(settings, meta.model_version))
+    return {
+        "model_version": meta.model_version,
+        "model_path": str(path),
+        "rows": len(dataset),
+        "samples": meta.samples,
+        "segments": {k: [v[0].isoformat(), v[1].isoformat()] for k, v in meta.segments.items()},
+        "metrics": meta.metrics,
+        "calibration": meta.calibration,
+        "epochs_trained": report.epochs_trained,
+        "best_epoch": report.best_epoch,
+        "table_versions": meta.table_versions,
+    }
+
+
+def score(interval: Interval, settings: Settings | None = None, *, model: dict[str, Any]) -> dict[str, Any]:
+    """Score the model's out-of-sample (test) bars through the streaming scorer; publish signals."""
+    from pipeline.scorer import run_scorer
+
+    settings = settings or get_settings()
+    test_start, test_end = (datetime.fromisoformat(v) for v in model["segments"]["test"])
+    result = run_scorer(model["model_path"], score_from=test_start, score_until=interval.end, settings=settings)
+    return {**_as_dict(result), "test_start": test_start.isoformat(), "test_end": test_end.isoformat(),
+            "model_path": model["model_path"]}
+
+
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "ingest": ingest,
+    "land": land,
+    "silver": silver,
+    "gold": gold,
+    "train": train,
+    "score": score,
+}
 
 
 def run_task(name: str, start: str, end: str, settings: Settings | None = None, **kwargs: Any) -> dict[str, Any]:

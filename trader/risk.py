@@ -83,14 +83,12 @@ class RiskEngine:
         if self.state is TradingState.HALTED:
             return
         cfg = self.config
-        if cfg.max_drawdown_pct is not None and self.peak_equity > 0:
-            # compare levels, not ratios: 960 vs 1200 * 0.8 is exact where 1 - 960/1200 is not
-            if equity <= self.peak_equity * (1 - cfg.max_drawdown_pct):
-                dd = 1 - equity / self.peak_equity
-                self.set_state(
-                    TradingState.HALTED, ts, f"drawdown {dd:.4f} >= max_drawdown_pct {cfg.max_drawdown_pct}"
-                )
-                return
+        # compare levels, not ratios: 960 vs 1200 * 0.8 is exact where 1 - 960/1200 is not
+        dd_limit = cfg.max_drawdown_pct
+        if dd_limit is not None and self.peak_equity > 0 and equity <= self.peak_equity * (1 - dd_limit):
+            dd = 1 - equity / self.peak_equity
+            self.set_state(TradingState.HALTED, ts, f"drawdown {dd:.4f} >= max_drawdown_pct {dd_limit}")
+            return
         if cfg.max_daily_loss_pct is not None and self._day_start_equity:
             floor = self._day_start_equity * (1 - cfg.max_daily_loss_pct)
             if equity <= floor and self.state is TradingState.ACTIVE:

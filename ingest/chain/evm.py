@@ -129,7 +129,7 @@ class EvmConnector(Connector):
             for n, b in zip(range(lo, hi + 1), blocks, strict=True):
                 if b is None:
                     raise FatalError(f"evm:{self.chain}: block {n} not found (beyond head?)")
-                rec = make_record(ChainBlockV1, b, lambda r: block_payload(self.chain, r, ingest_ms),
+                rec = make_record(ChainBlockV1, b, lambda r: block_payload(self.chain, r, ingest_ms),  # noqa: B023 (called immediately)
                                   f"{self.chain}:{n}")
                 yield rec
                 if isinstance(rec, ChainBlockV1):
@@ -154,6 +154,6 @@ class EvmConnector(Connector):
                                    f"invalid blockNumber={lg.get('blockNumber')!r}: block not in this batch")
                     continue
                 yield make_record(ChainTransferV1, lg,
-                                  lambda r, t=block_ms: log_transfer_payload(self.chain, r, t, ingest_ms), key)
+                                  lambda r, t=block_ms: log_transfer_payload(self.chain, r, t, ingest_ms), key)  # type: ignore[misc]  # noqa: B023 (called immediately)
         if self.non_erc20_logs:
             log.info("evm.non_erc20_transfer_logs", extra={"chain": self.chain, "count": self.non_erc20_logs})

@@ -89,7 +89,7 @@ class ExplorerDailyStatsConnector(Connector):
                 ingest_ms = to_ms(self.clock())
                 for row in rows:
                     yield make_record(ChainDailyStatV1, row,
-                                      lambda r, f=field, m=metric: day_payload(self.chain, "etherscan", m, r, f,
-                                                                               ingest_ms),
+                                      lambda r, f=field, m=metric: day_payload(self.chain, "etherscan", m, r, f,  # type: ignore[misc]
+                                                                               ingest_ms),  # noqa: B023 (called immediately)
                                       f"{self.chain}:{metric}:{row.get('UTCDate') if isinstance(row, dict) else '?'}")
                 lo = hi + timedelta(days=1)

@@ -40,7 +40,8 @@ class EthereumEtlReplay(Connector):
                     for lg in _ndjson(self.folder / "expected_logs.json")}
         for b in _ndjson(self.folder / "expected_blocks.json"):
             def block(r: dict[str, Any]) -> dict[str, Any]:
-                mine = sorted((t for t in txs if t["block_number"] == r["number"]), key=lambda t: t["transaction_index"])
+                mine = sorted((t for t in txs if t["block_number"] == r["number"]),
+                              key=lambda t: t["transaction_index"])
                 ts = r["timestamp"] * 1000
                 return {"schema_version": 1, "chain": self.chain, "number": r["number"], "hash": r["hash"],
                         "parent_hash": r["parent_hash"], "miner": r["miner"], "gas_used": r["gas_used"],
@@ -107,5 +108,5 @@ class EtherscanChartReplay(Connector):
             value_col = df.columns[2]
             for r in df.to_dict("records"):
                 day = datetime.strptime(r["Date(UTC)"], "%m/%d/%Y").replace(tzinfo=UTC).date().isoformat()
-                yield make_record(ChainDailyStatV1, r, lambda x, d=day, c=value_col, m=metric: day_payload(
+                yield make_record(ChainDailyStatV1, r, lambda x, d=day, c=value_col, m=metric: day_payload(  # type: ignore[misc]
                     self.chain, "etherscan-charts", m, {"UTCDate": d, c: x[c]}, c, ingest_ms), f"{metric}:{day}")

@@ -300,4 +300,4 @@ def iso_to_ms(value: str) -> int:
 
 def epoch_s_to_ms(value: float | int | str) -> int:
     """Unix seconds (possibly a float or a string) -> epoch ms."""
-    return int(round(float(value) * 1000))
+    return round(float(value) * 1000)

@@ -165,7 +165,7 @@ class VenueClient:
         while cursor < until_ms:
             start = cursor
             rows = self.call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(
-                symbol, tf, since=start, limit=self.config.ohlcv_page_limit))
+                symbol, tf, since=start, limit=self.config.ohlcv_page_limit))  # noqa: B023 (called immediately)
             pages += 1
             rows = [r for r in rows if start <= int(r[0]) < until_ms]
             if not rows:

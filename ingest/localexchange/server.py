@@ -444,7 +444,7 @@ class LocalExchange:
                 return web.json_response(
                     {"code": -1003, "msg": "Too many requests; current limit is exceeded. Please use the "
                                            "websocket for live updates to avoid polling the API."},
-                    status=429, headers={"Retry-After": str(int(round(retry_after + 0.499)))})
+                    status=429, headers={"Retry-After": str(round(retry_after + 0.499))})
             return web.json_response({"code": -1001, "msg": "Internal error; unable to process your request. "
                                                             "Please try again."}, status=status)
         try:

@@ -63,7 +63,7 @@ class FredConnector(Connector):
                     raise DataValidationError("observations", rows, "FRED answer has no observations list")
                 ingest_ms = to_ms(self.clock())
                 for o in rows:
-                    yield make_record(MacroObservationV1, o, lambda r, s=series: self._map(s, r, ingest_ms),
+                    yield make_record(MacroObservationV1, o, lambda r, s=series: self._map(s, r, ingest_ms),  # type: ignore[misc]  # noqa: B023 (called immediately)
                                       f"{series}:{o.get('date') if isinstance(o, dict) else '?'}")
                 offset += len(rows)
                 if not rows or offset >= int(body.get("count", 0)):

@@ -67,7 +67,7 @@ class GdeltDocConnector(Connector):
                 url = a.get("url") if isinstance(a, dict) else None
                 if url in emitted:
                     continue
-                rec = make_record(NewsArticleV1, a, lambda r: self._map(r, ingest_ms), str(url))
+                rec = make_record(NewsArticleV1, a, lambda r: self._map(r, ingest_ms), str(url))  # noqa: B023 (called immediately)
                 if isinstance(url, str):
                     emitted.add(url)
                 yield rec

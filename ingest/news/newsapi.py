@@ -58,7 +58,7 @@ class NewsApiConnector(Connector):
                 raise DataValidationError("articles", articles, "NewsAPI answer has no articles list")
             ingest_ms = to_ms(self.clock())
             for a in articles:
-                yield make_record(NewsArticleV1, a, lambda r: self._map(r, ingest_ms),
+                yield make_record(NewsArticleV1, a, lambda r: self._map(r, ingest_ms),  # noqa: B023 (called immediately)
                                   str((a or {}).get("url", "?")) if isinstance(a, dict) else "?")
             total = int(body.get("totalResults", 0))
             if len(articles) < self.page_size or page * self.page_size >= total:

@@ -71,7 +71,7 @@ class RssConnector(Connector):
             ingest_ms = to_ms(self.clock())
             newest = 0
             for e in feed.entries:
-                rec = make_record(NewsArticleV1, dict(e), lambda r: self._map(r, ingest_ms), str(e.get("link")))
+                rec = make_record(NewsArticleV1, dict(e), lambda r: self._map(r, ingest_ms), str(e.get("link")))  # noqa: B023 (called immediately)
                 if isinstance(rec, NewsArticleV1):
                     newest = max(newest, rec.event_time)
                     if not self.since_ms <= rec.event_time <= self.until_ms:

@@ -67,7 +67,7 @@ class DiscordHistoryConnector(Connector):
                     mid = str(m.get("id", "?")) if isinstance(m, dict) else "?"
                     if mid.isdigit() and snowflake_ms(mid) < self.since_ms:
                         continue
-                    yield make_record(SocialPostV1, m, lambda r, c=channel: self._map(c, r, ingest_ms), mid)
+                    yield make_record(SocialPostV1, m, lambda r, c=channel: self._map(c, r, ingest_ms), mid)  # type: ignore[misc]  # noqa: B023 (called immediately)
                 ids = [int(m["id"]) for m in rows if isinstance(m, dict) and str(m.get("id", "")).isdigit()]
                 if len(rows) < self.page_size or not ids or snowflake_ms(str(min(ids))) < self.since_ms:
                     break

@@ -88,7 +88,7 @@ class RedditConnector(Connector):
                 oldest = None
                 for child in children:
                     p = child.get("data", {}) if isinstance(child, dict) else {}
-                    rec = make_record(SocialPostV1, p, lambda r: self._map(r, ingest_ms), str(p.get("name", "?")))
+                    rec = make_record(SocialPostV1, p, lambda r: self._map(r, ingest_ms), str(p.get("name", "?")))  # noqa: B023 (called immediately)
                     if isinstance(rec, SocialPostV1):
                         oldest = rec.event_time if oldest is None else min(oldest, rec.event_time)
                         if not self.since_ms <= rec.event_time <= self.until_ms:

@@ -33,7 +33,7 @@ def reddit_payload(row: dict[str, Any], ingest_ms: int) -> dict[str, Any]:
 
 def eth_tweet_payload(row: dict[str, Any], ingest_ms: int) -> dict[str, Any]:
     ts = iso_to_ms(row["Date"].replace(" ", "T"))
-    return {"schema_version": 1, "platform": "x", "post_id": f"ethereum_tweets:{row['']}", "kind": "tweet",
+    return {"schema_version": 1, "platform": "x", "post_id": f"ethereum_tweets:{row['Unnamed: 0']}", "kind": "tweet",
             "channel": "ethereum", "author": row.get("User") or None, "text": row["Tweet"],
             "provider_sentiment": float(row["eth_polarity"]), "event_time": ts, "available_time": ts,
             "ingest_time": ingest_ms}

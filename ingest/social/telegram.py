@@ -77,7 +77,7 @@ class TelegramChannelConnector(Connector):
             raise RateLimitedError(f"telegram: flood wait {exc.seconds}s", retry_after=float(exc.seconds)) from exc
         except (terr.AuthKeyError, terr.UnauthorizedError) as exc:
             raise AuthenticationError(f"telegram: {exc}") from exc
-        except (ConnectionError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ConnectionError, OSError) as exc:
             raise NetworkError(f"telegram: {type(exc).__name__}: {exc}") from exc
 
     def items(self) -> Iterator[Item]:
@@ -86,7 +86,7 @@ class TelegramChannelConnector(Connector):
             for channel in self.channels:
                 offset_id = 0
                 for _ in range(self.max_pages):
-                    msgs = call_with_retry(lambda c=channel, o=offset_id: loop.run_until_complete(self._page(c, o)),
+                    msgs = call_with_retry(lambda c=channel, o=offset_id: loop.run_until_complete(self._page(c, o)),  # type: ignore[misc]
                                            self.policy, what=f"telegram {channel}", sleep=self.sleep)
                     ingest_ms = to_ms(self.clock())
                     done = not msgs
@@ -98,7 +98,7 @@ class TelegramChannelConnector(Connector):
                             self.skipped_media += 1
                             continue
                         yield make_record(SocialPostV1, m,
-                                          lambda r, c=channel: message_to_payload(c, r, ingest_ms),
+                                          lambda r, c=channel: message_to_payload(c, r, ingest_ms),  # type: ignore[misc]  # noqa: B023 (called immediately)
                                           f"{channel}/{m.id}")
                     if done or len(msgs) < self.page_size:
                         break

@@ -64,7 +64,7 @@ class XRecentSearchConnector(Connector):
             users = {u["id"]: u for u in (body.get("includes") or {}).get("users", []) if "id" in u}
             ingest_ms = to_ms(self.clock())
             for t in body.get("data", []):
-                yield make_record(SocialPostV1, t, lambda r: self._map(r, users, ingest_ms),
+                yield make_record(SocialPostV1, t, lambda r: self._map(r, users, ingest_ms),  # noqa: B023 (called immediately)
                                   str(t.get("id", "?")) if isinstance(t, dict) else "?")
             token = body["meta"].get("next_token")
             if not token:

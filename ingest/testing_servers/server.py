@@ -36,7 +36,7 @@ class LocalServer:
         await site.start()
         server = site._server
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr,attr-defined]
 
     def start(self) -> LocalServer:
         """Start serving; returns self once the port is bound."""

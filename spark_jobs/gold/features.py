@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from pandas.core.window.rolling import Rolling
 
 from cryptolake.errors import DataValidationError
 from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES
@@ -75,7 +76,7 @@ def _ema_seeded(x: np.ndarray, period: int, first: int, alpha: float | None = No
     return out
 
 
-def _rolling(x: np.ndarray, window: int) -> pd.core.window.rolling.Rolling:
+def _rolling(x: np.ndarray, window: int) -> Rolling:
     return pd.Series(x).rolling(window, min_periods=window)
 
 

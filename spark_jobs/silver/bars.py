@@ -65,9 +65,10 @@ _PAYLOAD_DDL = (
     "schema_version INT, exchange STRING, symbol STRING, timeframe STRING, open DOUBLE, high DOUBLE, "
     "low DOUBLE, close DOUBLE, volume DOUBLE, event_time BIGINT, available_time BIGINT, ingest_time BIGINT"
 )
-_PRE_JUMP_COLUMNS: tuple[str, ...] = tuple(
-    c for c in SILVER_BARS.column_names if c not in ("flag_jump", "is_valid", "flag_reasons")
-) + ("non_positive",)
+_PRE_JUMP_COLUMNS: tuple[str, ...] = (
+    *(c for c in SILVER_BARS.column_names if c not in ("flag_jump", "is_valid", "flag_reasons")),
+    "non_positive",
+)
 
 
 @dataclass
@@ -226,7 +227,10 @@ def ensure_table(spark: SparkSession, spec: TableSpec, settings: Settings | None
     from pyspark.sql.types import StructType
 
     path = spec.path(settings)
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(StructType.fromDDL(spec.ddl))
+    schema = StructType.fromDDL(spec.ddl)
+    if not isinstance(schema, StructType):
+        raise SchemaMismatchError(f"{spec.name}: DDL {spec.ddl!r} is not a struct")
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if spec.partition_by:
         builder = builder.partitionedBy(*spec.partition_by)
     table = builder.execute()
@@ -305,33 +309,42 @@ def _date_filter(column: str, start: datetime, end: datetime) -> str:
 
 
 def validate_bars(bars: DataFrame, start: datetime, end: datetime) -> dict[str, Any]:
-    """Check silver rows before writing; returns the summary counts. Raises naming the bad field."""
+    """Check silver rows before writing (one pass); returns totals plus ``per_series`` row counts.
+
+    Raises naming the bad field: a missing key, a duplicate bar or a bar outside the interval.
+    """
     from pyspark.sql import functions as F
 
     if tuple(bars.columns) != SILVER_BARS.column_names:
         raise SchemaMismatchError(f"silver.bars rows have columns {bars.columns}, spec {SILVER_BARS.column_names}")
-    agg = bars.agg(
+    outside = (F.col("open_time") < F.expr(_sql_ts(start))) | (F.col("open_time") >= F.expr(_sql_ts(end)))
+    groups = bars.groupBy(*SERIES_KEYS).agg(
         F.count(F.lit(1)).alias("rows"),
-        F.count_distinct(*SILVER_BARS.keys).alias("distinct_keys"),
-        *[F.sum(F.col(k).isNull().cast("int")).alias(f"null_{k}") for k in SILVER_BARS.keys],
-        F.sum(
-            ((F.col("open_time") < F.expr(_sql_ts(start))) | (F.col("open_time") >= F.expr(_sql_ts(end))))
-            .cast("int")
-        ).alias("outside"),
+        F.count_distinct("open_time").alias("distinct_keys"),
+        F.sum(F.col("open_time").isNull().cast("int")).alias("null_open_time"),
+        F.sum(outside.cast("int")).alias("outside"),
         F.sum(F.col("is_valid").cast("int")).alias("valid"),
         F.sum("duplicates").alias("duplicates"),
         F.sum(F.col("gap_before").cast("int")).alias("gaps"),
         F.sum("missing_bars_before").alias("missing_bars"),
         *[F.sum(F.col(c).cast("int")).alias(c) for c in FLAG_REASONS],
-    ).collect()[0]
-    for k in SILVER_BARS.keys:
-        if agg[f"null_{k}"]:
-            raise DataValidationError(k, None, f"{agg[f'null_{k}']} silver bars have no {k}")
-    if agg["rows"] != agg["distinct_keys"]:
-        raise DataValidationError("open_time", agg["rows"] - agg["distinct_keys"], "duplicate bars after dedup")
-    if agg["outside"]:
-        raise DataValidationError("open_time", agg["outside"], f"bars outside the interval [{start}, {end})")
-    return agg.asDict()
+    ).collect()
+    totals: dict[str, Any] = {"per_series": {}}
+    for g in groups:
+        for k in SERIES_KEYS:
+            if g[k] is None:
+                raise DataValidationError(k, None, f"{g['rows']} silver bars have no {k}")
+        series = f"{g['exchange']}:{g['symbol']}:{g['timeframe']}"
+        if g["null_open_time"]:
+            raise DataValidationError("open_time", None, f"{g['null_open_time']} bars of {series} have none")
+        if g["rows"] != g["distinct_keys"]:
+            raise DataValidationError("open_time", series, "duplicate bars after dedup")
+        if g["outside"]:
+            raise DataValidationError("open_time", series, f"{g['outside']} bars outside [{start}, {end})")
+        totals["per_series"][series] = int(g["rows"])
+        for name in ("rows", "valid", "duplicates", "gaps", "missing_bars", *FLAG_REASONS):
+            totals[name] = totals.get(name, 0) + int(g[name] or 0)
+    return totals
 
 
 def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = None) -> SilverResult:
@@ -356,7 +369,7 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
     ]
     unknown = [tf for tf in timeframes if tf not in TIMEFRAME_MS]
     if unknown:
-        raise DataValidationError("timeframe", unknown[0], f"bronze rows with a timeframe not in {sorted(TIMEFRAME_MS)}")
+        raise DataValidationError("timeframe", unknown[0], f"unknown timeframe, expected one of {sorted(TIMEFRAME_MS)}")
     parts: list[DataFrame] = []
     for tf in sorted(timeframes):
         tf_ms = TIMEFRAME_MS[tf]
@@ -379,23 +392,19 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
         target = f"{_date_filter('t.bar_date', start, end)} AND t.open_time >= {_sql_ts(start)} " \
                  f"AND t.open_time < {_sql_ts(end)}"
         metrics = merge_rows(spark, bars, SILVER_BARS, target_filter=target, settings=settings)
-        per_series = {
-            f"{r['exchange']}:{r['symbol']}:{r['timeframe']}": int(r["count"])
-            for r in bars.groupBy(*SERIES_KEYS).count().collect()
-        }
     finally:
         bars.unpersist()
-    result.rows = int(summary["rows"])
-    result.valid = int(summary["valid"] or 0)
+    result.rows = summary.get("rows", 0)
+    result.valid = summary.get("valid", 0)
     result.invalid = result.rows - result.valid
-    result.duplicates = int(summary["duplicates"] or 0)
-    result.gaps = int(summary["gaps"] or 0)
-    result.missing_bars = int(summary["missing_bars"] or 0)
-    result.flagged = {reason: int(summary[c] or 0) for c, reason in FLAG_REASONS.items()}
+    result.duplicates = summary.get("duplicates", 0)
+    result.gaps = summary.get("gaps", 0)
+    result.missing_bars = summary.get("missing_bars", 0)
+    result.flagged = {reason: summary.get(c, 0) for c, reason in FLAG_REASONS.items()}
     result.inserted, result.updated, result.table_version = (
         metrics["inserted"], metrics["updated"], metrics["version"],
     )
-    result.per_series = per_series
+    result.per_series = summary["per_series"]
     log.info("silver.bars.done", extra={k: v for k, v in vars(result).items()})
     return result
 

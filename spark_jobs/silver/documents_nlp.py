@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 CRYPTO_LEXICON: dict[str, float] = {
     "bullish": 2.5, "bearish": -2.5, "moon": 2.0, "mooning": 2.5, "hodl": 1.0, "rekt": -2.5, "dump": -2.0,
@@ -122,9 +123,8 @@ def author_influence(followers: int | None, author_posts: int) -> float:
     return math.log1p(followers) if followers is not None else math.log1p(max(0, author_posts))
 
 
-def fit_topics(texts: Sequence[str], n_topics: int = 8, seed: int = 7,
-               n_terms: int = 6) -> tuple[list[int], list[list[str]]]:
-    """TF-IDF + NMF: the dominant topic of each text and each topic's top terms."""
+def fit_topic_model(texts: Sequence[str], n_topics: int = 8, seed: int = 7) -> tuple[Any, Any, int]:
+    """Fit TF-IDF + NMF on ``texts``: ``(vectorizer, nmf, k)`` (k may be below ``n_topics`` on tiny corpora)."""
     from sklearn.decomposition import NMF
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -132,7 +132,27 @@ def fit_topics(texts: Sequence[str], n_topics: int = 8, seed: int = 7,
     x = vec.fit_transform([normalise(t) for t in texts])
     k = max(1, min(n_topics, x.shape[1] - 1, x.shape[0] - 1))
     model = NMF(n_components=k, random_state=seed, init="nndsvd", max_iter=300)
-    w = model.fit_transform(x)
+    model.fit(x)
+    return vec, model, k
+
+
+def assign_topics(vec: Any, model: Any, texts: Sequence[str]) -> list[int]:
+    """Dominant topic of each text under a fitted model (-1 when no known term occurs)."""
+    if not texts:
+        return []
+    w = model.transform(vec.transform([normalise(t) for t in texts]))
+    return [int(i) if row.max() > 0 else -1 for i, row in zip(w.argmax(axis=1), w, strict=True)]
+
+
+def topic_terms(vec: Any, model: Any, n_terms: int = 6) -> list[list[str]]:
+    """Each topic's top terms."""
     terms = vec.get_feature_names_out()
-    top = [[str(terms[i]) for i in comp.argsort()[::-1][:n_terms]] for comp in model.components_]
-    return [int(i) for i in w.argmax(axis=1)], top
+    return [[str(terms[i]) for i in comp.argsort()[::-1][:n_terms]] for comp in model.components_]
+
+
+def fit_topics(texts: Sequence[str], n_topics: int = 8, seed: int = 7,
+               n_terms: int = 6) -> tuple[list[int], list[list[str]]]:
+    """TF-IDF + NMF: the dominant topic of each text and each topic's top terms."""
+    vec, model, _ = fit_topic_model(texts, n_topics, seed)
+    w = model.transform(vec.transform([normalise(t) for t in texts]))
+    return [int(i) for i in w.argmax(axis=1)], topic_terms(vec, model, n_terms)

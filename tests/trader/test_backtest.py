@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,9 +15,10 @@ from trader.execution.paper import PaperConfig
 from trader.strategies.threshold import ThresholdConfig
 
 
-def _run(bars: pd.DataFrame, probs: list[float], tmp_path, **cfg) -> object:
-    return run_backtest(bars, synthetic_signals(bars, probs), make_config(**cfg), run_id="t",
-                        store_url=f"sqlite:///{tmp_path}/t.db")
+def _run(bars: pd.DataFrame, probs: list[float], tmp_path, **cfg) -> Any:
+    return run_backtest(
+        bars, synthetic_signals(bars, probs), make_config(**cfg), run_id="t", store_url=f"sqlite:///{tmp_path}/t.db"
+    )
 
 
 def test_signal_fills_at_next_bar_open_never_on_its_own_bar(tmp_path) -> None:
@@ -83,8 +85,9 @@ def test_take_profit_exit_as_maker(tmp_path) -> None:
 
 def test_slippage_and_fees_flow_into_equity(tmp_path) -> None:
     bars = btc_frame(4)
-    result = _run(bars, [0.9, 0.1, 0.1, 0.1], tmp_path,
-                  paper=PaperConfig(taker_fee_bps=25, maker_fee_bps=0, slippage_bps=30))
+    result = _run(
+        bars, [0.9, 0.1, 0.1, 0.1], tmp_path, paper=PaperConfig(taker_fee_bps=25, maker_fee_bps=0, slippage_bps=30)
+    )
     buy, sell = result.fills.itertuples()
     assert buy.price == round(bars.open[1] * 1.003, 2)
     assert sell.price == round(bars.open[2] * 0.997, 2)
@@ -96,8 +99,7 @@ def test_naive_timestamps_are_refused_naming_the_field() -> None:
     bars = btc_frame(3)
     bars["open_time"] = bars["open_time"].dt.tz_localize(None)
     with pytest.raises(DataValidationError, match="open_time"):
-        run_backtest(bars, synthetic_signals(btc_frame(3), [0.5] * 3), make_config(), run_id="x",
-                     persist_run=False)
+        run_backtest(bars, synthetic_signals(btc_frame(3), [0.5] * 3), make_config(), run_id="x", persist_run=False)
 
 
 def test_signal_available_before_bar_close_is_refused_as_look_ahead() -> None:
@@ -113,3 +115,24 @@ def test_duplicate_bars_are_refused() -> None:
     dup = pd.concat([bars, bars.iloc[[1]]], ignore_index=True)
     with pytest.raises(DataValidationError, match="duplicate"):
         run_backtest(dup, synthetic_signals(bars, [0.5] * 3), make_config(), run_id="x", persist_run=False)
+
+
+def test_drawdown_halt_in_a_backtest_rejects_new_entries_with_reason(tmp_path) -> None:
+    from trader.risk import RiskConfig
+
+    bars = btc_frame(600)
+    probs = [0.9 if i % 2 == 0 else 0.1 for i in range(600)]  # SYNTHETIC churn: loses to fees
+    result = _run(
+        bars,
+        probs,
+        tmp_path,
+        risk=RiskConfig(max_drawdown_pct=0.01),
+        paper=PaperConfig(taker_fee_bps=30, maker_fee_bps=30, slippage_bps=10),
+    )
+    halted = result.equity[result.equity.risk_state == "halted"]
+    assert not halted.empty
+    first_halt = halted.ts.iloc[0]
+    assert (result.fills.ts <= first_halt).all()  # nothing trades after the halt
+    later = result.rejections[result.rejections.ts >= first_halt]
+    assert len(later) > 0 and later.reason.str.contains("HALTED").all()
+    assert (result.equity.equity.iloc[: len(result.equity) - len(halted)] > 0).all()

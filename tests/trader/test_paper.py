@@ -14,8 +14,9 @@ INST = Instrument("gymcrypto", "BTC/USD", 2, 6)
 
 
 def _client(**cfg: float) -> PaperExecutionClient:
-    return PaperExecutionClient(PaperConfig(**{"taker_fee_bps": 0, "maker_fee_bps": 0, "slippage_bps": 0, **cfg}),
-                                [INST])
+    return PaperExecutionClient(
+        PaperConfig(**{"taker_fee_bps": 0, "maker_fee_bps": 0, "slippage_bps": 0, **cfg}), [INST]
+    )
 
 
 def _order(cid: str, side: Side, typ: OrderType, qty: float, price: float | None, ts, **kw) -> Order:
@@ -66,8 +67,7 @@ def test_stop_loss_fills_at_open_when_bar_gaps_below_trigger() -> None:
 def test_stop_not_triggered_when_low_stays_above() -> None:
     b0, b1 = to_bars(btc_frame(2))
     client = _client()
-    client.submit(_order("s1", Side.SELL, OrderType.STOP, 1.0, round(b1.low - 1, 2), b0.close_time),
-                  b0.close_time)
+    client.submit(_order("s1", Side.SELL, OrderType.STOP, 1.0, round(b1.low - 1, 2), b0.close_time), b0.close_time)
     assert _run(client, b1) == []
     assert client.query("s1").status is OrderStatus.ACCEPTED
 
@@ -135,5 +135,6 @@ def test_reconcile_reports_positions_and_open_orders() -> None:
     report = client.reconcile()
     assert report.positions == {"gymcrypto:BTC/USD": 1.5}
     assert [o.client_id for o in report.open_orders] == ["s"] and report.fills == 1
-    assert client.cancel("s", b1.close_time + timedelta(seconds=1)).status is OrderStatus.CANCELED
+    canceled = client.cancel("s", b1.close_time + timedelta(seconds=1))
+    assert canceled is not None and canceled.status is OrderStatus.CANCELED
     assert client.cancel("s", b1.close_time) is None

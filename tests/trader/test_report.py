@@ -22,8 +22,9 @@ def result():
 
 
 def test_report_embeds_pngs_and_metrics(result, tmp_path) -> None:
-    calibration = pd.DataFrame({"bins": ["0.0-0.5", "0.5-1.0"], "mean_predicted": [0.3, 0.8],
-                                "observed": [0.35, 0.7], "count": [120, 80]})
+    calibration = pd.DataFrame(
+        {"bins": ["0.0-0.5", "0.5-1.0"], "mean_predicted": [0.3, 0.8], "observed": [0.35, 0.7], "count": [120, 80]}
+    )
     path = write_report(tmp_path / "r.html", result, initial_cash=10_000.0, calibration=calibration)
     html = path.read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
@@ -41,5 +42,5 @@ def test_report_without_calibration_has_two_charts(result) -> None:
 
 
 def test_calibration_frame_missing_columns_is_refused(result) -> None:
-    with pytest.raises(DataValidationError, match="calibration.columns"):
+    with pytest.raises(DataValidationError, match=r"calibration\.columns"):
         render_report(result, initial_cash=10_000.0, calibration=pd.DataFrame({"bins": [1]}))

@@ -75,8 +75,7 @@ def test_order_and_position_notional_limits_name_the_limit() -> None:
 
 def test_reduce_only_order_that_would_open_is_rejected() -> None:
     risk = RiskEngine(RiskConfig(max_drawdown_pct=None))
-    intent = OrderIntent("submit", "x", "gymcrypto", "BTC/USD", Side.SELL, OrderType.STOP, 1.0, 90.0,
-                         reduce_only=True)
+    intent = OrderIntent("submit", "x", "gymcrypto", "BTC/USD", Side.SELL, OrderType.STOP, 1.0, 90.0, reduce_only=True)
     rejected = risk.check(intent, FLAT, 100.0, T)
     assert isinstance(rejected, Rejection) and "reduce_only" in rejected.reason
     approved = risk.check(intent, LONG, 100.0, T)

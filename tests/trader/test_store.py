@@ -14,8 +14,7 @@ from trader.strategies.threshold import ThresholdConfig
 def _run(url: str, run_id: str = "r1", n: int = 120):
     bars = btc_frame(n)
     probs = [0.9 if (i // 7) % 2 == 0 else 0.2 for i in range(n)]  # SYNTHETIC on/off pattern
-    cfg = make_config(strategy=ThresholdConfig(threshold=0.6, fraction=0.5, stop_loss_pct=0.01,
-                                               take_profit_pct=0.01))
+    cfg = make_config(strategy=ThresholdConfig(threshold=0.6, fraction=0.5, stop_loss_pct=0.01, take_profit_pct=0.01))
     return run_backtest(bars, synthetic_signals(bars, probs), cfg, run_id=run_id, store_url=url)
 
 
@@ -36,7 +35,8 @@ def test_round_trip_matches_the_result(tmp_path) -> None:
     assert len(store.trades("r1")) == result.metrics["n_trades"]
     pos = store.positions("r1")
     assert list(pos["instrument"]) == ["gymcrypto:BTC/USD"]
-    assert store.run("r1")["status"] == "finished"
+    run = store.run("r1")
+    assert run is not None and run["status"] == "finished"
 
 
 def test_rerunning_a_run_id_replaces_it_and_keeps_other_runs(tmp_path) -> None:
@@ -53,13 +53,14 @@ def test_rerunning_a_run_id_replaces_it_and_keeps_other_runs(tmp_path) -> None:
 
 
 def test_writing_the_same_changes_twice_is_a_no_op(tmp_path) -> None:
-    from trader.backtest import Backtester, merge_events, bars_from_frame, signals_from_frame
+    from trader.backtest import Backtester, bars_from_frame, merge_events, signals_from_frame
 
     url = f"sqlite:///{tmp_path}/store.db"
     bars = btc_frame(40)
     cfg = make_config()
-    engine = Backtester(cfg).run(merge_events(bars_from_frame(bars, cfg),
-                                              signals_from_frame(synthetic_signals(bars, [0.9] * 40), cfg)))
+    engine = Backtester(cfg).run(
+        merge_events(bars_from_frame(bars, cfg), signals_from_frame(synthetic_signals(bars, [0.9] * 40), cfg))
+    )
     store = TradeStore(url)
     store.begin_run("x", "backtest", {})
     changes = engine.drain_changes()

@@ -13,8 +13,8 @@ import pytest
 
 from cryptolake.retry import RetryPolicy
 from cryptolake.schemas import ChainBlockV1, ChainDailyStatV1, ChainTransferV1
-from ingest.chain.explorer import ExplorerDailyStatsConnector
 from ingest.chain.evm import EvmConnector
+from ingest.chain.explorer import ExplorerDailyStatsConnector
 from ingest.connectors.base import ListSink
 from ingest.testing_servers import apis
 from ingest.testing_servers.server import LocalServer

@@ -12,7 +12,7 @@ class ReferenceBook:
     """Written independently of ingest.exchange.orderbook: string-keyed levels, Binance rules inline."""
 
     def __init__(self, snapshot):
-        self.levels = {"b": {}, "a": {}}
+        self.levels: dict[str, dict[str, str]] = {"b": {}, "a": {}}
         for key, side in (("bids", "b"), ("asks", "a")):
             for p, q in snapshot[key]:
                 if q.strip("0.") != "":

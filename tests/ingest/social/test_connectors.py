@@ -101,7 +101,8 @@ def test_discord_before_pagination_429_and_malformed(reddit_rows: pd.DataFrame) 
     msgs[4]["timestamp"] = None  # malformed
     state = apis.ApiState(rate_limit_first=1)
     with LocalServer(apis.discord_app({"42": msgs}, "bot-tok-9", state)) as srv:
-        conn = DiscordHistoryConnector(["42"], datetime(2025, 10, 1, tzinfo=UTC), CLOCK(), base_url=srv.url + "/api/v10",
+        conn = DiscordHistoryConnector(["42"], datetime(2025, 10, 1, tzinfo=UTC), CLOCK(),
+                                       base_url=srv.url + "/api/v10",
                                        bot_token="bot-tok-9", page_size=10, clock=CLOCK, sleep=NO_SLEEP, policy=FAST)
         conn.client.min_interval = 0
         sink = ListSink()

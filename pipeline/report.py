@@ -1,0 +1,164 @@
+"""The main job's summary (printed and saved as JSON) and its HTML report.
+
+Row counts come from the lake itself (DuckDB over Delta), not from task logs, and are
+reconciled: bronze = candles replayed, silver = unique candles, gold = valid silver bars
+minus each series' warm-up. A failed reconciliation raises: a number we print is a number
+we checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cryptolake.errors import DataValidationError
+from cryptolake.logs import get_logger
+from cryptolake.settings import Settings
+
+log = get_logger(__name__)
+
+TABLE_VIEWS = (
+    "bronze_market_ohlcv",
+    "quarantine_market_ohlcv",
+    "quarantine_dlq_market_ohlcv",
+    "silver_bars",
+    "gold_features",
+    "gold_labels",
+    "gold_signals",
+)
+
+
+def table_counts(settings: Settings) -> dict[str, int]:
+    """Rows per lake table (0 for a table that does not exist)."""
+    from cryptolake import duck
+
+    con = duck.connect(settings)
+    try:
+        existing = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        return {v: int(con.execute(f"SELECT count(*) FROM {v}").fetchone()[0]) if v in existing else 0  # type: ignore[index]
+                for v in TABLE_VIEWS}
+    finally:
+        con.close()
+
+
+def reconcile(settings: Settings, start: str, end: str) -> dict[str, Any]:
+    """Check the row-count identities across layers for ``[start, end)``; raise on any mismatch."""
+    from cryptolake import duck
+    from spark_jobs.gold.features import WARMUP_BARS
+
+    con = duck.connect(settings)
+    try:
+        q = con.execute
+        bronze = q("SELECT count(*) FROM bronze_market_ohlcv WHERE event_time >= ?::TIMESTAMPTZ "
+                   "AND event_time < ?::TIMESTAMPTZ", [start, end]).fetchone()[0]  # type: ignore[index]
+        unique = q("SELECT count(DISTINCT key || CAST(event_time AS VARCHAR)) FROM bronze_market_ohlcv "
+                   "WHERE event_time >= ?::TIMESTAMPTZ AND event_time < ?::TIMESTAMPTZ",
+                   [start, end]).fetchone()[0]  # type: ignore[index]
+        silver, valid = q("SELECT count(*), count(*) FILTER (WHERE is_valid) FROM silver_bars "
+                          "WHERE open_time >= ?::TIMESTAMPTZ AND open_time < ?::TIMESTAMPTZ",
+                          [start, end]).fetchone()  # type: ignore[misc]
+        per_series = q("SELECT count(*) FILTER (WHERE is_valid) FROM silver_bars "
+                       "WHERE open_time >= ?::TIMESTAMPTZ AND open_time < ?::TIMESTAMPTZ "
+                       "GROUP BY exchange, symbol, timeframe", [start, end]).fetchall()
+        gold = q("SELECT count(*) FROM gold_features WHERE ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ",
+                 [start, end]).fetchone()[0]  # type: ignore[index]
+    finally:
+        con.close()
+    expected_gold = sum(max(0, int(n) - WARMUP_BARS) for (n,) in per_series)
+    checks = {
+        "silver_equals_unique_bronze": (int(silver), int(unique)),
+        "gold_equals_valid_silver_minus_warmup": (int(gold), expected_gold),
+    }
+    for name, (got, want) in checks.items():
+        if got != want:
+            raise DataValidationError(name, got, f"expected {want}: the layers do not reconcile")
+    return {"bronze": int(bronze), "unique_bronze": int(unique), "silver": int(silver), "valid_silver": int(valid),
+            "gold": int(gold), "warmup_bars": WARMUP_BARS, "series": len(per_series),
+            "checks": {k: "ok" for k in checks}}
+
+
+def build_summary(results: dict[str, dict[str, Any]], settings: Settings, start: str, end: str) -> dict[str, Any]:
+    """Everything the main job reports, from the lake and the task results."""
+    ingest, train, trade = results["ingest"], results["train"], results["trade"]
+    recon = reconcile(settings, start, end)
+    replayed_total = recon["bronze"]
+    if replayed_total != ingest["candles_in_interval"] - _producer_rejects(results):
+        raise DataValidationError(
+            "bronze_rows", replayed_total,
+            f"expected {ingest['candles_in_interval']} candles replayed minus {_producer_rejects(results)} "
+            "dead-lettered by the producer",
+        )
+    silver = results["silver"]
+    return {
+        "interval": {"start": start, "end": end},
+        "tables": table_counts(settings),
+        "reconciliation": recon,
+        "quality": {
+            "producer_dead_letters": _producer_rejects(results),
+            "landing_quarantined": results["land"]["landing"].get("rows_quarantined", 0),
+            "duplicates": silver.get("duplicates", 0),
+            "gaps": silver.get("gaps", 0),
+            "missing_bars": silver.get("missing_bars", 0),
+            "flagged": silver.get("flagged", {}),
+            "invalid_bars": silver.get("invalid", 0),
+        },
+        "model": {
+            "model_version": train["model_version"],
+            "segments": train["segments"],
+            "samples": train["samples"],
+            "metrics": train["metrics"],
+        },
+        "signals": {k: results["score"].get(k) for k in ("scored", "up_signals", "first_bar", "last_bar")},
+        "trading": trade.get("metrics", {}),
+        "trading_check": trade.get("check", {}),
+    }
+
+
+def _producer_rejects(results: dict[str, dict[str, Any]]) -> int:
+    ingest = results["ingest"]
+    return int(ingest.get("dead_lettered", 0))
+
+
+def print_summary(summary: dict[str, Any], report_path: Path, console: Console | None = None) -> None:
+    """Human-readable tables of the summary."""
+    console = console or Console()
+    t = Table(title="Rows per table")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, n in summary["tables"].items():
+        t.add_row(name, f"{n:,}")
+    console.print(t)
+    r = summary["reconciliation"]
+    console.print(
+        f"Reconciled: bronze {r['bronze']:,} = candles replayed; silver {r['silver']:,} = unique candles; "
+        f"gold {r['gold']:,} = valid silver {r['valid_silver']:,} - {r['series']} x {r['warmup_bars']} warm-up"
+    )
+    q = summary["quality"]
+    console.print(f"Data quality: {q}")
+    m = Table(title=f"Model {summary['model']['model_version']} on the test period")
+    m.add_column("model")
+    cols = ("accuracy", "precision", "recall", "f1", "auc")
+    for c in cols:
+        m.add_column(c, justify="right")
+    for name, metrics in summary["model"]["metrics"].items():
+        m.add_row(name, *(_num(metrics.get(c)) for c in cols))
+    console.print(m)
+    tr = Table(title="Paper trading (test period)")
+    tr.add_column("metric")
+    tr.add_column("value", justify="right")
+    for k, v in summary["trading"].items():
+        tr.add_row(k, _num(v))
+    console.print(tr)
+    console.print(f"Backtest vs paper trader: {summary['trading_check']}")
+    console.print(f"Report: {report_path}   ({summary['seconds']} s)")
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)

@@ -1,0 +1,102 @@
+"""Acceptance: real BTC 1-minute bars of January 2022 joined point-in-time with the real
+headlines and tweets of that month (DuckDB ASOF join of sql/alt_training_set.sql)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryptolake.schemas import NewsArticleV1, SocialPostV1
+from ingest.connectors.base import ListSink
+from ingest.news.replay import CryptoNewsReplay
+from ingest.social.replay import SocialReplay
+from spark_jobs.gold.alt_features import SQL_FEATURES, alt_training_set
+from spark_jobs.silver import documents_nlp as nlp
+
+SINCE, UNTIL = datetime(2021, 12, 31, tzinfo=UTC), datetime(2022, 2, 1, tzinfo=UTC)
+CLOCK = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def bars(shared_data: Path) -> pd.DataFrame:
+    df = pd.read_csv(shared_data / "market" / "ohlcv_1m" / "nautilus_trader" / "btc-perp-20211231-20220201_1m.csv.gz")
+    ts = pd.to_datetime(df["timestamp"], utc=True)  # the bar's open time
+    out = pd.DataFrame({"coin": "BTC", "symbol": "BTC-PERP", "timeframe": "1m", "ts": ts,
+                        "close_time": ts + pd.Timedelta(minutes=1)})
+    out = out[(out.ts >= "2022-01-01") & (out.ts < "2022-02-01")]
+    # The Jan-2022 tweets are Ethereum tweets: evaluate ETH features on the same 1-minute bar clock
+    # (alt features depend only on bar close times, not on prices).
+    return pd.concat([out, out.assign(coin="ETH")], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def docs(shared_data: Path) -> pd.DataFrame:
+    sink = ListSink()
+    CryptoNewsReplay(shared_data / "news" / "cryptonews.csv.gz", since=SINCE, until=UNTIL, clock=CLOCK).run(sink)
+    SocialReplay(shared_data / "social" / "twitter" / "ethereum_tweets.csv", "eth_tweets", since=SINCE, until=UNTIL,
+                 clock=CLOCK).run(sink)
+    rows = []
+    for m in sink.accepted:
+        if isinstance(m, NewsArticleV1):
+            text, kind, key = f"{m.title}. {m.body}", "news", m.key()
+        else:
+            assert isinstance(m, SocialPostV1)
+            text, kind, key = m.text, "social", m.key()
+        rows.append({"doc_key": key, "kind": kind, "coins": nlp.coins_mentioned(text),
+                     "available_time": pd.Timestamp(m.available_time, unit="ms", tz="UTC"),
+                     "sentiment": nlp.sentiment(nlp.clean_text(text))})
+    return pd.DataFrame(rows)
+
+
+def _run(bars: pd.DataFrame, docs: pd.DataFrame) -> pd.DataFrame:
+    con = duckdb.connect()
+    try:
+        return alt_training_set(con, bars, docs).set_index(["coin", "close_time"])[list(SQL_FEATURES)]
+    finally:
+        con.close()
+
+
+def _diff_mask(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
+    a, b = a.align(b, join="inner")
+    same = (a == b) | (a.isna() & b.isna())
+    return ~same.all(axis=1)
+
+
+def test_real_headline_changes_only_bars_closing_after_it(bars: pd.DataFrame, docs: pd.DataFrame) -> None:
+    btc_news = docs[(docs.kind == "news") & docs.coins.map(lambda c: "BTC" in c)
+                    & (docs.available_time >= "2022-01-10") & (docs.available_time < "2022-01-11")]
+    assert len(btc_news) > 5
+    headline = btc_news.sort_values("available_time").iloc[0]
+    published = headline.available_time - pd.Timedelta(minutes=1)  # the file's minute stamp
+    full = _run(bars, docs)
+    without = _run(bars, docs[docs.doc_key != headline.doc_key])
+    changed = _diff_mask(full, without)
+    assert not changed.loc["ETH"].any() or "ETH" in headline.coins
+    changed_times = changed.loc["BTC"][changed.loc["BTC"]].index
+    assert len(changed_times) > 0
+    assert changed_times.min() == headline.available_time  # first bar closing after the stamped minute
+    assert (changed_times > published).all()
+    assert (changed_times <= headline.available_time + pd.Timedelta(hours=24)).all()
+    at = full.loc[("BTC", headline.available_time)]
+    before = full.loc[("BTC", headline.available_time - pd.Timedelta(minutes=1))]
+    assert at.news_count_1h >= before.news_count_1h + 1
+
+
+def test_truncated_histories_give_zero_differences_before_each_cutoff(bars: pd.DataFrame,
+                                                                      docs: pd.DataFrame) -> None:
+    full = _run(bars, docs)
+    assert full.news_count_24h.max() > 0 and full.post_count_24h.max() > 0
+    assert full.sent_mean_24h.dropna().between(-1, 1).all()
+    rng = np.random.default_rng(7)
+    lo, hi = bars.close_time.min().value, bars.close_time.max().value
+    for cut_ns in sorted(rng.integers(lo, hi, size=5)):
+        cut = pd.Timestamp(int(cut_ns), tz="UTC")
+        part = _run(bars[bars.close_time <= cut], docs[docs.available_time <= cut])
+        ref = full[full.index.get_level_values("close_time") <= cut]
+        assert len(part) == len(ref)
+        assert int(_diff_mask(part, ref).sum()) == 0, f"leak before cut-off {cut}"

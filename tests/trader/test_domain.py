@@ -1,0 +1,39 @@
+"""Domain validation names the field and the value."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cryptolake.errors import DataValidationError
+from trader.domain import Bar, OrderIntent, OrderType, Side, Signal, round_qty
+
+T = datetime(2018, 1, 1, tzinfo=UTC)
+
+
+def test_bar_refuses_naive_time_and_inconsistent_prices() -> None:
+    with pytest.raises(DataValidationError, match="open_time"):
+        Bar("x", "BTC/USD", "30m", T.replace(tzinfo=None), T + timedelta(minutes=30), 1, 2, 1, 1, 0)
+    with pytest.raises(DataValidationError, match=r"high=0\.5"):
+        Bar("x", "BTC/USD", "30m", T, T + timedelta(minutes=30), 1, 0.5, 0.4, 1, 0)
+    with pytest.raises(DataValidationError, match="close_time"):
+        Bar("x", "BTC/USD", "30m", T, T + timedelta(minutes=31), 1, 2, 1, 1, 0)
+
+
+def test_signal_before_its_bar_closes_is_look_ahead() -> None:
+    with pytest.raises(DataValidationError, match="look-ahead"):
+        Signal("x", "BTC/USD", "30m", T, 0.7, 1, "m", T + timedelta(minutes=29))
+    assert Signal("x", "BTC/USD", "30m", T, 0.7, 1, "m", T + timedelta(minutes=30)).probability == 0.7
+
+
+def test_intent_validation() -> None:
+    with pytest.raises(DataValidationError, match="qty"):
+        OrderIntent("submit", "c", "x", "BTC/USD", Side.BUY, OrderType.MARKET, 0.0)
+    with pytest.raises(DataValidationError, match="price"):
+        OrderIntent("submit", "c", "x", "BTC/USD", Side.SELL, OrderType.STOP, 1.0)
+
+
+def test_round_qty_floors_to_lot_without_float_noise() -> None:
+    assert round_qty(0.3, 1) == 0.3
+    assert round_qty(1.23456789, 4) == 1.2345
