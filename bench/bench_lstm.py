@@ -21,14 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+import numpy as np
+from sklearn.linear_model import LogisticRegression
 
-from cryptolake.settings import PathSettings, Settings  # noqa: E402
-from cryptolake.tables import FEATURE_COLUMNS  # noqa: E402
-from models.dataset import load_training_set  # noqa: E402
-from models.lstm import LstmConfig, LstmModel  # noqa: E402
-from tests.models.lake_fixture import GYM_SYMBOLS, gold_frames, write_gold  # noqa: E402
+from cryptolake.settings import PathSettings, Settings
+from cryptolake.tables import FEATURE_COLUMNS
+from models.dataset import load_training_set
+from models.lstm import LstmConfig, LstmModel
+from tests.models.lake_fixture import GYM_SYMBOLS, gold_frames, write_gold
 
 
 def main() -> None:
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=LstmConfig().max_epochs)
     parser.add_argument("--samples-per-epoch", type=int, default=LstmConfig().samples_per_epoch)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=LstmConfig().num_threads, help="torch threads")
     args = parser.parse_args()
     coins = tuple(c.strip().upper() for c in args.coins.split(",") if c.strip())
 
@@ -65,10 +66,12 @@ def main() -> None:
         t = time.perf_counter()
         dataset = load_training_set([f"{c}/USD" for c in coins], start, end, as_of, settings=settings)
         t_load = time.perf_counter() - t
-        print(f"training set via DuckDB: {len(dataset):,} rows in {t_load:.2f}s, versions {dict(dataset.table_versions)}")
+        versions = dict(dataset.table_versions)
+        print(f"training set via DuckDB: {len(dataset):,} rows in {t_load:.2f}s, versions {versions}")
 
         config = LstmConfig(window=args.window, hidden_size=args.hidden, max_epochs=args.epochs,
-                            samples_per_epoch=args.samples_per_epoch, seed=args.seed)
+                            samples_per_epoch=args.samples_per_epoch, seed=args.seed,
+                            num_threads=args.threads)
         model = LstmModel(config)
         t = time.perf_counter()
         report = model.fit(dataset)
@@ -90,6 +93,8 @@ def main() -> None:
                               reloaded.predict(frame.tail(5000))["probability"])
         t_save = time.perf_counter() - t
 
+    print(f"config: window {config.window}, hidden {config.hidden_size}, batch {config.batch_size}, "
+          f"{config.samples_per_epoch} windows/epoch, threads {config.num_threads}")
     print(f"windows: {report.samples}; epochs {report.epochs_trained} (best {report.best_epoch})")
     print(f"LSTM fit: {t_fit:.1f}s   logistic regression fit (peer): {t_peer:.2f}s   "
           f"ratio LSTM/logistic = {t_fit / t_peer:.1f}x   (budget: <= 180 s)")

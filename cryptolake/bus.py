@@ -39,7 +39,8 @@ def bootstrap_servers(settings: Settings | None = None) -> str:
     raise InfrastructureError("no Kafka broker: run `cryptolake stack up` or set CRYPTOLAKE__KAFKA__BOOTSTRAP_SERVERS")
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def translate_kafka_error(exc: Exception, what: str) -> Exception:
+    """A kafka-python error as a cryptolake error: broker trouble is retryable, the rest is not."""
     from kafka import errors as kerr
 
     if isinstance(exc, kerr.NoBrokersAvailable | kerr.KafkaTimeoutError | kerr.KafkaConnectionError):
@@ -61,7 +62,7 @@ def ensure_topics(names: Iterable[str], settings: Settings | None = None, partit
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="cryptolake-admin")
     except Exception as exc:
-        raise _translate(exc, "kafka admin connect") from exc
+        raise translate_kafka_error(exc, "kafka admin connect") from exc
     try:
         existing = set(admin.list_topics())
         missing = [t for t in dict.fromkeys(wanted) if t not in existing]
@@ -107,7 +108,7 @@ class Producer:
                 **overrides,
             )
         except Exception as exc:
-            raise _translate(exc, "kafka producer connect") from exc
+            raise translate_kafka_error(exc, "kafka producer connect") from exc
 
     def send_message(self, msg: Message) -> None:
         """Send an already validated message to its topic."""
@@ -140,14 +141,14 @@ class Producer:
         try:
             self._producer.send(topic, key=key, value=value)
         except Exception as exc:
-            raise _translate(exc, f"send to {topic}") from exc
+            raise translate_kafka_error(exc, f"send to {topic}") from exc
         self.stats.sent[topic] = self.stats.sent.get(topic, 0) + 1
 
     def flush(self, timeout: float = 60.0) -> None:
         try:
             self._producer.flush(timeout=timeout)
         except Exception as exc:
-            raise _translate(exc, "flush") from exc
+            raise translate_kafka_error(exc, "flush") from exc
 
     def close(self) -> None:
         self._producer.close(timeout=30)
@@ -179,4 +180,4 @@ def consumer(*topic_names: str, group_id: str | None, settings: Settings | None 
             **overrides,
         )
     except Exception as exc:
-        raise _translate(exc, "kafka consumer connect") from exc
+        raise translate_kafka_error(exc, "kafka consumer connect") from exc

@@ -307,3 +307,109 @@ GOLD_ALT_FEATURES = register(
         description="News/social sentiment and volume, whale flow and chain activity per coin and bar",
     )
 )
+
+
+# --- market data from exchange connectors (issue #4) --------------------------------------
+_MARKET_TIMES: tuple[tuple[str, str], ...] = (
+    ("event_time", "TIMESTAMP"),
+    ("available_time", "TIMESTAMP"),
+    ("ingest_time", "TIMESTAMP"),
+)
+BOOK_LEVELS: tuple[int, ...] = (1, 5, 10, 20)
+
+SILVER_TRADES = register(
+    TableSpec(
+        name="silver.trades",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            ("trade_id", "STRING"),
+            *_MARKET_TIMES,
+            ("price", "DOUBLE"),
+            ("amount", "DOUBLE"),
+            ("notional", "DOUBLE"),
+            ("side", "STRING"),
+            ("source", "STRING"),  # ws | rest (a websocket gap backfilled over REST)
+            ("is_whale", "BOOLEAN"),
+            ("whale_threshold", "DOUBLE"),  # the notional threshold the trade exceeded (null if not a whale)
+            ("duplicates", "INT"),  # extra copies seen in bronze (ws + rest overlap, producer retries)
+            ("event_date", "DATE"),
+        ),
+        keys=("exchange", "symbol", "trade_id"),
+        partition_by=("event_date",),
+        description="Typed public trades, one row per (exchange, symbol, trade_id), with the whale flag",
+    )
+)
+
+SILVER_BOOK_METRICS = register(
+    TableSpec(
+        name="silver.book_metrics",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            *_MARKET_TIMES,  # event_time = end of the interval the metrics describe
+            ("last_update_id", "BIGINT"),
+            ("best_bid", "DOUBLE"),
+            ("best_ask", "DOUBLE"),
+            ("mid", "DOUBLE"),
+            ("spread", "DOUBLE"),
+            ("spread_bps", "DOUBLE"),
+            ("microprice", "DOUBLE"),
+            *((f"depth_bid_{n}", "DOUBLE") for n in BOOK_LEVELS),
+            *((f"depth_ask_{n}", "DOUBLE") for n in BOOK_LEVELS),
+            *((f"imbalance_{n}", "DOUBLE") for n in BOOK_LEVELS),
+            ("updates", "INT"),
+            ("resyncs", "INT"),
+            ("duplicates", "INT"),
+            ("event_date", "DATE"),
+        ),
+        keys=("exchange", "symbol", "event_time"),
+        partition_by=("event_date",),
+        description="Order-book metrics per interval: spread, mid, microprice, depth and imbalance at 1/5/10/20",
+    )
+)
+
+SILVER_TICKERS = register(
+    TableSpec(
+        name="silver.tickers",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            *_MARKET_TIMES,
+            ("bid", "DOUBLE"),
+            ("ask", "DOUBLE"),
+            ("last", "DOUBLE"),
+            ("base_volume", "DOUBLE"),
+            ("mid", "DOUBLE"),
+            ("spread_bps", "DOUBLE"),
+            ("duplicates", "INT"),
+            ("event_date", "DATE"),
+        ),
+        keys=("exchange", "symbol", "event_time"),
+        partition_by=("event_date",),
+        description="Venue tickers (best bid/ask, last, 24h volume), one row per venue, symbol and event time",
+    )
+)
+
+SILVER_VENUE_FLAGS = register(
+    TableSpec(
+        name="silver.venue_flags",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            *_MARKET_TIMES,
+            ("price", "DOUBLE"),
+            ("median", "DOUBLE"),
+            ("deviation_bps", "DOUBLE"),
+            ("deviates", "BOOLEAN"),
+            ("stale", "BOOLEAN"),
+            ("flagged", "BOOLEAN"),
+            ("threshold_bps", "DOUBLE"),
+            ("duplicates", "INT"),
+            ("event_date", "DATE"),
+        ),
+        keys=("exchange", "symbol", "event_time"),
+        partition_by=("event_date",),
+        description="Cross-venue validation per venue and interval: deviation from the median, staleness",
+    )
+)

@@ -97,7 +97,9 @@ def migrate(settings: Settings | None = None, *, force: bool = False) -> bool:
     except subprocess.TimeoutExpired as exc:
         raise InfrastructureError(f"`airflow db migrate` timed out after {exc.timeout}s (home {home})") from exc
     if proc.returncode != 0:
-        raise InfrastructureError(f"`airflow db migrate` failed (home {home}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        raise InfrastructureError(
+            f"`airflow db migrate` failed (home {home}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        )
     (home / MARKER).write_text(version("apache-airflow"))
     log.info("airflow.migrated", extra={"home": str(home), "seconds": round(time.monotonic() - t0, 1)})
     return True

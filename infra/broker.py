@@ -24,6 +24,7 @@ from cryptolake.bus import broker_state_file
 from cryptolake.errors import InfrastructureError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
+from infra import processes
 from infra.jars import jar_files
 
 log = get_logger(__name__)
@@ -168,18 +169,7 @@ def _java() -> str:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child we have not reaped is not alive.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    return processes.alive(pid)
 
 
 def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
@@ -273,7 +263,9 @@ def _format_storage(settings: Settings, props_file: Path, data_dir: Path) -> Non
     cmd.insert(1, "-Xmx256m")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
     if proc.returncode != 0:
-        raise InfrastructureError(f"kafka storage format failed ({data_dir}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise InfrastructureError(
+            f"kafka storage format failed ({data_dir}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
     log.info("kafka.formatted", extra={"data_dir": str(data_dir), "cluster_id": cluster_id})
 
 

@@ -45,12 +45,19 @@ def cmdline(pid: int) -> str | None:
 
 
 def alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
+    """True if ``pid`` exists and is not a zombie.
+
+    A JVM whose main thread has exited shows state ``Z`` while its other threads still run
+    shutdown hooks; it counts as alive until its last thread is gone.
+    """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    state = fields.get("State", "").strip()[:1]
+    threads = int(fields.get("Threads", "1").strip() or 1)
+    return not (state in ("Z", "X") and threads <= 1)
 
 
 def register(kind: str, pid: int, settings: Settings | None = None) -> Tracked:

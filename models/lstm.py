@@ -66,7 +66,10 @@ class LstmConfig(BaseModel):
     gap_bars: int | None = Field(default=None, description="Bars between segments; default = window")
     threshold: float = Field(default=0.5, gt=0, lt=1, description="direction = 1 if probability >= threshold")
     seed: int = 7
-    num_threads: int = Field(default=2, ge=1)
+    # Fixed so results are reproducible (float sums depend on the split). 1, not 2: on the shared
+    # 2-core machine two OpenMP threads spin against other processes and a training batch took
+    # 1.4 s instead of 0.06 s (see docs/benchmarks.md); on an idle box 2 threads gain little.
+    num_threads: int = Field(default=1, ge=1, description="torch intra-op threads (fixed for determinism)")
 
     @model_validator(mode="after")
     def _check(self) -> LstmConfig:

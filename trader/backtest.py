@@ -95,11 +95,7 @@ def signals_from_frame(df: pd.DataFrame, config: TraderConfig) -> list[Signal]:
         dirs = [int(d) for d in df["direction"]]
     else:
         dirs = [1 if p > 0.5 else (-1 if p < 0.5 else 0) for p in probs]
-    versions = (
-        df["model_version"].astype(str).tolist()
-        if "model_version" in df.columns
-        else ["unversioned"] * len(df)
-    )
+    versions = df["model_version"].astype(str).tolist() if "model_version" in df.columns else ["unversioned"] * len(df)
     return [
         Signal(config.exchange, config.symbol, config.timeframe, b, p, d, v, a)
         for b, p, d, v, a in zip(bar_times, probs, dirs, versions, avail, strict=True)

@@ -28,9 +28,7 @@ class TraderSettings(BaseSettings):
     store_url: str = Field(
         default="", description="SQLAlchemy URL of the trading store; empty = SQLite under state_dir"
     )
-    group_prefix: str = Field(
-        default="cryptolake.trader", description="Kafka consumer group prefix (+ run id)"
-    )
+    group_prefix: str = Field(default="cryptolake.trader", description="Kafka consumer group prefix (+ run id)")
     poll_timeout_ms: int = Field(default=500, ge=1, description="How long one Kafka poll waits")
     max_idle_s: float = Field(
         default=30.0, gt=0, description="Live trader stops after this many seconds without messages"

@@ -78,9 +78,7 @@ def _finite(name: str, v: float, *, positive: bool = False, non_negative: bool =
 def timeframe_delta(timeframe: str) -> timedelta:
     """The length of one bar of ``timeframe`` (e.g. ``"30m"``)."""
     if timeframe not in TIMEFRAME_MS:
-        raise DataValidationError(
-            "timeframe", timeframe, f"unknown timeframe, expected one of {sorted(TIMEFRAME_MS)}"
-        )
+        raise DataValidationError("timeframe", timeframe, f"unknown timeframe, expected one of {sorted(TIMEFRAME_MS)}")
     return timedelta(milliseconds=TIMEFRAME_MS[timeframe])
 
 

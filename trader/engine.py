@@ -125,13 +125,9 @@ class Engine:
         known = {o.client_id for o in self.orders.values() if o.is_open}
         venue = {o.client_id for o in report.open_orders}
         if venue != known:
-            raise ReconciliationError(
-                f"venue open orders {sorted(venue)} != engine open orders {sorted(known)}"
-            )
+            raise ReconciliationError(f"venue open orders {sorted(venue)} != engine open orders {sorted(known)}")
         self._started = True
-        log.info(
-            "engine.started", extra={"instruments": sorted(self.instruments), "strategy": self.strategy.name}
-        )
+        log.info("engine.started", extra={"instruments": sorted(self.instruments), "strategy": self.strategy.name})
 
     def on_event(self, event: Event) -> None:
         """Process one bar or signal. Events must arrive in :func:`event_sort_key` order."""
@@ -139,9 +135,7 @@ class Engine:
             self.start()
         key = event_sort_key(event)
         if self._last_key is not None and key <= self._last_key:
-            raise DataValidationError(
-                "event", key, f"out of order or duplicate (last processed {self._last_key})"
-            )
+            raise DataValidationError("event", key, f"out of order or duplicate (last processed {self._last_key})")
         self._last_key = key
         if event.instrument_key not in self.instruments:
             raise DataValidationError(
@@ -179,8 +173,7 @@ class Engine:
         self.portfolio.apply(fill)
         self.fills.append(fill)
         self._dirty.add(fill.client_id)
-        # OCO siblings may have been cancelled by the venue
-        self._dirty.update(o.client_id for o in self.orders.values() if o.is_open)
+        # OCO siblings cancelled by the venue are refreshed by drain_changes (it re-queries open orders)
         self._route(self.strategy.on_fill(fill, self._ctx()))
 
     def _ctx(self) -> StrategyContext:

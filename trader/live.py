@@ -76,9 +76,7 @@ class DeadLetters(Protocol):
 class KafkaSource:
     """Reads ``topic_names`` from the beginning with manual assignment; commits explicit offsets."""
 
-    def __init__(
-        self, topic_names: Iterable[str], *, group_id: str, settings: Settings | None = None
-    ) -> None:
+    def __init__(self, topic_names: Iterable[str], *, group_id: str, settings: Settings | None = None) -> None:
         from kafka.structs import TopicPartition
 
         from cryptolake.bus import consumer, ensure_topics
@@ -95,29 +93,27 @@ class KafkaSource:
         self._consumer.seek_to_beginning(*parts)
 
     def _partitions(self, name: str) -> set[int]:
-        from cryptolake.bus import _translate
+        from cryptolake.bus import translate_kafka_error
         from cryptolake.errors import BrokerUnavailableError
 
         try:
             ids = self._consumer.partitions_for_topic(name)
         except Exception as exc:
-            raise _translate(exc, f"partitions of {name}") from exc
+            raise translate_kafka_error(exc, f"partitions of {name}") from exc
         if not ids:
             raise BrokerUnavailableError(f"no partition metadata yet for topic {name}")
         return set(ids)
 
     def poll(self, timeout_ms: int) -> list[Record]:
-        from cryptolake.bus import _translate
+        from cryptolake.bus import translate_kafka_error
 
         def once() -> list[Record]:
             try:
                 batches = self._consumer.poll(timeout_ms=timeout_ms)
             except Exception as exc:
-                raise _translate(exc, "poll") from exc
+                raise translate_kafka_error(exc, "poll") from exc
             return [
-                Record(tp.topic, tp.partition, r.offset, r.key, r.value)
-                for tp, recs in batches.items()
-                for r in recs
+                Record(tp.topic, tp.partition, r.offset, r.key, r.value) for tp, recs in batches.items() for r in recs
             ]
 
         return call_with_retry(once, what="kafka poll")
@@ -125,7 +121,7 @@ class KafkaSource:
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
-        from cryptolake.bus import _translate
+        from cryptolake.bus import translate_kafka_error
 
         if not offsets:
             return
@@ -135,7 +131,7 @@ class KafkaSource:
             try:
                 self._consumer.commit(payload)
             except Exception as exc:
-                raise _translate(exc, "commit") from exc
+                raise translate_kafka_error(exc, "commit") from exc
 
         call_with_retry(once, what="kafka commit")
 
@@ -301,9 +297,7 @@ class LiveTrader:
 
     def _reject(self, record: Record, reason: str) -> None:
         self.stats.dead_lettered += 1
-        log.warning(
-            "live.dead_letter", extra={"topic": record.topic, "offset": record.offset, "reason": reason}
-        )
+        log.warning("live.dead_letter", extra={"topic": record.topic, "offset": record.offset, "reason": reason})
         self.dead_letters.dead_letter(record.topic, record.key or "", record.value, reason)
 
     def ingest(self, records: Iterable[Record]) -> None:
@@ -325,8 +319,7 @@ class LiveTrader:
             if last is not None and key <= last:
                 self._reject(
                     rec,
-                    f"late: {key[0].isoformat()} is at or before the last processed event "
-                    f"{last[0].isoformat()}",
+                    f"late: {key[0].isoformat()} is at or before the last processed event {last[0].isoformat()}",
                 )
                 continue
             if not self.orderer.push((rec.topic, event.instrument_key), event, rec):
@@ -386,9 +379,7 @@ class LiveTrader:
             processed = self.process_ready(limit=limit)
             if processed:
                 self.checkpoint()
-                log.info(
-                    "live.progress", extra={"events": self.stats.events, "fills": len(self.engine.fills)}
-                )
+                log.info("live.progress", extra={"events": self.stats.events, "fills": len(self.engine.fills)})
             if self._reached(limit):
                 self.stats.stopped_by = "until_bar_time"
                 break
@@ -428,9 +419,7 @@ def run_live(
     store = TradeStore(store_url or tsettings.resolved_store_url(settings))
     store.begin_run(run_id, "live", config.model_dump(mode="json"))
     own_source = source is None
-    src: Source = source or KafkaSource(
-        INPUT_TOPICS, group_id=f"{tsettings.group_prefix}.{run_id}", settings=settings
-    )
+    src: Source = source or KafkaSource(INPUT_TOPICS, group_id=f"{tsettings.group_prefix}.{run_id}", settings=settings)
     dlq: DeadLetters = dead_letters or KafkaDeadLetters(settings)
     trader = LiveTrader(
         config,

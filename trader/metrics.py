@@ -62,9 +62,7 @@ def sharpe(r: pd.Series, ppy: float) -> float:
 
 
 def sortino(r: pd.Series, ppy: float) -> float:
-    downside = (
-        math.sqrt(float((np.minimum(r.to_numpy(dtype=float), 0.0) ** 2).mean())) if len(r) else math.nan
-    )
+    downside = math.sqrt(float((np.minimum(r.to_numpy(dtype=float), 0.0) ** 2).mean())) if len(r) else math.nan
     return float(r.mean()) / downside * math.sqrt(ppy) if downside and math.isfinite(downside) else math.nan
 
 

@@ -71,9 +71,7 @@ def equity_chart(result: RunResult, initial_cash: float) -> str:
     eq = result.equity
     ax1.plot(eq["ts"], eq["equity"], lw=1, color="tab:blue")
     ax1.set_ylabel("equity")
-    ax2.fill_between(
-        eq["ts"], drawdown_curve(eq["equity"], initial_cash) * 100, 0, color="tab:red", alpha=0.4
-    )
+    ax2.fill_between(eq["ts"], drawdown_curve(eq["equity"], initial_cash) * 100, 0, color="tab:red", alpha=0.4)
     ax2.set_ylabel("drawdown %")
     return _png(fig)
 

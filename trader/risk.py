@@ -36,18 +36,10 @@ class RiskConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_order_notional: float | None = Field(
-        default=None, gt=0, description="Largest single order, quote currency"
-    )
-    max_position_notional: float | None = Field(
-        default=None, gt=0, description="Largest position, quote currency"
-    )
-    max_drawdown_pct: float | None = Field(
-        default=0.5, gt=0, lt=1, description="Drawdown from peak that halts trading"
-    )
-    max_daily_loss_pct: float | None = Field(
-        default=None, gt=0, lt=1, description="Day loss that switches to REDUCING"
-    )
+    max_order_notional: float | None = Field(default=None, gt=0, description="Largest single order, quote currency")
+    max_position_notional: float | None = Field(default=None, gt=0, description="Largest position, quote currency")
+    max_drawdown_pct: float | None = Field(default=0.5, gt=0, lt=1, description="Drawdown from peak that halts trading")
+    max_daily_loss_pct: float | None = Field(default=None, gt=0, lt=1, description="Day loss that switches to REDUCING")
 
 
 class RiskEngine:
@@ -95,7 +87,8 @@ class RiskEngine:
                 loss = 1 - equity / self._day_start_equity
                 self._reducing_day = day
                 self.set_state(
-                    TradingState.REDUCING, ts,
+                    TradingState.REDUCING,
+                    ts,
                     f"daily loss {loss:.4f} >= max_daily_loss_pct {cfg.max_daily_loss_pct}",
                 )
 
@@ -121,9 +114,7 @@ class RiskEngine:
         if self.state is TradingState.HALTED:
             return self._reject(intent, ts, "trading HALTED: only cancels pass")
         if self.state is TradingState.REDUCING and not reduces:
-            return self._reject(
-                intent, ts, f"trading REDUCING: order would not reduce position {position.qty}"
-            )
+            return self._reject(intent, ts, f"trading REDUCING: order would not reduce position {position.qty}")
         if intent.reduce_only and not reduces:
             return self._reject(intent, ts, f"reduce_only order would not reduce position {position.qty}")
         price = intent.price if intent.price is not None else last_price
@@ -141,8 +132,7 @@ class RiskEngine:
                 return self._reject(
                     intent,
                     ts,
-                    f"position notional {pos_notional:.2f} > max_position_notional "
-                    f"{cfg.max_position_notional}",
+                    f"position notional {pos_notional:.2f} > max_position_notional {cfg.max_position_notional}",
                 )
         return Order(
             intent.client_id,

@@ -299,17 +299,13 @@ class TradeStore:
             for table, key, batch in rows:
                 self._upsert(conn, table, key, run_id, batch)
             conn.execute(
-                runs.update()
-                .where(runs.c.run_id == run_id)
-                .values(status=status, last_event_ms=_ms(last_event_time))
+                runs.update().where(runs.c.run_id == run_id).values(status=status, last_event_ms=_ms(last_event_time))
             )
 
         self._tx(work, "write_changes")
 
     @staticmethod
-    def _upsert(
-        conn: Connection, table: Table, key: str, run_id: str, batch: Sequence[dict[str, Any]]
-    ) -> None:
+    def _upsert(conn: Connection, table: Table, key: str, run_id: str, batch: Sequence[dict[str, Any]]) -> None:
         if not batch:
             return
         col = table.c[key]

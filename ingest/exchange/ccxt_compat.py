@@ -3,7 +3,8 @@
 ``point_ccxt_at`` rewrites EVERY key of ``exchange.urls['api']`` (REST and websocket,
 nested dicts included) so no request can leak to the real venue. ``translate`` maps ccxt's
 exception classes onto cryptolake's: network trouble, rate limits and unavailability are
-retryable; everything else is fatal.
+retryable (as is ccxt's ``OperationFailed`` family, e.g. Binance -1001 "Internal error; try again");
+everything else is fatal.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def translate(exc: BaseException, what: str, exchange: Any = None) -> errors.Cry
         return errors.ServiceUnavailableError(msg, retry_after=_retry_after(exchange))
     if isinstance(exc, ccxt.RequestTimeout | ccxt.NetworkError | ccxt.InvalidNonce):
         return errors.NetworkError(msg)
+    if isinstance(exc, ccxt.OperationFailed):
+        # ccxt's "temporary, try again" family (e.g. Binance -1001 "Internal error"): the venue is not serving.
+        return errors.ServiceUnavailableError(msg, retry_after=_retry_after(exchange))
     if isinstance(exc, ccxt.AuthenticationError | ccxt.PermissionDenied | ccxt.AccountSuspended):
         return errors.AuthenticationError(msg)
     if isinstance(exc, ccxt.InsufficientFunds):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -122,6 +123,7 @@ class VenueClient:
         self.config = config
         self.exchange = exchange if exchange is not None else make_exchange(config)
         self.retries = 0
+        self.reconciled = 0
         self._sleep = sleep
 
     def _counting_sleep(self, seconds: float) -> None:
@@ -185,6 +187,47 @@ class VenueClient:
         log.info("ohlcv.backfill.done", extra={"venue": self.config.venue, "symbol": symbol, "candles": sent,
                                                "pages": pages, "retries": self.retries})
         return sent
+
+    def place_order(self, symbol: str, order_type: str, side: str, amount: float, price: float | None = None,
+                    *, client_order_id: str | None = None) -> dict[str, Any]:
+        """Create an order at most once, even when the answer is lost.
+
+        The order carries a client order id. When the call fails with a retryable error (a
+        timeout after the venue accepted it, a 5xx, a dropped connection), the venue is asked
+        for that client id before anything is re-sent: a found order is returned (reconciled),
+        and only a venue that never saw it gets the order again (same client id).
+        """
+        cid = client_order_id or f"cl{uuid.uuid4().hex[:30]}"
+        what = f"{self.config.venue} create_order"
+
+        def once() -> dict[str, Any]:
+            try:
+                return dict(self.exchange.create_order(symbol, order_type, side, amount, price,
+                                                       {"clientOrderId": cid}))
+            except Exception as exc:  # translated below; nothing is swallowed
+                err = translate(exc, what, self.exchange)
+                if not isinstance(err, errors.RetryableError):
+                    raise err from exc
+                found = self._find_order(symbol, cid)
+                if found is None:
+                    raise err from exc  # the venue never saw it: safe to send again
+                self.reconciled += 1
+                log.warning("order.reconciled", extra={"venue": self.config.venue, "symbol": symbol,
+                                                       "client_order_id": cid, "order_id": found.get("id"),
+                                                       "status": found.get("status"), "error": str(err)})
+                return found
+
+        return call_with_retry(once, self.config.policy(), what=f"{self.config.venue}.create_order",
+                               sleep=self._counting_sleep)
+
+    def _find_order(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+        """The venue's order with this client id, or None if the venue does not know it."""
+        try:
+            found = self.call("fetch_order", lambda: self.exchange.fetch_order(
+                "", symbol, {"clientOrderId": client_order_id}))
+        except errors.OrderNotFoundError:
+            return None
+        return dict(found)
 
     def poll_ticker(self, symbol: str, sink: Sink) -> TickerV1:
         """One REST ticker poll (venues without websocket tickers)."""

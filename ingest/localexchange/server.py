@@ -128,6 +128,7 @@ class LocalExchange:
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
         self.ws_messages_sent = 0
+        self._ticker_sent: dict[str, int] = {}
 
     # --- loading ---------------------------------------------------------------------
     def _load(self) -> None:
@@ -264,6 +265,8 @@ class LocalExchange:
         """Apply and publish the next ``n`` recorded events of one market; returns how many ran."""
         async def go() -> int:
             done = 0
+            if self.faults.settings.stale:
+                return 0  # stale data: the market is frozen, by hand too
             for _ in range(n):
                 if not await self._advance(symbol_id):
                     break
@@ -320,6 +323,7 @@ class LocalExchange:
             self.engine.on_replay_trade(sym, hi, vol, False, candle.open_time)
             self._sync_engine_book(sym, rep)
             await self._publish_kline_candle(sym, rep)
+            await self._publish_ticker(sym, rep, candle.open_time)
             return True
         pending = self._pending.get(sym)
         if not pending:
@@ -344,9 +348,29 @@ class LocalExchange:
             k = rep.klines_1m[int(d["T"]) // 60_000 * 60_000]
             await self._publish(f"{lower}@kline_1m", {"e": "kline", "E": d["E"], "s": sym,
                                                        "k": self._ws_kline(sym, k, closed=False)})
+            await self._publish_ticker(sym, rep, int(d["E"]))
         elif event.kind == "bookTicker":
             await self._publish(f"{lower}@bookTicker", event.data)
         return True
+
+    async def _publish_ticker(self, sym: str, rep: MarketReplay, event_ms: int) -> None:
+        """``<sym>@ticker`` (24hrTicker) and ``<sym>@miniTicker``, at most once per second of replay time."""
+        stream, mini = f"{sym.lower()}@ticker", f"{sym.lower()}@miniTicker"
+        if not any(stream in c.subs or mini in c.subs for c in self._conns):
+            return  # the 24h window is computed only for subscribers
+        if event_ms - self._ticker_sent.get(sym, -1_000) < 1_000:
+            return
+        self._ticker_sent[sym] = event_ms
+        t = self._ticker_for(rep)
+        await self._publish(mini, {"e": "24hrMiniTicker", "E": event_ms, "s": sym, "c": t["lastPrice"],
+                                   "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"],
+                                   "q": t["quoteVolume"]})
+        await self._publish(stream, {
+            "e": "24hrTicker", "E": event_ms, "s": sym, "p": t["priceChange"], "P": t["priceChangePercent"],
+            "w": t["weightedAvgPrice"], "x": t["prevClosePrice"], "c": t["lastPrice"], "Q": t["lastQty"],
+            "b": t["bidPrice"], "B": t["bidQty"], "a": t["askPrice"], "A": t["askQty"], "o": t["openPrice"],
+            "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"], "O": t["openTime"],
+            "C": t["closeTime"], "F": t["firstId"], "L": t["lastId"], "n": t["count"]})
 
     @staticmethod
     def _ws_kline(sym: str, k: list[Any], *, closed: bool, interval: str = "1m") -> dict[str, Any]:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd  # at runtime: pandas UDF type hints are resolved from this module's globals
+from pydantic import ValidationError
 
 from cryptolake import topics
 from cryptolake.bus import bootstrap_servers
@@ -38,6 +40,7 @@ from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import TableSpec, bronze_spec, dead_letter_spec
 
 if TYPE_CHECKING:
+    from pyspark.accumulators import Accumulator
     from pyspark.sql import DataFrame, SparkSession
 
 log = get_logger(__name__)
@@ -65,14 +68,15 @@ def _short(value: Any) -> Any:
     return value
 
 
-def check_payload(raw: str | None, model: type[Message] | None) -> tuple[str | None, int | None, int | None, int | None]:
+CheckResult = tuple[str | None, int | None, int | None, int | None]
+
+
+def check_payload(raw: str | None, model: type[Message] | None) -> CheckResult:
     """``(reason, event_time, available_time, ingest_time)`` of one payload; reason is None when valid.
 
     With a model, the payload must pass it (same rules as the producer). Without one it must be a
     JSON object with an epoch-ms ``event_time``. The reason is a DataValidationError message.
     """
-    from pydantic import ValidationError
-
     if raw is None:
         return str(DataValidationError("payload", None, "empty Kafka value")), None, None, None
     if model is not None:
@@ -132,11 +136,17 @@ def ensure_table(spark: SparkSession, spec: TableSpec, settings: Settings | None
     path = spec.path(settings)
     if DeltaTable.isDeltaTable(spark, path):
         return path
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(StructType.fromDDL(spec.ddl))
+    schema = cast(StructType, StructType.fromDDL(spec.ddl))
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if spec.partition_by:
         builder = builder.partitionedBy(*spec.partition_by)
     if spec.description:
         builder = builder.comment(spec.description)
+    if "payload" in spec.column_names:
+        # No min/max stats on raw payload text: they cost CPU on every write and never prune.
+        skip = ("payload", "reason", *spec.partition_by)
+        stats = ",".join(c for c in spec.column_names if c not in skip)
+        builder = builder.property("delta.dataSkippingStatsColumns", stats)
     try:
         builder.execute()
     except Exception as exc:  # py4j / Delta errors, translated at the boundary
@@ -161,14 +171,24 @@ def translate_spark_error(exc: BaseException, what: str) -> CryptolakeError:
     return InfrastructureError(f"{what}: {text[:2000]}")
 
 
-def to_bronze(batch: DataFrame, model: type[Message] | None, landed_time: datetime) -> DataFrame:
-    """Kafka rows -> checked rows with bronze columns plus ``reason`` (null when valid)."""
+def to_bronze(batch: DataFrame, model: type[Message] | None, landed_time: datetime,
+              counters: tuple[Accumulator[int], Accumulator[int]] | None = None) -> DataFrame:
+    """Kafka rows -> checked rows with bronze columns plus ``reason`` (null when valid).
+
+    ``counters`` (valid, invalid) are Spark accumulators the check adds to as it runs, so the
+    caller learns both counts from the pass that writes, without caching or re-reading the batch.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf(CHECK_DDL)  # type: ignore[call-overload]
     def check(raw: pd.Series) -> pd.DataFrame:
-        return check_payloads(raw, model)
+        frame = check_payloads(raw, model)
+        if counters is not None:
+            bad = int(frame["reason"].notna().sum())
+            counters[0].add(len(frame) - bad)
+            counters[1].add(bad)
+        return frame
 
     payload = F.col("value").cast("string")
     checked = batch.select(
@@ -256,24 +276,32 @@ def land_topic(topic: str, *, settings: Settings | None = None, validate: bool =
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         state.ready.wait(timeout=60)
-        checked = to_bronze(batch, model, stamp).persist()
+        t0 = time.monotonic()
+        counters = (spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0))
+        checked = to_bronze(batch, model, stamp, counters)
+        bad = checked.where(F.col("reason").isNotNull()).select(*quarantine.column_names)
         try:
+            # One pass: Kafka -> check -> bronze append; the check counts valid and invalid rows.
             good = checked.where(F.col("reason").isNull()).select(*bronze.column_names)
-            bad = checked.where(F.col("reason").isNotNull()).select(*quarantine.column_names)
-            n_good, n_bad = good.count(), bad.count()
-            if n_good:
-                _append(good.repartition("event_date"), bronze_path, f"{bronze.name}:{state.query_id}", batch_id)
+            _append(good, bronze_path, f"{bronze.name}:{state.query_id}", batch_id)
+            n_good, n_bad = counters[0].value, counters[1].value
+            if n_good + n_bad == 0:
+                # Delta skipped an append this batch already committed (a replay after a crash):
+                # count the invalid rows explicitly so the quarantine append is not lost.
+                n_bad = bad.count()
+            t_good = time.monotonic()
             if n_bad:
+                # Rare: a second pass over the batch, for the invalid rows only.
                 _append(bad.coalesce(1), quarantine_path, f"{quarantine.name}:{state.query_id}", batch_id)
         except Exception as exc:
             raise translate_spark_error(exc, f"land batch {batch_id} of {topic}") from exc
-        finally:
-            checked.unpersist()
         state.landed += n_good
         state.quarantined += n_bad
         state.batches += 1
         log.info("bronze.batch", extra={"topic": topic, "batch_id": batch_id, "landed": n_good,
-                                        "quarantined": n_bad})
+                                        "quarantined": n_bad, "bronze_s": round(t_good - t0, 2),
+                                        "quarantine_s": round(time.monotonic() - t_good, 2),
+                                        "total_landed": state.landed})
         if n_bad:
             log.warning("bronze.quarantined", extra={"topic": topic, "batch_id": batch_id, "rows": n_bad})
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptolake.errors import DataValidationError, SchemaMismatchError, TableNotFoundError
 from cryptolake.logs import get_logger
@@ -72,23 +72,30 @@ def bars_with_warmup(spark: SparkSession, start: datetime, end: datetime,
     return warmup.unionByName(current)
 
 
-def _validate_features(features: DataFrame) -> dict[str, int]:
+def _validate_features(features: DataFrame) -> dict[str, Any]:
+    """One pass: every feature present after warm-up, no duplicate rows; per-series counts."""
     from pyspark.sql import functions as F
 
     if tuple(features.columns) != GOLD_FEATURES.column_names:
         raise SchemaMismatchError(f"gold.features rows have columns {features.columns}")
-    row = features.agg(
+    groups = features.groupBy(*SERIES_KEYS).agg(
         F.count(F.lit(1)).alias("rows"),
-        F.count_distinct(*GOLD_FEATURES.keys).alias("keys"),
+        F.count_distinct("ts").alias("keys"),
         F.sum(F.col("anomaly_flag").cast("int")).alias("anomalies"),
         *[F.sum((F.isnan(c) | F.col(c).isNull()).cast("int")).alias(c) for c in FEATURE_COLUMNS],
-    ).collect()[0]
-    for c in FEATURE_COLUMNS:
-        if row[c]:
-            raise DataValidationError(c, "NaN", f"{row[c]} feature rows have no value after warm-up")
-    if row["rows"] != row["keys"]:
-        raise DataValidationError("ts", row["rows"] - row["keys"], "duplicate feature rows")
-    return {"rows": int(row["rows"]), "anomalies": int(row["anomalies"] or 0)}
+    ).collect()
+    out: dict[str, Any] = {"rows": 0, "anomalies": 0, "per_series": {}}
+    for g in groups:
+        series = f"{g['exchange']}:{g['symbol']}:{g['timeframe']}"
+        for c in FEATURE_COLUMNS:
+            if g[c]:
+                raise DataValidationError(c, "NaN", f"{g[c]} rows of {series} have no value after warm-up")
+        if g["rows"] != g["keys"]:
+            raise DataValidationError("ts", series, "duplicate feature rows")
+        out["per_series"][series] = int(g["rows"])
+        out["rows"] += int(g["rows"])
+        out["anomalies"] += int(g["anomalies"] or 0)
+    return out
 
 
 def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -> GoldResult:
@@ -113,10 +120,7 @@ def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -
             GOLD_FEATURES.path(settings)
         )
         result.feature_rows, result.anomalies = checked["rows"], checked["anomalies"]
-        result.per_series = {
-            f"{r['exchange']}:{r['symbol']}:{r['timeframe']}": int(r["count"])
-            for r in features.groupBy(*SERIES_KEYS).count().collect()
-        }
+        result.per_series = checked["per_series"]
         features.unpersist()
         labels = (
             labels_with_next_open(bars)
@@ -124,10 +128,10 @@ def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -
             .drop("next_open_time")
             .persist()
         )
-        result.label_rows = labels.count()
-        bounds = labels.agg(F.min("bar_date"), F.max("bar_date")).collect()[0]
+        bounds = labels.agg(F.count(F.lit(1)), F.min("bar_date"), F.max("bar_date")).collect()[0]
+        result.label_rows = int(bounds[0])
         if result.label_rows:
-            target = f"t.bar_date >= DATE '{bounds[0]}' AND t.bar_date <= DATE '{bounds[1]}'"
+            target = f"t.bar_date >= DATE '{bounds[1]}' AND t.bar_date <= DATE '{bounds[2]}'"
             metrics = merge_rows(spark, labels, GOLD_LABELS, target_filter=target, settings=settings)
             result.labels_inserted, result.labels_updated = metrics["inserted"], metrics["updated"]
             result.labels_version = metrics["version"]

@@ -12,9 +12,11 @@ returns exceeds ``settings.market.jump_threshold``:
 not a jump when its return measured from the bar *before* the jump is ordinary: that is the
 reversal of a bad print, and it must not cost a valid bar.
 
-The job is scoped to ``[start, end)`` on ``open_time``; it reads ``CONTEXT_BARS`` bars before
-``start`` for gap and jump context, so a re-run or a run of any other interval gives the same
-rows, and writes them with a Delta MERGE on the table keys that only touches changed rows.
+The job is scoped to ``[start, end)`` on ``open_time``; it also reads the ``CONTEXT_BARS`` bar
+lengths before ``start`` for jump context (so an interval run gives the rows a whole-history run
+gives, unless gaps thin that context out) and, for a series whose previous bar is older than that,
+takes the gap from the last bar already in silver. It writes with a Delta MERGE on the table keys
+that only updates rows whose values changed, so a re-run changes nothing.
 """
 
 from __future__ import annotations

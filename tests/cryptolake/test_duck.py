@@ -40,7 +40,7 @@ def test_connect_creates_one_view_per_table_named_layer_entity(settings):
     views = {r[0] for r in con.execute(
         "select table_name from information_schema.tables where table_type = 'VIEW'").fetchall()}
     assert views == {"silver_bars", "bronze_market_ohlcv"}
-    n, total = con.execute("select count(*), sum(close) from silver_bars").fetchone()
+    n, total = con.execute("select count(*), sum(close) from silver_bars").fetchall()[0]
     assert (n, total) == (10, sum(100.0 + i for i in range(10)))
 
 

@@ -116,12 +116,12 @@ def arrow_table(spec: TableSpec, frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame[list(spec.column_names)], schema=schema, preserve_index=False)
 
 
-def write_table(spec: TableSpec, frame: pd.DataFrame, settings: Settings, mode: str = "overwrite") -> int:
-    """Write ``frame`` as the Delta table ``spec`` under the settings' lake; return the new version."""
+def write_table(spec: TableSpec, frame: pd.DataFrame, settings: Settings) -> int:
+    """(Over)write ``frame`` as the Delta table ``spec`` under the settings' lake; return the new version."""
     from deltalake import DeltaTable, write_deltalake
 
     path = spec.path(settings)
-    write_deltalake(path, arrow_table(spec, frame), mode=mode, partition_by=list(spec.partition_by) or None)
+    write_deltalake(path, arrow_table(spec, frame), mode="overwrite", partition_by=list(spec.partition_by) or None)
     return int(DeltaTable(path).version())
 
 

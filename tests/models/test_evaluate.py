@@ -68,7 +68,7 @@ def test_reliability_curve_bins_by_hand():
     assert curve.loc[1, "observed_frequency"] == pytest.approx(0.5)
     assert curve.loc[9, "mean_predicted"] == pytest.approx(0.975)  # 1.0 falls in the last bin
     assert curve.loc[9, "observed_frequency"] == 1.0
-    assert math.isnan(curve.loc[2, "mean_predicted"])
+    assert math.isnan(float(curve["mean_predicted"].iloc[2]))
     ece = expected_calibration_error(curve)
     expected = (1 * 0.05 + 2 * abs(0.5 - 0.15) + 1 * 0.55 + 2 * abs(1 - 0.975)) / 6
     assert ece == pytest.approx(expected)

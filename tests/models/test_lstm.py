@@ -125,7 +125,7 @@ def test_score_frame_on_a_scorer_tail_equals_full_predictions(real_dataset, tiny
 def test_explicit_trained_at_and_naive_rejected(real_dataset, tiny_config):
     model = LstmModel(tiny_config.model_copy(update={"max_epochs": 1}))
     with pytest.raises(DataValidationError, match="trained_at"):
-        model.fit(real_dataset, trained_at=datetime(2020, 1, 1))  # noqa: DTZ001
+        model.fit(real_dataset, trained_at=datetime(2020, 1, 1))
 
 
 def test_config_rejects_gap_shorter_than_window():

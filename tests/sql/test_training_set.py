@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -13,7 +13,7 @@ from tests.sql.conftest import BAR, T0, hand_made_gold, settings_for
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple[str, datetime]]:
-    return [(r.symbol, r.ts.to_pydatetime()) for r in frame.itertuples()]
+    return [(str(s), pd.Timestamp(t).to_pydatetime()) for s, t in zip(frame["symbol"], frame["ts"], strict=True)]
 
 
 def test_returns_exactly_the_rows_knowable_at_the_cut(hand_lake):
@@ -59,13 +59,14 @@ def test_records_the_delta_versions_read(hand_lake):
     [
         ((["BTC/USD"], T0, T0, T0), "end"),
         (([], T0, T0 + BAR, T0), "symbols"),
-        ((["BTC/USD"], datetime(2020, 1, 1), T0 + BAR, T0), "start"),  # noqa: DTZ001
+        ((["BTC/USD"], datetime(2020, 1, 1), T0 + BAR, T0), "start"),
         (("BTC/USD", T0, T0 + BAR, T0), "symbols"),
     ],
 )
 def test_bad_arguments_are_named(hand_lake, args, field):
+    symbols, start, end, as_of = args
     with pytest.raises(DataValidationError, match=field):
-        load_training_set(*args, settings=hand_lake)
+        load_training_set(symbols, start, end, as_of, settings=hand_lake)
 
 
 def test_real_candles_never_return_a_label_after_the_cut(tmp_path):

@@ -34,3 +34,45 @@ def test_views_file_without_headers_is_rejected(tmp_path):
     bad.write_text("CREATE VIEW x AS SELECT 1;")
     with pytest.raises(ConfigError, match="headers"):
         parse_views(bad.read_text())
+
+
+def test_bar_and_signal_views_over_real_bars_and_synthetic_signals(hand_lake):
+    import pandas as pd
+
+    from cryptolake.tables import SIGNALS_TABLE, SILVER_BARS
+    from tests.models.lake_fixture import gym_bars, write_table
+    from tests.sql.conftest import BAR, T0
+
+    bars = gym_bars("BTC", rows=96)  # two real days of 30m candles, 2017-10-01 and -02
+    bars = bars.assign(
+        ingest_time=bars["close_time"], gap_before=False, missing_bars_before=0, flag_high_low=False,
+        flag_negative_volume=False, flag_ohlc_range=False, flag_jump=False, is_valid=True, flag_reasons="",
+        duplicates=0, bar_date=bars["open_time"].dt.date,
+    )
+    bars.loc[5, ["is_valid", "flag_jump"]] = [False, True]
+    write_table(SILVER_BARS, bars, hand_lake)
+    # SYNTHETIC signals: two scores for BTC 00:00/00:30 from model m1 (directions 1, 1).
+    signals = pd.DataFrame({
+        "exchange": "handmade", "symbol": "BTC/USD", "timeframe": "30m", "bar_time": [T0, T0 + BAR],
+        "probability": [0.7, 0.6], "direction": [1, 1], "model_version": "m1",
+        "available_time": [T0 + BAR, T0 + 2 * BAR], "bar_date": [T0.date(), T0.date()],
+    })
+    write_table(SIGNALS_TABLE, signals, hand_lake)
+
+    con = duck.connect(hand_lake)
+    result = apply_views(con)
+    assert result["skipped"] == []
+    daily = con.execute("SELECT day, open, high, low, close, volume, bars, flagged_bars FROM bars_daily "
+                        "ORDER BY day").df()
+    first = bars.iloc[:48]
+    assert daily["bars"].tolist() == [48, 48]
+    assert daily.loc[0, "open"] == first["open"].iloc[0] and daily.loc[0, "close"] == first["close"].iloc[-1]
+    assert daily.loc[0, "high"] == first["high"].max() and daily.loc[0, "low"] == first["low"].min()
+    assert daily.loc[0, "volume"] == pytest.approx(first["volume"].sum())
+    assert daily["flagged_bars"].tolist() == [1, 0]
+    assert con.execute("SELECT jump_flags, invalid_bars FROM bar_quality").fetchall() == [(1, 1)]
+    latest = con.execute("SELECT bar_time, probability FROM latest_signals").fetchall()
+    assert [(t.isoformat(), p) for t, p in latest] == [((T0 + BAR).isoformat(), 0.6)]
+    # Hand-made labels: BTC 00:00 went up (+0.01), 00:30 went down (-0.02) -> one hit of two.
+    hits = con.execute("SELECT signals, hit_rate FROM signal_hit_rate").fetchall()
+    assert hits == [(2, 0.5)]

@@ -78,6 +78,7 @@ class PaperExecutionClient(ExecutionClient):
         self.config = config
         self.instruments = {i.key: i for i in instruments}
         self._orders: dict[str, Order] = {}  # by client id, in submission order
+        self._open: dict[str, Order] = {}  # the open subset, so each bar costs O(open orders)
         self._seq = 0
         self._fills = 0
         self._positions: dict[str, float] = {}
@@ -101,10 +102,9 @@ class PaperExecutionClient(ExecutionClient):
                 reason=f"unknown instrument {order.instrument_key!r}",
             )
         self._seq += 1
-        accepted = replace(
-            order, id=f"P{self._seq:08d}", status=OrderStatus.ACCEPTED, created_at=ts, updated_at=ts
-        )
+        accepted = replace(order, id=f"P{self._seq:08d}", status=OrderStatus.ACCEPTED, created_at=ts, updated_at=ts)
         self._orders[order.client_id] = accepted
+        self._open[order.client_id] = accepted
         return replace(accepted)
 
     def cancel(self, client_id: str, ts: datetime) -> Order | None:
@@ -112,6 +112,7 @@ class PaperExecutionClient(ExecutionClient):
         if order is None or not order.is_open:
             return None
         order.status, order.updated_at = OrderStatus.CANCELED, ts
+        self._open.pop(client_id, None)
         return replace(order)
 
     def query(self, client_id: str) -> Order:
@@ -121,16 +122,10 @@ class PaperExecutionClient(ExecutionClient):
             raise OrderNotFoundError(f"paper venue has no order with client_id={client_id!r}") from exc
 
     def open_orders(self, instrument_key: str | None = None) -> list[Order]:
-        return [
-            replace(o)
-            for o in self._orders.values()
-            if o.is_open and (instrument_key is None or o.instrument_key == instrument_key)
-        ]
+        return [replace(o) for o in self._open.values() if instrument_key is None or o.instrument_key == instrument_key]
 
     def reconcile(self) -> ReconcileReport:
-        return ReconcileReport(
-            tuple(self.open_orders()), {k: v for k, v in self._positions.items() if v}, self._fills
-        )
+        return ReconcileReport(tuple(self.open_orders()), {k: v for k, v in self._positions.items() if v}, self._fills)
 
     def process_bar(self, bar: Bar, on_fill: FillHandler) -> None:
         key = bar.instrument_key
@@ -143,9 +138,7 @@ class PaperExecutionClient(ExecutionClient):
             self._fill(order, price, bar.open_time, Liquidity.TAKER, on_fill)
         # 2. stops before limits (the documented "stop first" rule)
         for kind in (OrderType.STOP, OrderType.LIMIT):
-            for client_id in [
-                o.client_id for o in self._orders.values() if o.type is kind and o.instrument_key == key
-            ]:
+            for client_id in [o.client_id for o in self._open.values() if o.type is kind and o.instrument_key == key]:
                 order = self._orders[client_id]
                 if not order.is_open or not self._eligible(order, bar):
                     continue
@@ -169,8 +162,8 @@ class PaperExecutionClient(ExecutionClient):
         return order.created_at + self._latency <= bar.open_time
 
     def _next_eligible(self, key: str, bar: Bar, types: tuple[OrderType, ...]) -> Order | None:
-        for o in self._orders.values():
-            if o.is_open and o.type in types and o.instrument_key == key and self._eligible(o, bar):
+        for o in self._open.values():
+            if o.type in types and o.instrument_key == key and self._eligible(o, bar):
                 return o
         return None
 
@@ -191,9 +184,7 @@ class PaperExecutionClient(ExecutionClient):
             return p, bar.close_time
         return None
 
-    def _fill(
-        self, order: Order, raw_price: float, ts: datetime, liquidity: Liquidity, on_fill: FillHandler
-    ) -> None:
+    def _fill(self, order: Order, raw_price: float, ts: datetime, liquidity: Liquidity, on_fill: FillHandler) -> None:
         inst = self.instruments[order.instrument_key]
         price = round_price(raw_price, inst.price_decimals)
         bps = self.config.taker_fee_bps if liquidity is Liquidity.TAKER else self.config.maker_fee_bps
@@ -204,6 +195,7 @@ class PaperExecutionClient(ExecutionClient):
             price,
             ts,
         )
+        self._open.pop(order.client_id, None)
         self._fills += 1
         fill = Fill(
             f"{order.id}-1",
@@ -225,8 +217,9 @@ class PaperExecutionClient(ExecutionClient):
             self._positions.get(order.instrument_key, 0.0) + signed, inst.qty_decimals
         )
         if order.oco_group is not None:
-            for other in self._orders.values():
-                if other.oco_group == order.oco_group and other.is_open:
+            for other in list(self._open.values()):
+                if other.oco_group == order.oco_group:
+                    del self._open[other.client_id]
                     other.status, other.updated_at, other.reason = (
                         OrderStatus.CANCELED,
                         ts,

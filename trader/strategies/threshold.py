@@ -45,12 +45,8 @@ class ThresholdConfig(BaseModel):
 
     threshold: float = Field(default=0.55, gt=0.0, le=1.0, description="Go long when probability >= this")
     fraction: float = Field(default=0.95, gt=0.0, le=1.0, description="Fraction of equity per position")
-    stop_loss_pct: float | None = Field(
-        default=0.02, gt=0.0, lt=1.0, description="Stop below entry; None = no stop"
-    )
-    take_profit_pct: float | None = Field(
-        default=0.04, gt=0.0, description="Take profit above entry; None = none"
-    )
+    stop_loss_pct: float | None = Field(default=0.02, gt=0.0, lt=1.0, description="Stop below entry; None = no stop")
+    take_profit_pct: float | None = Field(default=0.04, gt=0.0, description="Take profit above entry; None = none")
     order_id_prefix: str = Field(default="thr", min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_]+$")
 
     @model_validator(mode="after")
@@ -81,9 +77,7 @@ class ThresholdStrategy(Strategy):
 
     def _cancel_all(self, ctx: StrategyContext) -> list[OrderIntent]:
         inst = self.instrument
-        return [
-            OrderIntent("cancel", o.client_id, inst.exchange, inst.symbol) for o in ctx.orders_for(inst.key)
-        ]
+        return [OrderIntent("cancel", o.client_id, inst.exchange, inst.symbol) for o in ctx.orders_for(inst.key)]
 
     def on_signal(self, signal: Signal, ctx: StrategyContext) -> list[OrderIntent]:
         if not self._mine(signal.instrument_key):

@@ -85,7 +85,7 @@ def test_land_topic_exactly_once_and_spark_duckdb_agree(spark, kafka_bootstrap, 
         con = duck.connect(lake_settings)
         view = bronze_spec(topic).name.replace(".", "_")
         n, v = con.execute(f"select count(*), sum(cast(json_extract_string(payload, '$.volume') as double)) "
-                           f"from {view}").fetchone()
+                           f"from {view}").fetchall()[0]
         assert n == 15_000
         assert v == pytest.approx(row["v"])
 

@@ -65,7 +65,8 @@ def test_compute_labels_is_the_next_valid_bar_return(spark) -> None:
     btc = bars[(bars["symbol"] == "BTC/USD") & bars["is_valid"]].reset_index(drop=True)
     got = labels[labels["symbol"] == "BTC/USD"].sort_values("ts").reset_index(drop=True)
     assert len(got) == len(btc) - 1  # no label for the last bar
-    expected = np.log(btc["close"].shift(-1) / btc["close"]).iloc[:-1].to_numpy()
+    closes = btc["close"].to_numpy(float)
+    expected = np.log(closes[1:] / closes[:-1])
     np.testing.assert_allclose(got["next_log_return"], expected, rtol=0, atol=1e-12)
     assert (got["next_direction"] == (expected > 0).astype(int)).all()
     assert (got["label_available_time"] == btc["close_time"].iloc[1:].to_numpy()).all()
