@@ -45,6 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=175_000, help="messages to produce and land")
     parser.add_argument("--skip-peer", action="store_true", help="do not run the plain-Python peer")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="land the topic this many times (fresh lake each time) in one JVM: later runs are warm")
     parser.add_argument("--reuse-topic", default="", help="land an existing topic (already holding --messages)")
     args = parser.parse_args()
     from cryptolake.logs import configure_logging
@@ -91,16 +93,20 @@ def main() -> None:
         spark = get_spark(settings)
         spark_start_s = time.perf_counter() - t0
         jvm = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
-        cpu0 = tree_cpu_seconds(jvm)
-        t0 = time.perf_counter()
-        result = land_topic(topic, settings=settings)
-        land_s = time.perf_counter() - t0
-        land_cpu = tree_cpu_seconds(jvm) - cpu0
-        assert result.rows_landed == args.messages, result
-        print(f"land_topic: {result.rows_landed} rows in {land_s:.1f}s "
-              f"({result.rows_landed / land_s:,.0f} rows/s; Spark start {spark_start_s:.1f}s not included)")
-        print(f"land_topic CPU seconds (Spark JVM + Python workers): {land_cpu:.1f}s; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} shared cores")
+        for run in range(args.repeat):
+            if run:
+                settings = settings.model_copy(update={"paths": settings.paths.model_copy(update={
+                    "lake_root": str(tmp / f"lake{run}"), "checkpoint_root": str(tmp / f"ckpt{run}")})})
+            cpu0 = tree_cpu_seconds(jvm)
+            t0 = time.perf_counter()
+            result = land_topic(topic, settings=settings)
+            land_s = time.perf_counter() - t0
+            land_cpu = tree_cpu_seconds(jvm) - cpu0
+            assert result.rows_landed == args.messages, result
+            print(f"run {run + 1} ({'cold JVM' if run == 0 else 'warm JVM'}): land_topic {result.rows_landed} rows "
+                  f"in {land_s:.1f}s wall ({result.rows_landed / land_s:,.0f} rows/s), {land_cpu:.1f} CPU s "
+                  f"(Spark JVM + Python workers); Spark start {spark_start_s:.1f}s not included; "
+                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} shared cores")
         stop_spark()
 
         path = bronze_spec(topic).path(settings)

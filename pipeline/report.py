@@ -162,3 +162,50 @@ def _num(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+_SUMMARY_TEMPLATE = """
+<h2>Lake</h2>
+<table id="tables"><tr><th>table</th><th>rows</th></tr>
+{% for name, n in tables %}<tr><td class="name">{{ name }}</td><td>{{ n }}</td></tr>{% endfor %}
+</table>
+<p>Reconciled: bronze {{ r.bronze }} = candles replayed; silver {{ r.silver }} = unique candles;
+gold {{ r.gold }} = valid silver {{ r.valid_silver }} &minus;
+{{ r.series }} &times; {{ r.warmup_bars }} warm-up bars.</p>
+<h2>Data quality</h2>
+<table id="quality"><tr><th>check</th><th>count</th></tr>
+{% for name, n in quality %}<tr><td class="name">{{ name }}</td><td>{{ n }}</td></tr>{% endfor %}
+</table>
+<h2>Model {{ model_version }} on the test period</h2>
+<table id="model"><tr><th>model</th>{% for c in metric_cols %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for name, row in model_rows %}<tr><td class="name">{{ name }}</td>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+"""
+
+
+def write_report(results: dict[str, dict[str, Any]], summary: dict[str, Any], path: Path,
+                 settings: Settings) -> Path:
+    """The trading report of the run, preceded by the lake, data-quality and model sections."""
+    from jinja2 import Environment, select_autoescape
+
+    trading = Path(results["trade"]["report_path"]).read_text()
+    cols = ("accuracy", "precision", "recall", "f1", "auc")
+    quality = [(k, _num(v)) for k, v in summary["quality"].items() if not isinstance(v, dict)]
+    quality += [(f"flagged: {k}", _num(v)) for k, v in summary["quality"].get("flagged", {}).items()]
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    section = env.from_string(_SUMMARY_TEMPLATE).render(
+        tables=[(k, f"{v:,}") for k, v in summary["tables"].items()],
+        r=summary["reconciliation"],
+        quality=quality,
+        model_version=summary["model"]["model_version"],
+        metric_cols=cols,
+        model_rows=[(name, [_num(m.get(c)) for c in cols]) for name, m in summary["model"]["metrics"].items()],
+    )
+    marker = "<h2>Metrics</h2>"
+    if marker not in trading:
+        raise DataValidationError("report", str(results["trade"]["report_path"]), f"has no {marker!r} section")
+    html = trading.replace(marker, section + "<h2>Paper trading metrics</h2>", 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html)
+    log.info("report.written", extra={"path": str(path)})
+    return path

@@ -3,13 +3,17 @@
 * :class:`TraderSettings`: process settings read from the environment with the
   ``CRYPTOLAKE__TRADER__`` prefix (store URL, Kafka polling). Kept here rather than in
   ``cryptolake/settings.py`` so the trader owns its knobs.
-* :class:`TraderConfig`: one trading run (instrument, starting cash, strategy, risk and
-  paper-venue configs). Frozen and validated; the same object drives backtest and live.
+* :class:`TraderConfig`: one trading run: one account (one cash balance) trading one or more
+  symbols of one exchange, with the strategy, risk and paper-venue configs. Frozen and
+  validated; the same object drives backtest and live. ``symbol="BTC/USD"`` is accepted as
+  shorthand for ``symbols=("BTC/USD",)``.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cryptolake.settings import Settings, get_settings
@@ -33,6 +37,12 @@ class TraderSettings(BaseSettings):
     max_idle_s: float = Field(
         default=30.0, gt=0, description="Live trader stops after this many seconds without messages"
     )
+    max_poll_records: int = Field(default=5000, ge=1, description="Records per Kafka poll (throughput)")
+    seek_margin_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seek this much before start_time (tolerates producer clock skew); payloads are filtered after",
+    )
 
     def resolved_store_url(self, settings: Settings | None = None) -> str:
         """The store URL, defaulting to ``sqlite:///<state_dir>/trader/trader.db``."""
@@ -43,21 +53,45 @@ class TraderSettings(BaseSettings):
         return f"sqlite:///{path}"
 
 
+class InstrumentPrecision(BaseModel):
+    """Venue precision of one symbol (decimals of price ticks and quantity lots)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    price_decimals: int = Field(default=2, ge=0, le=12)
+    qty_decimals: int = Field(default=6, ge=0, le=12)
+
+
 class TraderConfig(BaseModel):
-    """Everything one trading run needs besides its data: what, with how much, and under which rules."""
+    """Everything one trading run needs besides its data: what, with how much, and under which rules.
+
+    One account: one cash balance in ``quote_currency``, one position per symbol. Precision
+    defaults to ``price_decimals`` / ``qty_decimals``; ``precision`` overrides it per symbol
+    (e.g. XRP/USD trades at 0.2 USD and needs more than 2 price decimals).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     exchange: str = Field(default="gymcrypto", min_length=1)
-    symbol: str = Field(default="BTC/USD", min_length=1)
+    symbols: tuple[str, ...] = Field(default=("BTC/USD",), min_length=1, description="Symbols traded by the account")
     timeframe: str = Field(default="30m", description="Bar timeframe, one of cryptolake.types.TIMEFRAME_MS")
     price_decimals: int = Field(default=2, ge=0, le=12)
     qty_decimals: int = Field(default=6, ge=0, le=12)
+    precision: dict[str, InstrumentPrecision] = Field(default_factory=dict, description="Per-symbol overrides")
     quote_currency: str = Field(default="USD", min_length=1)
     initial_cash: float = Field(default=10_000.0, gt=0)
     strategy: ThresholdConfig = ThresholdConfig()
     risk: RiskConfig = RiskConfig()
     paper: PaperConfig = PaperConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _symbol_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "symbol" in data:
+            if "symbols" in data:
+                raise ValueError("give either symbol or symbols, not both")
+            data = {k: v for k, v in data.items() if k != "symbol"} | {"symbols": (data["symbol"],)}
+        return data
 
     @field_validator("timeframe")
     @classmethod
@@ -66,6 +100,46 @@ class TraderConfig(BaseModel):
             raise ValueError(f"timeframe={v!r} unknown; expected one of {sorted(TIMEFRAME_MS)}")
         return v
 
+    @field_validator("symbols")
+    @classmethod
+    def _unique_symbols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not s.strip() for s in v):
+            raise ValueError(f"symbols={v!r} contains an empty symbol")
+        if len(set(v)) != len(v):
+            raise ValueError(f"symbols={v!r} contains duplicates")
+        return v
+
+    @model_validator(mode="after")
+    def _precision_keys(self) -> TraderConfig:
+        unknown = sorted(set(self.precision) - set(self.symbols))
+        if unknown:
+            raise ValueError(f"precision given for symbols {unknown} that are not in symbols={list(self.symbols)}")
+        return self
+
+    @property
+    def instruments(self) -> list[Instrument]:
+        """The traded instruments, in ``symbols`` order."""
+        out = []
+        for sym in self.symbols:
+            p = self.precision.get(sym)
+            out.append(
+                Instrument(
+                    self.exchange,
+                    sym,
+                    p.price_decimals if p else self.price_decimals,
+                    p.qty_decimals if p else self.qty_decimals,
+                )
+            )
+        return out
+
     @property
     def instrument(self) -> Instrument:
-        return Instrument(self.exchange, self.symbol, self.price_decimals, self.qty_decimals)
+        """The single instrument of a one-symbol config (ValueError for several)."""
+        if len(self.symbols) != 1:
+            raise ValueError(f"config trades {len(self.symbols)} symbols; use .instruments")
+        return self.instruments[0]
+
+    @property
+    def symbol(self) -> str:
+        """The single symbol of a one-symbol config (ValueError for several)."""
+        return self.instrument.symbol

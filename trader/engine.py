@@ -1,7 +1,9 @@
 """The trading engine and its clock.
 
-The engine wires one data feed to one strategy, the risk engine, one execution client and the
-portfolio. Backtest, paper and live differ only in who calls :meth:`Engine.on_event` (a sorted
+The engine wires one data feed to one strategy (possibly an
+:class:`~trader.strategy.InstrumentRouter` over one strategy per instrument), the risk engine,
+one execution client and the portfolio of one account (one cash balance, one position per
+instrument). Backtest, paper and live differ only in who calls :meth:`Engine.on_event` (a sorted
 list or a Kafka feed), the clock, and the execution client.
 
 Events are processed in :func:`event_sort_key` order: by ``available_time`` (when each became
@@ -10,7 +12,9 @@ knowable), bars before signals at the same instant (a signal about bar ``t`` is 
 
 1. lets the execution client process the bar (fills of resting and pending orders, each
    passed to the portfolio and then to ``strategy.on_fill``);
-2. marks the portfolio to the close, feeds equity to the risk engine and records it;
+2. marks the portfolio to the close, feeds equity to the risk engine and records it (one
+   equity point per close time: the bars of other instruments closing at the same instant
+   update that point, so the curve is the account's, marked with every price known then);
 3. calls ``strategy.on_bar``.
 
 Every intent goes through the risk engine; cancels always pass.
@@ -27,7 +31,7 @@ from cryptolake.logs import get_logger
 from trader.domain import Bar, Fill, Instrument, Order, OrderIntent, OrderStatus, Rejection, Signal
 from trader.execution.base import ExecutionClient, ReconciliationError
 from trader.portfolio import Portfolio, Trade
-from trader.risk import RiskEngine
+from trader.risk import AccountExposure, RiskEngine
 from trader.strategy import Strategy, StrategyContext
 
 log = get_logger(__name__)
@@ -67,13 +71,13 @@ class SimClock:
 
 @dataclass(frozen=True, slots=True)
 class EquityPoint:
-    """The account marked to a bar's close."""
+    """The account marked at a bar close time: equity, cash, gross position notional, positions held."""
 
     ts: datetime
     equity: float
     cash: float
-    position_qty: float
-    price: float
+    gross_exposure: float
+    open_positions: int
     risk_state: str
 
 
@@ -153,19 +157,21 @@ class Engine:
         self.client.process_bar(bar, self._on_fill)
         self.clock.advance(bar.close_time)
         key = bar.instrument_key
-        self.portfolio.mark(key, bar.close)
-        equity = self.portfolio.equity()
+        p = self.portfolio
+        p.mark(key, bar.close)
+        equity = p.equity()
         self.risk.on_equity(equity, bar.close_time)
-        self.equity.append(
-            EquityPoint(
-                bar.close_time,
-                equity,
-                self.portfolio.cash,
-                self.portfolio.positions[key].qty,
-                bar.close,
-                str(self.risk.state),
-            )
-        )
+        gross, held = 0.0, 0
+        for k, pos in p.positions.items():
+            if pos.qty:
+                gross += abs(pos.qty) * p.last_prices.get(k, pos.avg_price)
+                held += 1
+        point = EquityPoint(bar.close_time, equity, p.cash, gross, held, str(self.risk.state))
+        if self.equity and self.equity[-1].ts == bar.close_time:
+            self.equity[-1] = point  # another instrument's bar at the same close: one point per instant
+            self._drained["equity"] = min(self._drained["equity"], len(self.equity) - 1)
+        else:
+            self.equity.append(point)
         self._route(self.strategy.on_bar(bar, self._ctx()))
 
     def _on_fill(self, fill: Fill) -> None:
@@ -202,6 +208,7 @@ class Engine:
                 self.portfolio.positions[intent.instrument_key],
                 self.portfolio.last_prices.get(intent.instrument_key),
                 now,
+                self._exposure(intent.instrument_key),
             )
             if isinstance(decision, Rejection):
                 self._reject(intent, now, decision.reason)
@@ -211,6 +218,15 @@ class Engine:
             self._dirty.add(placed.client_id)
             if placed.status is OrderStatus.REJECTED:
                 self.rejections.append(Rejection(intent, f"venue: {placed.reason}", now))
+
+    def _exposure(self, instrument_key: str) -> AccountExposure:
+        p = self.portfolio
+        gross, held = 0.0, 0
+        for k, pos in p.positions.items():
+            if pos.qty and k != instrument_key:
+                gross += abs(pos.qty) * p.last_prices.get(k, pos.avg_price)
+                held += 1
+        return AccountExposure(p.equity(), gross, held)
 
     def _reject(self, intent: OrderIntent, now: datetime, reason: str) -> None:
         self.rejections.append(Rejection(intent, reason, now))

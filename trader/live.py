@@ -10,10 +10,20 @@ topics arrive in, and the two give identical fills.
 
 After each batch the engine's changes are written to the store and only then are the
 offsets committed; an offset is committed only once every record before it in its
-partition has been processed. A run (``run_id``) always replays its topics from the
-beginning and replaces what the store holds for it. It stops on a stop event, after
-``max_idle_s`` without new records (processing everything buffered), or once it has
-processed the bar that opens at ``until_bar_time``.
+partition has been processed. A run (``run_id``) always replays its topics (from the
+beginning, or from ``start_time``) and replaces what the store holds for it. It stops on a
+stop event, after ``max_idle_s`` without new records (processing everything buffered), or
+once it has processed the bar that opens at ``until_bar_time``.
+
+What a run trades is decided by :class:`trader.filters.EventFilter`, exactly as in the
+backtest: the config's instruments, events from ``start_time``, and one ``model_version``'s
+signals. With ``start_time`` each partition is first sought with ``offsets_for_times`` to
+``start_time - seek_margin_s``. That is conservative: a record's Kafka timestamp is its
+produce time (or its event time when the producer sets it), never before its ``event_time``,
+so no record of the run lies before the sought offset; records read before ``start_time``
+(replayed history has recent produce times) are then dropped on their payload's
+``event_time`` and counted (``before_start``), as are other instruments and other model
+versions. None of these is dead-lettered: they are valid, just not this run's.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from cryptolake import topics
@@ -39,6 +49,7 @@ from trader.backtest import build_engine, metrics_for, persist
 from trader.config import TraderConfig, TraderSettings
 from trader.domain import Bar, Signal, timeframe_delta
 from trader.engine import Engine, Event, event_sort_key
+from trader.filters import EventFilter
 from trader.results import LiveResult, RunResult
 from trader.store import TradeStore
 
@@ -74,9 +85,18 @@ class DeadLetters(Protocol):
 
 
 class KafkaSource:
-    """Reads ``topic_names`` from the beginning with manual assignment; commits explicit offsets."""
+    """Reads ``topic_names`` with manual assignment from the beginning, or from ``seek_time``
+    (the first offset whose Kafka timestamp is at or after it); commits explicit offsets."""
 
-    def __init__(self, topic_names: Iterable[str], *, group_id: str, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        topic_names: Iterable[str],
+        *,
+        group_id: str,
+        settings: Settings | None = None,
+        seek_time: datetime | None = None,
+        max_poll_records: int = 500,
+    ) -> None:
         from kafka.structs import TopicPartition
 
         from cryptolake.bus import consumer, ensure_topics
@@ -84,13 +104,46 @@ class KafkaSource:
         settings = settings or get_settings()
         names = list(topic_names)
         ensure_topics(names, settings)
-        self._consumer = consumer(group_id=group_id, settings=settings)
+        self._consumer = consumer(group_id=group_id, settings=settings, max_poll_records=max_poll_records)
         parts = []
         for name in names:
             ids = call_with_retry(functools.partial(self._partitions, name), what=f"partitions of {name}")
             parts += [TopicPartition(name, p) for p in sorted(ids)]
         self._consumer.assign(parts)
-        self._consumer.seek_to_beginning(*parts)
+        self.start_offsets: dict[tuple[str, int], int | None] = {}
+        if seek_time is None:
+            self._consumer.seek_to_beginning(*parts)
+        else:
+            self._seek(parts, seek_time)
+
+    def _seek(self, parts: list[Any], seek_time: datetime) -> None:
+        from cryptolake.bus import translate_kafka_error
+
+        ms = int(seek_time.timestamp() * 1000)
+
+        def lookup() -> dict[Any, Any]:
+            try:
+                found: dict[Any, Any] = self._consumer.offsets_for_times({tp: ms for tp in parts})
+                return found
+            except Exception as exc:
+                raise translate_kafka_error(exc, "offsets_for_times") from exc
+
+        found = call_with_retry(lookup, what="kafka offsets_for_times")
+        for tp in parts:
+            hit = found.get(tp)
+            if hit is None:  # nothing at or after seek_time yet: start at the end
+                self._consumer.seek_to_end(tp)
+                self.start_offsets[(tp.topic, tp.partition)] = None
+            else:
+                self._consumer.seek(tp, hit.offset)
+                self.start_offsets[(tp.topic, tp.partition)] = hit.offset
+        log.info(
+            "live.seek",
+            extra={
+                "seek_time": seek_time.isoformat(),
+                "offsets": {f"{t}:{p}": o for (t, p), o in self.start_offsets.items()},
+            },
+        )
 
     def _partitions(self, name: str) -> set[int]:
         from cryptolake.bus import translate_kafka_error
@@ -259,6 +312,9 @@ class LiveStats:
     dead_lettered: int = 0
     duplicates: int = 0
     other_instruments: int = 0
+    other_model_versions: int = 0
+    before_start: int = 0
+    after_end: int = 0  # buffered past until_bar_time, never processed
     checkpoints: int = 0
     stopped_by: str = ""
 
@@ -276,6 +332,7 @@ class LiveTrader:
         dead_letters: DeadLetters,
         poll_timeout_ms: int = 500,
         monotonic: Callable[[], float] = time.monotonic,
+        event_filter: EventFilter | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -285,15 +342,11 @@ class LiveTrader:
         self.poll_timeout_ms = poll_timeout_ms
         self.monotonic = monotonic
         self.engine: Engine = build_engine(config)
-        key = config.instrument.key
-        self.orderer = EventOrderer([(t, key) for t in INPUT_TOPICS])
+        self.filter = event_filter or EventFilter.for_run(config)
+        self.orderer = EventOrderer([(t, inst.key) for t in INPUT_TOPICS for inst in config.instruments])
         self.stats = LiveStats()
         self._seen: dict[tuple[str, int], int] = {}  # next offset after the last record seen
         self._committed: dict[tuple[str, int], int] = {}
-
-    def _ours(self, event: Event) -> bool:
-        c = self.config
-        return (event.exchange, event.symbol, event.timeframe) == (c.exchange, c.symbol, c.timeframe)
 
     def _reject(self, record: Record, reason: str) -> None:
         self.stats.dead_lettered += 1
@@ -311,8 +364,9 @@ class LiveTrader:
             except DataValidationError as exc:
                 self._reject(rec, str(exc))
                 continue
-            if not self._ours(event):
-                self.stats.other_instruments += 1
+            skip = self.filter.skip_reason(event, check_end=False)  # past-the-end events wait in the buffer
+            if skip is not None:
+                setattr(self.stats, str(skip), getattr(self.stats, str(skip)) + 1)
                 continue
             last = self.engine._last_key
             key = event_sort_key(event)
@@ -365,6 +419,8 @@ class LiveTrader:
         limit = None
         if until_bar_time is not None:
             limit = until_bar_time + timeframe_delta(self.config.timeframe)
+        elif self.filter.end_available_time is not None:
+            limit = self.filter.end_available_time
         self.engine.start()
         last_data = self.monotonic()
         while True:
@@ -388,6 +444,7 @@ class LiveTrader:
                 break
         # everything received that is not past the limit can be processed now
         self.process_ready(flush=True, limit=limit)
+        self.stats.after_end = len(self.orderer.buffered())
         self.checkpoint(status="stopped")
         log.info(
             "live.stopped",
@@ -412,14 +469,30 @@ def run_live(
     stop_event: threading.Event | None = None,
     source: Source | None = None,
     dead_letters: DeadLetters | None = None,
+    start_time: datetime | None = None,
+    model_version: str | None = None,
 ) -> LiveResult:
-    """Paper-trade ``config`` from Kafka (or ``source``) until stopped; store the run under ``run_id``."""
+    """Paper-trade ``config`` from Kafka (or ``source``) until stopped; store the run under ``run_id``.
+
+    ``start_time``: events with an earlier ``event_time`` are not traded (Kafka is sought there
+    first); ``model_version``: only that model's signals are traded; ``until_bar_time``: the
+    open time of the last bar to process. The same arguments to :func:`trader.backtest.run_backtest`
+    select the same events, so the two give identical fills.
+    """
     settings = settings or get_settings()
     tsettings = TraderSettings()
+    flt = EventFilter.for_run(config, start_time=start_time, until_bar_time=until_bar_time, model_version=model_version)
     store = TradeStore(store_url or tsettings.resolved_store_url(settings))
     store.begin_run(run_id, "live", config.model_dump(mode="json"))
     own_source = source is None
-    src: Source = source or KafkaSource(INPUT_TOPICS, group_id=f"{tsettings.group_prefix}.{run_id}", settings=settings)
+    seek = None if start_time is None else start_time - timedelta(seconds=tsettings.seek_margin_s)
+    src: Source = source or KafkaSource(
+        INPUT_TOPICS,
+        group_id=f"{tsettings.group_prefix}.{run_id}",
+        settings=settings,
+        seek_time=seek,
+        max_poll_records=tsettings.max_poll_records,
+    )
     dlq: DeadLetters = dead_letters or KafkaDeadLetters(settings)
     trader = LiveTrader(
         config,
@@ -428,6 +501,7 @@ def run_live(
         source=src,
         dead_letters=dlq,
         poll_timeout_ms=tsettings.poll_timeout_ms,
+        event_filter=flt,
     )
     try:
         engine = trader.run(

@@ -11,9 +11,13 @@ Conventions (documented because every shop differs):
 * Max drawdown is the largest peak-to-trough fall of equity, as a positive fraction; the
   peak includes the initial cash.
 * CAGR = ``(final / initial) ** (periods_per_year / n_bars) - 1``; Calmar = CAGR / max drawdown.
-* Exposure = fraction of bars that closed with a non-zero position.
+* Exposure = fraction of equity points (bar close times) with at least one open position.
 * Turnover = traded notional / mean equity. Win rate = winning closed trades / closed trades.
 Undefined ratios (zero variance, no drawdown, no trades) are reported as NaN, never as 0.
+
+Per-symbol breakdown (:func:`symbol_breakdown`): ``pnl = realized + unrealized - fees`` per
+symbol (average-cost accounting, unrealized at the last price), so the symbols' ``pnl`` sum to
+the account's ``pnl``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cryptolake.types import TIMEFRAME_MS
+from trader.domain import Position
 
 YEAR_MS = 365 * 24 * 3600 * 1000
 
@@ -69,7 +74,7 @@ def sortino(r: pd.Series, ppy: float) -> float:
 def compute_metrics(
     equity: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame, *, initial_cash: float, timeframe: str
 ) -> dict[str, Any]:
-    """All metrics of a run from its equity curve (``equity``, ``position_qty`` columns), fills and trades."""
+    """All metrics of a run from its equity curve (``equity``, ``open_positions`` columns), fills and trades."""
     ppy = periods_per_year(timeframe)
     n = len(equity)
     if n == 0:
@@ -100,8 +105,52 @@ def compute_metrics(
         "n_fills": len(fills),
         "n_trades": n_trades,
         "win_rate": wins / n_trades if n_trades else math.nan,
-        "exposure": float((equity["position_qty"] != 0).mean()) if n else 0.0,
+        "exposure": float((equity["open_positions"] > 0).mean()) if n else 0.0,
         "fees_paid": float(fills["fee"].sum()) if len(fills) else 0.0,
         "turnover": traded / mean_equity if mean_equity else math.nan,
         "periods_per_year": ppy,
     }
+
+
+SYMBOL_COLUMNS = [
+    "symbol",
+    "n_fills",
+    "n_trades",
+    "win_rate",
+    "fees",
+    "turnover_notional",
+    "realized_pnl",
+    "unrealized_pnl",
+    "pnl",
+    "final_qty",
+]
+
+
+def symbol_breakdown(
+    fills: pd.DataFrame,
+    trades: pd.DataFrame,
+    positions: dict[str, Position],
+    last_prices: dict[str, float],
+) -> pd.DataFrame:
+    """One row per instrument: fills, closed trades, win rate, fees, traded notional and PnL parts."""
+    rows = []
+    for key, pos in positions.items():
+        f = fills[fills["symbol"] == pos.symbol] if len(fills) else fills
+        t = trades[trades["symbol"] == pos.symbol] if len(trades) else trades
+        fees = float(f["fee"].sum()) if len(f) else 0.0
+        unrealized = pos.qty * (last_prices.get(key, pos.avg_price) - pos.avg_price) if pos.qty else 0.0
+        rows.append(
+            {
+                "symbol": pos.symbol,
+                "n_fills": len(f),
+                "n_trades": len(t),
+                "win_rate": float((t["pnl"] > 0).mean()) if len(t) else math.nan,
+                "fees": fees,
+                "turnover_notional": float((f["price"] * f["qty"]).sum()) if len(f) else 0.0,
+                "realized_pnl": pos.realized_pnl,
+                "unrealized_pnl": unrealized,
+                "pnl": pos.realized_pnl + unrealized - fees,
+                "final_qty": pos.qty,
+            }
+        )
+    return pd.DataFrame(rows, columns=SYMBOL_COLUMNS)

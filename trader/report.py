@@ -41,6 +41,10 @@ img { max-width: 100%; display: block; margin: 1rem 0; }
 <table id="metrics"><tr><th>metric</th><th>value</th></tr>
 {% for name, value in metrics %}<tr><td class="name">{{ name }}</td><td>{{ value }}</td></tr>
 {% endfor %}</table>
+{% if by_symbol %}<h2>By symbol</h2>
+<table id="by_symbol"><tr>{% for c in by_symbol_columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in by_symbol %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
 {% for chart in charts %}<h2>{{ chart.title }}</h2>
 <img alt="{{ chart.title }}" src="data:image/png;base64,{{ chart.png }}">
 {% endfor %}
@@ -76,17 +80,24 @@ def equity_chart(result: RunResult, initial_cash: float) -> str:
     return _png(fig)
 
 
-def price_chart(result: RunResult) -> str:
-    """Close price with buy (^) and sell (v) markers at fill prices."""
-    fig, ax = plt.subplots(figsize=(10, 4))
-    eq = result.equity
-    ax.plot(eq["ts"], eq["price"], lw=0.8, color="0.3", label="close")
+def price_chart(result: RunResult, bars: pd.DataFrame | None = None) -> str:
+    """Per symbol: close price (if ``bars`` with ``open_time, symbol, close`` is given) with buy (^)
+    and sell (v) markers at fill prices."""
     fills = result.fills
-    for side, marker, color in (("buy", "^", "tab:green"), ("sell", "v", "tab:red")):
-        f = fills[fills["side"] == side]
-        ax.scatter(f["ts"], f["price"], marker=marker, color=color, s=25, label=side, zorder=3)
-    ax.legend(loc="best")
-    ax.set_ylabel("price")
+    symbols = sorted(set(fills["symbol"]) | (set(bars["symbol"]) if bars is not None else set()))
+    n = max(1, len(symbols))
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n + 0.8), sharex=True, squeeze=False)
+    for ax, sym in zip(axes[:, 0], symbols, strict=False):
+        if bars is not None:
+            b = bars[bars["symbol"] == sym]
+            ax.plot(b["open_time"], b["close"], lw=0.8, color="0.3", label="close")
+        for side, marker, color in (("buy", "^", "tab:green"), ("sell", "v", "tab:red")):
+            f = fills[(fills["symbol"] == sym) & (fills["side"] == side)]
+            ax.scatter(f["ts"], f["price"], marker=marker, color=color, s=25, label=side, zorder=3)
+        ax.set_ylabel(sym)
+        ax.legend(loc="best")
+    if not symbols:
+        axes[0, 0].set_title("no fills")
     return _png(fig)
 
 
@@ -108,11 +119,12 @@ def render_report(
     calibration: pd.DataFrame | None = None,
     title: str = "cryptolake trading report",
     subtitle: str = "",
+    bars: pd.DataFrame | None = None,
 ) -> str:
-    """The report as one HTML string."""
+    """The report as one HTML string (``bars``: optional ``open_time, symbol, close`` for price lines)."""
     charts = [
         {"title": "Equity and drawdown", "png": equity_chart(result, initial_cash)},
-        {"title": "Price and trades", "png": price_chart(result)},
+        {"title": "Prices and fills", "png": price_chart(result, bars)},
     ]
     rows: list[list[str]] = []
     if calibration is not None:
@@ -134,6 +146,8 @@ def render_report(
         charts=charts,
         calibration=rows,
         calibration_columns=CALIBRATION_COLUMNS,
+        by_symbol=[[_fmt(v) for v in r] for r in result.by_symbol.itertuples(index=False)],
+        by_symbol_columns=list(result.by_symbol.columns),
     )
 
 
@@ -144,8 +158,11 @@ def write_report(
     initial_cash: float,
     calibration: pd.DataFrame | None = None,
     title: str = "cryptolake trading report",
+    bars: pd.DataFrame | None = None,
 ) -> Path:
     """Render and write the report; returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(result, initial_cash=initial_cash, calibration=calibration, title=title))
+    path.write_text(
+        render_report(result, initial_cash=initial_cash, calibration=calibration, title=title, bars=bars)
+    )
     return path

@@ -9,6 +9,7 @@ import pandas as pd
 
 from trader.domain import Fill, Order, Rejection
 from trader.engine import Engine, EquityPoint
+from trader.metrics import SYMBOL_COLUMNS, symbol_breakdown
 from trader.portfolio import Trade
 
 FILL_COLUMNS = [
@@ -45,7 +46,7 @@ ORDER_COLUMNS = [
     "updated_at",
     "reason",
 ]
-EQUITY_COLUMNS = ["ts", "equity", "cash", "position_qty", "price", "risk_state"]
+EQUITY_COLUMNS = ["ts", "equity", "cash", "gross_exposure", "open_positions", "risk_state"]
 TRADE_COLUMNS = [
     "trade_no",
     "exchange",
@@ -108,7 +109,8 @@ def rejections_frame(rejections: list[Rejection]) -> pd.DataFrame:
 
 @dataclass
 class RunResult:
-    """What a run produced: fills, orders, equity curve, closed trades, risk rejections, metrics."""
+    """What a run produced: fills, orders, the account's equity curve, closed trades, risk
+    rejections, account-level metrics, counters (``stats``) and the per-symbol breakdown."""
 
     run_id: str
     fills: pd.DataFrame
@@ -118,20 +120,25 @@ class RunResult:
     rejections: pd.DataFrame
     metrics: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
+    by_symbol: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SYMBOL_COLUMNS))
 
     @classmethod
     def from_engine(
         cls, run_id: str, engine: Engine, metrics: dict[str, Any], stats: dict[str, Any] | None = None
     ) -> RunResult:
+        fills = fills_frame(engine.fills)
+        trades = trades_frame(engine.portfolio.trades)
+        p = engine.portfolio
         return cls(
             run_id,
-            fills_frame(engine.fills),
+            fills,
             orders_frame(engine.all_orders()),
             equity_frame(engine.equity),
-            trades_frame(engine.portfolio.trades),
+            trades,
             rejections_frame(engine.rejections),
             metrics,
             dict(stats or {}),
+            symbol_breakdown(fills, trades, p.positions, p.last_prices),
         )
 
 

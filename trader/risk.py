@@ -10,10 +10,17 @@ States (as in nautilus_trader):
 
 Cancels always pass, in every state. Limits are checked against the last known price for
 market orders and the order's own price otherwise.
+
+Limits are per instrument (``max_order_notional``, ``max_position_notional``, overridable per
+symbol in ``per_symbol``) and account-wide (``max_gross_exposure``: gross notional of all
+positions after the order over equity; ``max_open_positions``; drawdown and daily loss of the
+account's equity). Account-wide checks need the :class:`AccountExposure` the engine passes.
+Orders that reduce a position are never blocked by size or exposure limits.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -31,6 +38,24 @@ class TradingState(StrEnum):
     HALTED = "halted"
 
 
+class SymbolLimits(BaseModel):
+    """Per-symbol overrides of the per-instrument limits (``None`` keeps the account default)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_order_notional: float | None = Field(default=None, gt=0)
+    max_position_notional: float | None = Field(default=None, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountExposure:
+    """The account around one order: equity and what the *other* instruments hold."""
+
+    equity: float
+    other_gross_notional: float = 0.0
+    other_open_positions: int = 0
+
+
 class RiskConfig(BaseModel):
     """Pre-trade limits. ``None`` disables a limit. Percentages are fractions (0.2 = 20 %)."""
 
@@ -40,6 +65,21 @@ class RiskConfig(BaseModel):
     max_position_notional: float | None = Field(default=None, gt=0, description="Largest position, quote currency")
     max_drawdown_pct: float | None = Field(default=0.5, gt=0, lt=1, description="Drawdown from peak that halts trading")
     max_daily_loss_pct: float | None = Field(default=None, gt=0, lt=1, description="Day loss that switches to REDUCING")
+    max_gross_exposure: float | None = Field(
+        default=None, gt=0, description="Account: gross position notional / equity after the order (1.0 = no leverage)"
+    )
+    max_open_positions: int | None = Field(default=None, ge=1, description="Account: instruments held at once")
+    per_symbol: dict[str, SymbolLimits] = Field(default_factory=dict, description="Per-symbol limit overrides")
+
+    def order_limit(self, symbol: str) -> float | None:
+        """The max order notional for ``symbol``."""
+        o = self.per_symbol.get(symbol)
+        return o.max_order_notional if o and o.max_order_notional is not None else self.max_order_notional
+
+    def position_limit(self, symbol: str) -> float | None:
+        """The max position notional for ``symbol``."""
+        o = self.per_symbol.get(symbol)
+        return o.max_position_notional if o and o.max_position_notional is not None else self.max_position_notional
 
 
 class RiskEngine:
@@ -93,9 +133,18 @@ class RiskEngine:
                 )
 
     def check(
-        self, intent: OrderIntent, position: Position, last_price: float | None, ts: datetime
+        self,
+        intent: OrderIntent,
+        position: Position,
+        last_price: float | None,
+        ts: datetime,
+        account: AccountExposure | None = None,
     ) -> Order | Rejection:
-        """Approve ``intent`` as an :class:`Order` or reject it with the reason."""
+        """Approve ``intent`` as an :class:`Order` or reject it with the reason.
+
+        Without ``account`` the account-wide exposure limits cannot be checked and are skipped
+        (drawdown and daily loss still apply: they come from :meth:`on_equity`).
+        """
         if intent.is_cancel:
             return Order(
                 intent.client_id,
@@ -122,18 +171,35 @@ class RiskEngine:
             return self._reject(intent, ts, "no price known yet to value the order")
         cfg = self.config
         notional = intent.qty * price
-        if cfg.max_order_notional is not None and notional > cfg.max_order_notional:
+        order_limit = cfg.order_limit(intent.symbol)
+        if order_limit is not None and notional > order_limit and not reduces:
             return self._reject(
-                intent, ts, f"order notional {notional:.2f} > max_order_notional {cfg.max_order_notional}"
+                intent, ts, f"{intent.symbol}: order notional {notional:.2f} > max_order_notional {order_limit}"
             )
-        if cfg.max_position_notional is not None and not reduces:
-            pos_notional = abs(after) * price
-            if pos_notional > cfg.max_position_notional:
-                return self._reject(
-                    intent,
-                    ts,
-                    f"position notional {pos_notional:.2f} > max_position_notional {cfg.max_position_notional}",
-                )
+        pos_notional = abs(after) * price
+        position_limit = cfg.position_limit(intent.symbol)
+        if position_limit is not None and not reduces and pos_notional > position_limit:
+            return self._reject(
+                intent,
+                ts,
+                f"{intent.symbol}: position notional {pos_notional:.2f} > max_position_notional {position_limit}",
+            )
+        if account is not None and not reduces:
+            if cfg.max_open_positions is not None and after != 0 and position.qty == 0:
+                held = account.other_open_positions + 1
+                if held > cfg.max_open_positions:
+                    return self._reject(
+                        intent, ts, f"open positions {held} > max_open_positions {cfg.max_open_positions}"
+                    )
+            if cfg.max_gross_exposure is not None:
+                gross = account.other_gross_notional + pos_notional
+                if account.equity <= 0 or gross > cfg.max_gross_exposure * account.equity:
+                    ratio = gross / account.equity if account.equity > 0 else float("inf")
+                    return self._reject(
+                        intent,
+                        ts,
+                        f"gross exposure {ratio:.4f} x equity > max_gross_exposure {cfg.max_gross_exposure}",
+                    )
         return Order(
             intent.client_id,
             intent.exchange,

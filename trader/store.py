@@ -113,8 +113,8 @@ equity = Table(
     Column("ts_ms", BigInteger, primary_key=True),
     Column("equity", Float),
     Column("cash", Float),
-    Column("position_qty", Float),
-    Column("price", Float),
+    Column("gross_exposure", Float),
+    Column("open_positions", Integer),
     Column("risk_state", String(16)),
 )
 trades = Table(
@@ -203,8 +203,8 @@ def _equity_row(e: EquityPoint) -> dict[str, Any]:
         "ts_ms": _ms(e.ts),
         "equity": e.equity,
         "cash": e.cash,
-        "position_qty": e.position_qty,
-        "price": e.price,
+        "gross_exposure": e.gross_exposure,
+        "open_positions": e.open_positions,
         "risk_state": e.risk_state,
     }
 

@@ -9,7 +9,7 @@ engine to an execution client, so the same strategy class runs in backtest, pape
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -64,3 +64,37 @@ class Strategy(ABC):
     @abstractmethod
     def name(self) -> str:
         """A short identifier, used as the prefix of client order ids."""
+
+
+class InstrumentRouter(Strategy):
+    """One strategy instance per instrument behind the single strategy an engine runs.
+
+    Bars, signals and fills go to the instance of their ``exchange:symbol`` (others are not
+    called), so each instance stays a plain one-instrument strategy while they share the one
+    account the context shows (cash and equity are account-wide).
+    """
+
+    def __init__(self, strategies: Mapping[str, Strategy]) -> None:
+        if not strategies:
+            raise ValueError("InstrumentRouter needs at least one strategy")
+        names = [s.name for s in strategies.values()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"strategy names {names} must be unique (they prefix client order ids)")
+        self.strategies = dict(strategies)
+
+    @property
+    def name(self) -> str:
+        return "+".join(s.name for s in self.strategies.values())
+
+    def _for(self, key: str) -> Sequence[Strategy]:
+        s = self.strategies.get(key)
+        return (s,) if s is not None else ()
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> list[OrderIntent]:
+        return [i for s in self._for(bar.instrument_key) for i in s.on_bar(bar, ctx)]
+
+    def on_signal(self, signal: Signal, ctx: StrategyContext) -> list[OrderIntent]:
+        return [i for s in self._for(signal.instrument_key) for i in s.on_signal(signal, ctx)]
+
+    def on_fill(self, fill: Fill, ctx: StrategyContext) -> list[OrderIntent]:
+        return [i for s in self._for(fill.instrument_key) for i in s.on_fill(fill, ctx)]

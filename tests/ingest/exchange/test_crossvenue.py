@@ -54,3 +54,18 @@ def test_known_real_divergences_are_caught(flags):
 def test_stale_by_age_uses_the_logical_time_passed_in():
     cfg = CrossVenueConfig(max_age_ms=60_000)
     assert stale_by_age({"a": 1_000_000, "b": 1_050_000}, 1_100_000, cfg) == {"a": True, "b": False}
+
+
+def test_flag_messages_carry_every_flag_and_turn_missing_medians_into_none(flags):
+    from ingest.exchange.crossvenue import flag_messages
+
+    msgs = flag_messages(flags, "ETH/USD", interval_ms=3_600_000, threshold_bps=500, ingest_ms=1_767_225_600_000)
+    assert len(msgs) == len(flags)
+    by_key = {(m.event_time, m.exchange): m for m in msgs}
+    frozen = by_key[(_ms("2018-09-09 02:00"), "bittrex")]
+    assert frozen.deviates and frozen.price == 433.94 and frozen.available_time == frozen.event_time + 3_600_000
+    # hours quoted by fewer than min_venues venues have no median, hence no deviation
+    no_median = [m for m in msgs if m.median is None]
+    assert all(m.deviation_bps is None and not m.deviates for m in no_median)
+    assert sum(m.deviates for m in msgs) == int(flags["deviates"].sum())
+    assert sum(m.stale for m in msgs) == int(flags["stale"].sum())

@@ -128,6 +128,8 @@ def test_build_bars_keeps_only_the_requested_timeframe(spark) -> None:
 def test_run_silver_bars_merges_an_interval_idempotently(spark, iso_settings: Settings) -> None:
     # Real BTC and ETH bars 2017-10-01 .. ~2017-10-09 landed in bronze; one bar removed (gap).
     rows = bronze_rows("BTC/USD", 400) + bronze_rows("ETH/USD", 400, partition=1)
+    rows[300] = _edit(rows[300], volume=-1.0)  # synthetic: negative volume on 2017-10-07
+    rows.append({**rows[310], "offset": 5_000})  # the same BTC bar delivered twice
     removed = rows.pop(250)  # a BTC bar on 2017-10-06
     bronze_path = bronze_spec(topics.MARKET_OHLCV).path(iso_settings)
     _bronze_df(spark, rows).write.format("delta").partitionBy("event_date").mode("overwrite").save(bronze_path)
@@ -140,6 +142,10 @@ def test_run_silver_bars_merges_an_interval_idempotently(spark, iso_settings: Se
     second = run_silver_bars(datetime(2017, 10, 6, tzinfo=UTC), datetime(2017, 10, 8, tzinfo=UTC), iso_settings)
     assert second.rows == 2 * 2 * 48 - 1
     assert second.gaps == 1 and second.missing_bars == 1
+    assert second.duplicates == 1
+    assert second.flagged == {"high_below_low": 0, "negative_volume": 1, "open_close_outside_range": 0,
+                              "price_jump": 0}
+    assert (second.invalid, second.valid) == (1, second.rows - 1)
     assert set(second.flagged) == set(FLAG_REASONS.values())
     assert second.per_series == {"gymcrypto:BTC/USD:30m": 95, "gymcrypto:ETH/USD:30m": 96}
 
