@@ -27,11 +27,11 @@ from scipy.stats import rankdata, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryptolake.schemas import NewsArticleV1  # noqa: E402
-from ingest.connectors.base import ListSink  # noqa: E402
-from ingest.news.replay import CryptoNewsReplay  # noqa: E402
-from spark_jobs.gold.alt_features import SQL_FEATURES, alt_training_set  # noqa: E402
-from spark_jobs.silver import documents_nlp as nlp  # noqa: E402
+from cryptolake.schemas import NewsArticleV1
+from ingest.connectors.base import ListSink
+from ingest.news.replay import CryptoNewsReplay
+from spark_jobs.gold.alt_features import SQL_FEATURES, alt_training_set
+from spark_jobs.silver import documents_nlp as nlp
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HORIZONS = (5, 15, 60, 240)

@@ -19,7 +19,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spark_jobs.silver.documents import RAW_COLUMNS, SCORED_COLUMNS, score_frame  # noqa: E402
+from spark_jobs.silver.documents import RAW_COLUMNS, SCORED_COLUMNS, score_frame
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -54,15 +54,13 @@ def main() -> None:
     t_plain = time.perf_counter() - t0
     print(f"plain python: {n} docs in {t_plain:.2f}s = {n / t_plain:.0f} docs/s", flush=True)
 
-    from pyspark.sql.types import StructType
-
     from spark_jobs.session import get_spark, stop_spark
 
     t0 = time.perf_counter()
     spark = get_spark()
     print(f"spark start-up (excluded): {time.perf_counter() - t0:.1f}s", flush=True)
     try:
-        schema = StructType.fromDDL(", ".join(f"{c} {t}" for c, t in RAW_COLUMNS))
+        schema = ", ".join(f"{c} {t}" for c, t in RAW_COLUMNS)
         df = spark.createDataFrame(pdf, schema).repartition(spark.sparkContext.defaultParallelism).cache()
         df.count()
         ddl = ", ".join(f"{c} {t}" for c, t in SCORED_COLUMNS)

@@ -220,13 +220,18 @@ class Engine:
                 self.rejections.append(Rejection(intent, f"venue: {placed.reason}", now))
 
     def _exposure(self, instrument_key: str) -> AccountExposure:
+        """The other instruments' positions, counting open entry orders as if filled (they will be)."""
         p = self.portfolio
-        gross, held = 0.0, 0
+        notional: dict[str, float] = {}
         for k, pos in p.positions.items():
             if pos.qty and k != instrument_key:
-                gross += abs(pos.qty) * p.last_prices.get(k, pos.avg_price)
-                held += 1
-        return AccountExposure(p.equity(), gross, held)
+                notional[k] = abs(pos.qty) * p.last_prices.get(k, pos.avg_price)
+        for o in self.client.open_orders():
+            k = o.instrument_key
+            if k != instrument_key and not o.reduce_only and o.tag != "cancel":
+                px = o.price if o.price is not None else p.last_prices.get(k, 0.0)
+                notional[k] = notional.get(k, 0.0) + (o.qty - o.filled_qty) * px
+        return AccountExposure(p.equity(), sum(notional.values()), len(notional))
 
     def _reject(self, intent: OrderIntent, now: datetime, reason: str) -> None:
         self.rejections.append(Rejection(intent, reason, now))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from trader.domain import Bar, Fill, Order, OrderIntent, Position, Signal
+from trader.domain import Bar, Fill, Order, OrderIntent, Position, Side, Signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,19 @@ class StrategyContext:
     def orders_for(self, instrument_key: str) -> tuple[Order, ...]:
         """Open orders in ``exchange:symbol``."""
         return tuple(o for o in self.open_orders if o.instrument_key == instrument_key)
+
+    def committed_cash(self) -> float:
+        """Cash that open buy orders (not reduce-only) will spend, valued at their price or the last close.
+
+        In an account trading several instruments, entries sent at the same instant fill later;
+        sizing from ``cash - committed_cash()`` keeps them from spending the same cash twice.
+        """
+        total = 0.0
+        for o in self.open_orders:
+            if o.side is Side.BUY and not o.reduce_only:
+                px = o.price if o.price is not None else self.last_prices.get(o.instrument_key, 0.0)
+                total += (o.qty - o.filled_qty) * px
+        return total
 
 
 class Strategy(ABC):

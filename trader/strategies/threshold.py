@@ -4,7 +4,7 @@ Rules (all deterministic):
 
 * A signal with ``probability >= threshold`` while flat sends a market buy sized at
   ``fraction`` of current *account* equity (default ``1/N`` for an account trading N symbols),
-  capped at the free cash less ``cash_reserve`` (room for fees and slippage, so several
+  capped at the free cash (cash not committed to other open buy orders) less ``cash_reserve`` (room for fees and slippage, so several
   positions never overdraw the one cash balance), valued at the last close and rounded down
   to the lot size.
 * A signal below the threshold cancels this instrument's open orders and, if long, sends a
@@ -109,7 +109,8 @@ class ThresholdStrategy(Strategy):
             price = ctx.last_price(inst.key)
             if price is None:
                 return []  # no bar seen yet: cannot size; the next signal will be acted on
-            budget = min(self.fraction * ctx.equity, ctx.cash * (1.0 - self.config.cash_reserve))
+            free = ctx.cash - ctx.committed_cash()  # other symbols' entries not filled yet
+            budget = min(self.fraction * ctx.equity, free * (1.0 - self.config.cash_reserve))
             if budget <= 0:
                 return []  # no free cash: the other positions use it all
             qty = round_qty(budget / price, inst.qty_decimals)

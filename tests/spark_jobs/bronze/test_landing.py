@@ -97,3 +97,30 @@ def test_land_topic_exactly_once_and_spark_duckdb_agree(spark, kafka_bootstrap, 
         assert reasons["synthetic:BTC/USD"].startswith("invalid high='NaN-ish'")
     finally:
         SCHEMAS.pop(topic, None)
+
+
+def test_producer_dead_letters_land_in_their_quarantine_table_with_reason(spark, kafka_bootstrap, lake_settings):
+    from cryptolake.schemas import SCHEMAS
+    from cryptolake.topics import dlq
+    from spark_jobs.bronze.landing import land_dead_letters
+
+    topic = f"test.ohlcv_{uuid.uuid4().hex[:8]}"
+    SCHEMAS[topic] = OhlcvV1
+    try:
+        ensure_topics([topic], lake_settings, partitions=1)
+        bad = json.loads(synthetic_candle(7, "BTC/USD").model_dump_json())
+        bad["timeframe"] = "7m"
+        with Producer(lake_settings) as producer:
+            assert producer.send(topic, bad, key="synthetic:BTC/USD") is False  # rejected on produce
+
+        first = land_dead_letters(topic, settings=lake_settings)
+        again = land_dead_letters(topic, settings=lake_settings)
+
+        assert (first.topic, first.rows_quarantined, again.rows_quarantined) == (dlq(topic), 1, 0)
+        rows = spark.read.format("delta").load(dead_letter_spec(dlq(topic)).path(lake_settings)).collect()
+        assert len(rows) == 1
+        assert rows[0]["reason"].startswith("invalid timeframe='7m'")
+        assert json.loads(rows[0]["payload"])["timeframe"] == "7m"
+        assert rows[0]["topic"] == dlq(topic) and rows[0]["key"] == "synthetic:BTC/USD"
+    finally:
+        SCHEMAS.pop(topic, None)
