@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cryptolake.schemas import NewsArticleV1
 from ingest.connectors.base import ListSink
 from ingest.news.replay import CryptoNewsReplay
-from spark_jobs.gold.alt_features import SQL_FEATURES, alt_training_set
+from spark_jobs.gold.alt_features import SQL_FEATURES, compute_alt_features
 from spark_jobs.silver import documents_nlp as nlp
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -41,7 +41,7 @@ SINCE, UNTIL = datetime(2021, 12, 31, tzinfo=UTC), datetime(2022, 2, 1, tzinfo=U
 def load_bars(data: Path) -> pd.DataFrame:
     df = pd.read_csv(data / "market" / "ohlcv_1m" / "nautilus_trader" / "btc-perp-20211231-20220201_1m.csv.gz")
     ts = pd.to_datetime(df["timestamp"], utc=True)
-    out = pd.DataFrame({"coin": "BTC", "symbol": "BTC-PERP", "timeframe": "1m", "ts": ts,
+    out = pd.DataFrame({"coin": "BTC", "timeframe": "1m", "ts": ts,
                         "close_time": ts + pd.Timedelta(minutes=1), "close": df["close"].astype(float)})
     return out.sort_values("ts").drop_duplicates("ts").reset_index(drop=True)
 
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"bars: {len(bars)}, headlines: {len(docs)} "
           f"({int(docs.coins.map(lambda c: 'BTC' in c).sum())} mention BTC)", flush=True)
     con = duckdb.connect()
-    feats = alt_training_set(con, bars[["coin", "symbol", "timeframe", "ts", "close_time"]], docs)
+    feats = compute_alt_features(con, bars[["coin", "timeframe", "ts", "close_time"]], docs)
     con.close()
     jan = bars.merge(feats[["ts", *SQL_FEATURES]], on="ts", how="left")
     jan = jan[(jan.ts >= "2022-01-01") & (jan.ts < "2022-02-01")].reset_index(drop=True)

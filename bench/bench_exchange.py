@@ -3,7 +3,8 @@ with p50/p99 latency from websocket receipt to produce acknowledgment, and the o
 
 Peers measured in the same run: (1) raw ``json.loads`` of the same recorded depth diffs (the floor
 of any consumer) for the book rate; (2) for producer throughput, the same recorded trades serialised
-by a no-op in-process sink vs produced to Kafka (``acks=all``, idempotent) through cryptolake.bus.
+by a no-op in-process sink vs produced to Kafka (``acks=all``, idempotent) through cryptolake.bus,
+to the topic ``bench.market.trades`` (never the real ``market.trades``).
 
     .venv/bin/python bench/bench_exchange.py --help
     .venv/bin/python bench/bench_exchange.py --speed 50 --trades 3000            # in-process sink
@@ -33,6 +34,8 @@ from ingest.exchange.orderbook import BookSynchronizer  # noqa: E402
 from ingest.localexchange.data import load_capture  # noqa: E402
 from ingest.localexchange.server import LocalExchange, LocalExchangeConfig  # noqa: E402
 
+# A topic of its own: the bench never writes into the real market.trades of a shared broker.
+BENCH_TOPIC = "bench.market.trades"
 DATA = ROOT.parent / "shared" / "data" / "market" / "orderbook" / "hftbacktest" / "btcusdt_20240808.gz"
 
 
@@ -70,7 +73,7 @@ def bench_stream(capture_path: Path, speed: float, trades: int, producer: Any) -
             latencies.append((time.perf_counter() - t) * 1000)
             return
         # bus.Producer.send_message does not return the future; the bench needs the ack time.
-        future = producer._producer.send(msg.TOPIC, key=msg.key(), value=value)
+        future = producer._producer.send(BENCH_TOPIC, key=msg.key(), value=value)
         future.add_callback(lambda _md, t=t: latencies.append((time.perf_counter() - t) * 1000))
 
     cfg = VenueConfig(exchange_id="binance", symbols=("BTC/USDT",), base_url=ex.base_url)
@@ -106,7 +109,7 @@ def bench_burst(capture_path: Path, n: int, producer: Any) -> float:
         if producer is None:
             msg.model_dump_json()
         else:
-            producer.send_message(msg)
+            producer.send_raw(BENCH_TOPIC, msg.key(), msg.model_dump_json())  # validated on construction
     if producer is not None:
         producer.flush()
     return n / (time.perf_counter() - t0)
@@ -139,7 +142,7 @@ def main() -> None:
     info = broker.start(settings)
     print(f"broker: {info.bootstrap} ({'started for this run' if started else 'already running, reused'})")
     try:
-        ensure_topics(["market.trades"], settings)
+        ensure_topics([BENCH_TOPIC], settings)
         with Producer(settings, client_id="bench-exchange", linger_ms=5) as producer:
             kafka_burst = bench_burst(args.capture, args.burst, producer)
             res = bench_stream(args.capture, args.speed, args.trades, producer)

@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -92,7 +93,8 @@ def main() -> None:
         t0 = time.perf_counter()
         spark = get_spark(settings)
         spark_start_s = time.perf_counter() - t0
-        jvm = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+        jvm_view: Any = spark.sparkContext._jvm
+        jvm = int(jvm_view.java.lang.ProcessHandle.current().pid())
         for run in range(args.repeat):
             if run:
                 settings = settings.model_copy(update={"paths": settings.paths.model_copy(update={

@@ -413,3 +413,79 @@ SILVER_VENUE_FLAGS = register(
         description="Cross-venue validation per venue and interval: deviation from the median, staleness",
     )
 )
+
+
+# --- trading (trader engineer): a finished run's orders, fills and equity, for DuckDB analytics ---
+# Written by trader.export with delta-rs; a re-export of a run replaces its rows (predicate on run_id).
+# Not partitioned: a run is a few thousand to tens of thousands of rows, replaced as a whole.
+TRADING_ORDERS = register(
+    TableSpec(
+        name="trading.orders",
+        columns=(
+            ("run_id", "STRING"),
+            ("mode", "STRING"),  # backtest | live
+            ("client_id", "STRING"),
+            ("id", "STRING"),
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            ("side", "STRING"),
+            ("type", "STRING"),
+            ("qty", "DOUBLE"),
+            ("price", "DOUBLE"),
+            ("status", "STRING"),
+            ("reduce_only", "BOOLEAN"),
+            ("oco_group", "STRING"),
+            ("tag", "STRING"),
+            ("filled_qty", "DOUBLE"),
+            ("avg_fill_price", "DOUBLE"),
+            ("created_at", "TIMESTAMP"),
+            ("updated_at", "TIMESTAMP"),
+            ("reason", "STRING"),
+        ),
+        keys=("run_id", "client_id"),
+        description="Every order of every exported trading run, including risk rejections (status, reason)",
+    )
+)
+
+TRADING_FILLS = register(
+    TableSpec(
+        name="trading.fills",
+        columns=(
+            ("run_id", "STRING"),
+            ("mode", "STRING"),
+            ("id", "STRING"),
+            ("order_id", "STRING"),
+            ("client_id", "STRING"),
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            ("side", "STRING"),
+            ("price", "DOUBLE"),
+            ("qty", "DOUBLE"),
+            ("fee", "DOUBLE"),
+            ("fee_currency", "STRING"),
+            ("ts", "TIMESTAMP"),
+            ("liquidity", "STRING"),
+            ("tag", "STRING"),
+        ),
+        keys=("run_id", "id"),
+        description="Every fill of every exported trading run (price, qty, fee, liquidity)",
+    )
+)
+
+TRADING_EQUITY = register(
+    TableSpec(
+        name="trading.equity",
+        columns=(
+            ("run_id", "STRING"),
+            ("mode", "STRING"),
+            ("ts", "TIMESTAMP"),
+            ("equity", "DOUBLE"),
+            ("cash", "DOUBLE"),
+            ("gross_exposure", "DOUBLE"),
+            ("open_positions", "INT"),
+            ("risk_state", "STRING"),
+        ),
+        keys=("run_id", "ts"),
+        description="The account's equity curve of every exported trading run, one row per bar close",
+    )
+)

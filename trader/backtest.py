@@ -130,6 +130,7 @@ def bars_from_frame(
     for a one-symbol config; exchange/timeframe optional, defaulting to the config's).
     Rows outside the run (other instruments, outside ``flt``'s window) are dropped and counted."""
     _require(df, ("open_time", "open", "high", "low", "close", "volume"), "bars")
+    df = df.reset_index(drop=True)  # rows are selected by label below: labels must be unique
     flt = flt or EventFilter.for_run(config)
     counts = counts if counts is not None else Counter()
     delta = timeframe_delta(config.timeframe)
@@ -160,6 +161,7 @@ def signals_from_frame(
     if "bar_time" not in df.columns and "event_time" in df.columns:
         df = df.rename(columns={"event_time": "bar_time"})
     _require(df, ("bar_time", "probability", "available_time"), "signals")
+    df = df.reset_index(drop=True)  # rows are selected by label below: labels must be unique
     flt = flt or EventFilter.for_run(config)
     counts = counts if counts is not None else Counter()
     bar_time = _utc_series(df["bar_time"], "bar_time")

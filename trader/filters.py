@@ -80,6 +80,42 @@ class EventFilter:
             return None
         return self.until_bar_time + timeframe_delta(self.timeframe)
 
+    def skip_payload(self, payload: object, *, is_signal: bool) -> Skip | None:
+        """A cheap pre-check on a raw message payload, before schema validation.
+
+        Returns a reason only when the well-typed identifying fields (exchange, timeframe,
+        symbol, model_version, event_time in epoch ms) already put the record outside the run,
+        giving the same answer as :meth:`skip_reason` on the decoded event; anything else
+        (None) must be decoded and checked in full, so malformed records are still caught.
+        Replayed history makes most records of a run's topics someone else's: skipping their
+        validation is what keeps a run's start fast.
+        """
+        if not isinstance(payload, dict):
+            return None
+        ex, tf, sym = payload.get("exchange"), payload.get("timeframe"), payload.get("symbol")
+        if not (isinstance(ex, str) and isinstance(tf, str) and isinstance(sym, str)):
+            return None
+        if ex != self.exchange or tf != self.timeframe or sym not in self.symbols:
+            return Skip.OTHER_INSTRUMENT
+        if is_signal and self.model_version is not None:
+            version = payload.get("model_version")
+            if not isinstance(version, str):
+                return None
+            if version != self.model_version:
+                return Skip.OTHER_MODEL_VERSION
+        if self.start_time is not None:
+            event_ms = payload.get("event_time")
+            if type(event_ms) is not int:
+                return None
+            if event_ms < self._start_ms:
+                return Skip.BEFORE_START
+        return None
+
+    @property
+    def _start_ms(self) -> int:
+        assert self.start_time is not None
+        return round(self.start_time.timestamp() * 1000)
+
     def skip_reason(self, event: Event, *, check_end: bool = True) -> Skip | None:
         """Why ``event`` is outside the run, or None if it is traded."""
         if event.exchange != self.exchange or event.timeframe != self.timeframe or event.symbol not in self.symbols:

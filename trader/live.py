@@ -212,12 +212,18 @@ class KafkaDeadLetters:
             self._producer.close()
 
 
-def decode(record: Record) -> Event:
-    """A record as a Bar or Signal, or DataValidationError naming what is wrong."""
+def parse(record: Record) -> Any:
+    """The record's JSON payload, or DataValidationError."""
     try:
-        payload = json.loads(record.value)
+        return json.loads(record.value)
     except json.JSONDecodeError as exc:
         raise DataValidationError("value", record.value[:200], f"not JSON: {exc}") from exc
+
+
+def decode(record: Record, payload: Any = None) -> Event:
+    """A record (or its already parsed ``payload``) as a Bar or Signal, or DataValidationError naming what is wrong."""
+    if payload is None:
+        payload = parse(record)
     msg = validate_for_topic(record.topic, payload)
     if isinstance(msg, OhlcvV1):
         return Bar(
@@ -360,7 +366,12 @@ class LiveTrader:
             tp = (rec.topic, rec.partition)
             self._seen[tp] = max(self._seen.get(tp, 0), rec.offset + 1)
             try:
-                event = decode(rec)
+                payload = parse(rec)
+                skip = self.filter.skip_payload(payload, is_signal=rec.topic == topics.SIGNALS)
+                if skip is not None:
+                    setattr(self.stats, str(skip), getattr(self.stats, str(skip)) + 1)
+                    continue
+                event = decode(rec, payload)
             except DataValidationError as exc:
                 self._reject(rec, str(exc))
                 continue

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import pandas as pd
@@ -71,24 +72,32 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     return df
 
 
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if hasattr(v, "value") else v) for k, v in d.items()}
+def _rows(items: list[Any], columns: list[str]) -> list[dict[str, Any]]:
+    # attribute access, not dataclasses.asdict: asdict deep-copies and dominated large runs
+    out = []
+    for item in items:
+        row = {}
+        for c in columns:
+            v = getattr(item, c)
+            row[c] = v.value if isinstance(v, Enum) else v
+        out.append(row)
+    return out
 
 
 def fills_frame(fills: list[Fill]) -> pd.DataFrame:
-    return _frame([_plain(asdict(f)) for f in fills], FILL_COLUMNS)
+    return _frame(_rows(fills, FILL_COLUMNS), FILL_COLUMNS)
 
 
 def orders_frame(orders: list[Order]) -> pd.DataFrame:
-    return _frame([_plain(asdict(o)) for o in orders], ORDER_COLUMNS)
+    return _frame(_rows(orders, ORDER_COLUMNS), ORDER_COLUMNS)
 
 
 def equity_frame(points: list[EquityPoint]) -> pd.DataFrame:
-    return _frame([asdict(p) for p in points], EQUITY_COLUMNS)
+    return _frame(_rows(points, EQUITY_COLUMNS), EQUITY_COLUMNS)
 
 
 def trades_frame(trades: list[Trade]) -> pd.DataFrame:
-    return _frame([asdict(t) for t in trades], TRADE_COLUMNS)
+    return _frame(_rows(trades, TRADE_COLUMNS), TRADE_COLUMNS)
 
 
 def rejections_frame(rejections: list[Rejection]) -> pd.DataFrame:

@@ -47,3 +47,55 @@ def serve(
         typer.echo("ccxt: point_ccxt_at(ccxt.binance({'apiKey': ..., 'secret': ...}), url)  -- Ctrl-C to stop")
 
     run(config, host=host, port=port, on_ready=ready)
+
+
+_SILVER_JOBS = ("trades", "book", "ticker", "venue_flags")
+
+
+@app.command("silver")
+def silver(
+    start: str = typer.Option(..., help="Interval start, ISO 8601 UTC, e.g. 2024-08-08T00:00:00+00:00"),
+    end: str = typer.Option(..., help="Interval end (exclusive), ISO 8601 UTC"),
+    tables: list[str] = typer.Option(list(_SILVER_JOBS), help=f"Which of {', '.join(_SILVER_JOBS)}"),
+    land: bool = typer.Option(True, help="Land the market topics into bronze first (exactly once)"),
+) -> None:
+    """Land market.* topics and MERGE silver.trades / book_metrics / tickers / venue_flags for [start, end)."""
+    from datetime import datetime, timedelta
+
+    from cryptolake import topics
+    from cryptolake.errors import DataValidationError
+    from spark_jobs.bronze.landing import land_topic
+    from spark_jobs.silver.market_book import run_silver_book_metrics
+    from spark_jobs.silver.market_ticker import run_silver_tickers
+    from spark_jobs.silver.market_trades import run_silver_trades
+    from spark_jobs.silver.market_venue_flags import run_silver_venue_flags
+
+    jobs = {"trades": ((topics.MARKET_TRADES, topics.MARKET_WHALES), run_silver_trades),
+            "book": ((topics.MARKET_BOOK,), run_silver_book_metrics),
+            "ticker": ((topics.MARKET_TICKER,), run_silver_tickers),
+            "venue_flags": ((topics.MARKET_VENUE_FLAGS,), run_silver_venue_flags)}
+    unknown = [t for t in tables if t not in jobs]
+    if unknown:
+        raise typer.BadParameter(f"--tables {unknown[0]!r}: expected one of {', '.join(_SILVER_JOBS)}")
+    try:
+        t0, t1 = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--start/--end: {exc}") from exc
+    for flag, value in (("--start", t0), ("--end", t1)):
+        if value.tzinfo is None or value.utcoffset() != timedelta(0):
+            raise typer.BadParameter(f"{flag} {value.isoformat()!r}: must be UTC, e.g. 2024-08-08T00:00:00+00:00")
+    if not t0 < t1:
+        raise typer.BadParameter(f"--end {end!r} must be after --start {start!r}")
+    for i, name in enumerate(tables, 1):
+        names, job = jobs[name]
+        if land:
+            for topic in names:
+                landed = land_topic(topic)
+                typer.echo(f"[{i}/{len(tables)}] landed {topic}: {landed.rows_landed} rows, "
+                           f"{landed.rows_quarantined} quarantined")
+        try:
+            result = job(t0, t1)
+        except DataValidationError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        typer.echo(f"[{i}/{len(tables)}] {result.table}: {result.rows} rows ({result.duplicates} duplicates), "
+                   f"{result.inserted} inserted, {result.updated} updated")

@@ -32,6 +32,7 @@ from cryptolake.errors import DataValidationError, SchemaMismatchError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_CHAIN_ACTIVITY, bronze_spec
+from ingest.altdata_settings import AltDataSettings, get_altdata_settings
 from spark_jobs.silver.bars import _check_interval, _date_filter, _sql_ts, merge_rows, table_exists
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-WHALE_THRESHOLD = 100.0  # native coins (ETH) per transfer
 WEI = 10**18
 # Etherscan label families that name a centralised exchange (family "exchange" plus per-venue families).
 EXCHANGE_FAMILIES: frozenset[str] = frozenset({
@@ -91,7 +91,7 @@ def _hour_check(start: datetime, end: datetime) -> None:
 
 
 def build_chain_activity(spark: SparkSession, blocks: DataFrame | None, transfers: DataFrame | None,
-                         exchanges: frozenset[str], whale_threshold: float = WHALE_THRESHOLD) -> DataFrame:
+                         exchanges: frozenset[str], whale_threshold: float) -> DataFrame:
     """Bronze rows (either may be None) -> silver.chain_activity rows."""
     from pyspark.sql import functions as F
 
@@ -158,17 +158,22 @@ def build_chain_activity(spark: SparkSession, blocks: DataFrame | None, transfer
     return out.select(*(F.col(c).cast(t).alias(c) for c, t in SILVER_CHAIN_ACTIVITY.columns))
 
 
-def run_silver_chain(start: datetime, end: datetime, settings: Settings | None = None, *, labels: Path,
-                     whale_threshold: float = WHALE_THRESHOLD) -> ChainResult:
+def run_silver_chain(start: datetime, end: datetime, settings: Settings | None = None, *,
+                     labels: Path | None = None, whale_threshold: float | None = None,
+                     alt: AltDataSettings | None = None) -> ChainResult:
     """Build silver.chain_activity for the hours in ``[start, end)`` and MERGE them (idempotent).
 
-    ``labels``: an Etherscan tags CSV (``address,family,...``) naming exchange addresses.
+    ``labels``: an Etherscan tags CSV (``address,family,...``) naming exchange addresses; it and
+    ``whale_threshold`` default to ``alt.exchange_labels_path`` / ``alt.whale_threshold``.
     """
     from pyspark.sql import functions as F
 
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
+    alt = alt or get_altdata_settings()
+    labels = labels or alt.exchange_labels_path
+    whale_threshold = alt.whale_threshold if whale_threshold is None else whale_threshold
     _hour_check(start, end)
     if whale_threshold <= 0:
         raise DataValidationError("whale_threshold", whale_threshold, "must be positive")

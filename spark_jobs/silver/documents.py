@@ -11,7 +11,7 @@ One run covers the documents *published* in ``[start, end)``:
 3. keep the configured languages (the rest are counted and logged, not written);
 4. dedup: same URL first, then near-duplicate text (same normalised-text hash); the earliest
    available copy (ties: ``doc_key``) survives and ``duplicates`` counts what collapsed into it.
-   Copies of a document already in silver from the previous ``DEDUP_LOOKBACK`` are dropped too;
+   Copies of a document already in silver from the previous ``dedup_lookback_days`` are dropped too;
 5. validate and MERGE on ``doc_key`` scoped to the interval: a re-run inserts and updates nothing.
 
 Topic ids are per run interval (a model is fitted per interval); their terms are logged.
@@ -31,6 +31,7 @@ from cryptolake.errors import DataValidationError, SchemaMismatchError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_DOCUMENTS, bronze_spec
+from ingest.altdata_settings import AltDataSettings, get_altdata_settings
 from spark_jobs.silver import documents_nlp as nlp
 from spark_jobs.silver.bars import _check_interval, _date_filter, _sql_ts, merge_rows, table_exists
 
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-LANGUAGES: tuple[str, ...] = ("en",)
-DEDUP_LOOKBACK = timedelta(days=7)
 TOPICS = 8
 TOPIC_FIT_DOCS = 5000
 
@@ -188,7 +187,7 @@ def _first_by(df: DataFrame, keys: list[str], order: list[str], count_as: str) -
               .where("_rn = 1").drop("_rn"))
 
 
-def build_documents(spark: SparkSession, raw: DataFrame, *, languages: tuple[str, ...] = LANGUAGES,
+def build_documents(spark: SparkSession, raw: DataFrame, *, languages: tuple[str, ...] = ("en",),
                     seed: int = 7, result: DocumentsResult | None = None) -> DataFrame:
     """Unified bronze rows -> silver.documents rows (deduplicated, language-filtered, scored)."""
     from pyspark.sql import Window
@@ -232,13 +231,14 @@ def build_documents(spark: SparkSession, raw: DataFrame, *, languages: tuple[str
         "pub_month", F.trunc("published_time", "month").cast("date"))
 
 
-def _drop_earlier_copies(spark: SparkSession, docs: DataFrame, start: datetime, settings: Settings) -> DataFrame:
-    """Drop documents whose URL or text hash already exists in silver from the lookback before ``start``."""
+def _drop_earlier_copies(spark: SparkSession, docs: DataFrame, start: datetime, settings: Settings,
+                         lookback: timedelta) -> DataFrame:
+    """Drop documents whose URL or text hash already exists in silver from the ``lookback`` before ``start``."""
     from pyspark.sql import functions as F
 
-    if not table_exists(spark, SILVER_DOCUMENTS, settings):
+    if not table_exists(spark, SILVER_DOCUMENTS, settings) or lookback <= timedelta(0):
         return docs
-    lo = start - DEDUP_LOOKBACK
+    lo = start - lookback
     prior = (spark.read.format("delta").load(SILVER_DOCUMENTS.path(settings))
              .where(f"{_date_filter('pub_month', lo.replace(day=1), start)} AND published_time >= {_sql_ts(lo)} "
                     f"AND published_time < {_sql_ts(start)}").select("url", "dedup_hash"))
@@ -275,11 +275,18 @@ def validate_documents(docs: DataFrame, start: datetime, end: datetime) -> dict[
 
 
 def run_silver_documents(start: datetime, end: datetime, settings: Settings | None = None, *,
-                         languages: tuple[str, ...] = LANGUAGES) -> DocumentsResult:
-    """Build silver.documents for documents published in ``[start, end)`` and MERGE them (idempotent)."""
+                         languages: tuple[str, ...] | None = None,
+                         alt: AltDataSettings | None = None) -> DocumentsResult:
+    """Build silver.documents for documents published in ``[start, end)`` and MERGE them (idempotent).
+
+    ``languages`` (default ``alt.languages``) are kept; copies of documents from the
+    ``alt.dedup_lookback_days`` before ``start`` are dropped (:class:`AltDataSettings`).
+    """
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
+    alt = alt or get_altdata_settings()
+    languages = languages or alt.languages
     _check_interval(start, end)
     spark = get_spark(settings)
     result = DocumentsResult(start=start.isoformat(), end=end.isoformat())
@@ -297,7 +304,7 @@ def run_silver_documents(start: datetime, end: datetime, settings: Settings | No
         try:
             n_built = built.count()
             result.duplicates = int(built.agg({"duplicates": "sum"}).collect()[0][0] or 0)
-            docs = _drop_earlier_copies(spark, built, start, settings).select(*SILVER_DOCUMENTS.column_names)
+            docs = _drop_earlier_copies(spark, built, start, settings, alt.dedup_lookback).select(*SILVER_DOCUMENTS.column_names)
             docs = docs.persist()
             summary = validate_documents(docs, start, end)
             result.rows = int(summary["rows"])

@@ -7,7 +7,9 @@ checkpoint roots are pointed at a temporary folder for the whole test session (n
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from cryptolake.settings import Settings, get_settings
 from infra.airflow_home import apply_env, migrate
 
 _TMP = Path(tempfile.mkdtemp(prefix="cryptolake-dags-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 os.environ.setdefault("CRYPTOLAKE__PATHS__LAKE_ROOT", str(_TMP / "lake"))
 os.environ.setdefault("CRYPTOLAKE__PATHS__CHECKPOINT_ROOT", str(_TMP / "checkpoints"))
 get_settings.cache_clear()

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from cryptolake.settings import Settings
 from infra import processes
+
+
+def _sleeper() -> subprocess.Popen:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    deadline = time.monotonic() + 10
+    while "time.sleep" not in (processes.cmdline(child.pid) or "") and time.monotonic() < deadline:
+        time.sleep(0.01)  # registering before exec would record the parent's command line
+    return child
 
 
 def _settings(tmp_path) -> Settings:
@@ -16,7 +25,7 @@ def _settings(tmp_path) -> Settings:
 
 def test_registered_process_is_stopped_and_pruned(tmp_path):
     settings = _settings(tmp_path)
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = _sleeper()
     try:
         processes.register("spark", child.pid, settings)
         assert [t.pid for t in processes.registered(settings)] == [child.pid]
@@ -32,7 +41,7 @@ def test_registered_process_is_stopped_and_pruned(tmp_path):
 
 def test_entry_with_a_different_command_line_is_never_signalled(tmp_path):
     settings = _settings(tmp_path)
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = _sleeper()
     try:
         (tmp_path / "pids").mkdir()
         (tmp_path / "pids" / f"spark-{child.pid}.json").write_text(

@@ -185,3 +185,53 @@ def test_live_multi_symbol_over_kafka_matches_backtest(kafka_bootstrap, lake_set
     for counter in ("other_model_versions", "before_start"):
         assert 0 < result.stats[counter] <= backtest.stats[counter]
     assert result.equity.ts.iloc[-1] == pd.Timestamp(until) + HALF_HOUR
+
+
+def test_payload_prefilter_agrees_with_the_full_filter(data, until) -> None:
+    import json
+
+    from trader.filters import EventFilter
+    from trader.live import decode
+
+    bars, signals = data
+    flt = EventFilter.for_run(multi_config(), start_time=START, until_bar_time=until, model_version=VERSION)
+    ohlcv, sigs = messages(bars.iloc[::7], signals.iloc[::7], "gymcrypto")
+    elsewhere = messages(bars.iloc[:5], signals.iloc[:5], "elsewhere")
+    recs = [Record(topics.MARKET_OHLCV, 0, i, m.key(), m.model_dump_json()) for i, m in enumerate(ohlcv)]
+    recs += [Record(topics.SIGNALS, 0, i, m.key(), m.model_dump_json()) for i, m in enumerate(sigs)]
+    recs += [Record(m.TOPIC, 0, i, m.key(), m.model_dump_json()) for i, m in enumerate([*elsewhere[0], *elsewhere[1]])]
+    decided = 0
+    for rec in recs:
+        quick = flt.skip_payload(json.loads(rec.value), is_signal=rec.topic == topics.SIGNALS)
+        full = flt.skip_reason(decode(rec), check_end=False)
+        assert quick == full
+        decided += quick is not None
+    assert decided > len(recs) // 2
+
+
+def test_malformed_record_of_the_run_is_dead_lettered_even_with_prefilter(tmp_path) -> None:
+    import json
+
+    bars = gym_frame(GYM_SYMBOLS[:1], START, 4)
+    sig = synthetic_multi_signals(bars, model_version=VERSION)
+    ohlcv, sigs = messages(bars, sig, "gymcrypto")
+    good = [Record(topics.MARKET_OHLCV, 0, i, m.key(), m.model_dump_json()) for i, m in enumerate(ohlcv)]
+    payload = json.loads(sigs[0].model_dump_json())
+    bad_time = Record(topics.SIGNALS, 0, 0, "k", json.dumps(payload | {"event_time": "yesterday"}))
+    bad_prob = Record(topics.SIGNALS, 0, 1, "k", json.dumps(payload | {"probability": 1.5}))
+    other_model_bad = Record(topics.SIGNALS, 0, 2, "k", json.dumps(payload | {"model_version": "v0", "probability": 2}))
+    dlq = ListDeadLetters()
+    result = run_live(
+        multi_config(symbols=GYM_SYMBOLS[:1]),
+        run_id="pre",
+        store_url=f"sqlite:///{tmp_path}/p.db",
+        max_idle_s=0,
+        source=ListSource([[bad_time, bad_prob, other_model_bad, *good]]),
+        dead_letters=dlq,
+        start_time=START,
+        model_version=VERSION,
+    )
+    reasons = [r for _, _, r in dlq.items]
+    assert len(reasons) == 2 and "event_time" in reasons[0] and "probability" in reasons[1]
+    # another model's record is not this run's: counted, not validated or dead-lettered
+    assert result.stats["other_model_versions"] == 1

@@ -155,7 +155,7 @@ def test_engine_rejects_entries_beyond_max_open_positions(inputs) -> None:
 def test_filters_start_until_and_model_version_are_counted(inputs) -> None:
     bars, signals = inputs
     other = signals.assign(model_version="other-model", probability=1.0 - signals.probability)
-    both = pd.concat([signals, other], ignore_index=True)
+    both = pd.concat([signals, other])  # duplicate index labels on purpose
     start = START + 40 * HALF_HOUR
     until = START + 200 * HALF_HOUR
     run = run_backtest(

@@ -4,8 +4,9 @@ Rules (all deterministic):
 
 * A signal with ``probability >= threshold`` while flat sends a market buy sized at
   ``fraction`` of current *account* equity (default ``1/N`` for an account trading N symbols),
-  capped at the free cash (cash not committed to other open buy orders) less ``cash_reserve`` (room for fees and slippage, so several
-  positions never overdraw the one cash balance), valued at the last close and rounded down
+  capped at the free cash (cash not committed to other open buy orders) less ``cash_reserve``
+  (room for fees and slippage, so several positions never overdraw the one cash balance),
+  valued at the last close and rounded down
   to the lot size.
 * A signal below the threshold cancels this instrument's open orders and, if long, sends a
   market sell of the whole position.
