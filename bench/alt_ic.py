@@ -1,6 +1,6 @@
 """Information coefficient of the sentiment features on real January 2022 BTC 1-minute bars.
 
-For every feature of ``sql/alt_training_set.sql`` (computed point-in-time from the real cryptonews
+For every feature of ``sql/alt_features.sql`` (computed point-in-time from the real cryptonews
 headlines of the month, replayed with their original timestamps) and every horizon, the IC is the
 Spearman rank correlation between the feature at a bar's close and the log return from that close
 to the close ``h`` minutes later. Forward returns at h > 1 overlap and features are persistent, so
@@ -98,7 +98,8 @@ def main() -> None:
     close = bars.set_index("ts")["close"]
     rng = np.random.default_rng(args.seed)
     rows = []
-    features = [f for f in SQL_FEATURES if not f.startswith("post_count")]  # no BTC posts in January 2022
+    # no BTC posts in January 2022 and no chain data for it: text features only
+    features = [f for f in SQL_FEATURES if not f.startswith(("post_count", "chain_"))]
     for h in HORIZONS:
         future = close.reindex(jan.ts + pd.Timedelta(minutes=h)).to_numpy()
         fwd = np.log(future / jan.close.to_numpy())

@@ -183,12 +183,14 @@ def live_run(bars: pd.DataFrame, signals: pd.DataFrame, start: datetime | None) 
                 exchange="gymcrypto",
                 symbol=s.symbol,
                 timeframe="30m",
-                probability=s.probability,
-                direction=1 if s.probability > 0.5 else -1,
+                probability=p,
+                direction=1 if p > 0.5 else -1,
                 model_version=s.model_version,
             ).model_dump_json(),
         )
-        for i, (s, t, a) in enumerate(zip(signals.itertuples(), s_ms, s_av, strict=True))
+        for i, (s, t, a, p) in enumerate(
+            zip(signals.itertuples(), s_ms, s_av, signals["probability"].astype(float).tolist(), strict=True)
+        )
     ]
     batches: list[list[Record]] = []
     for i in range(0, max(len(recs), len(srecs)), 5000):  # like polls of max_poll_records=5000

@@ -181,3 +181,23 @@ def consumer(*topic_names: str, group_id: str | None, settings: Settings | None 
         )
     except Exception as exc:
         raise translate_kafka_error(exc, "kafka consumer connect") from exc
+
+
+def delete_topics(names: Iterable[str], settings: Settings | None = None) -> list[str]:
+    """Delete the topics that exist among ``names``; returns the ones deleted."""
+    from kafka.admin import KafkaAdminClient
+
+    settings = settings or get_settings()
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="cryptolake-admin")
+    except Exception as exc:
+        raise translate_kafka_error(exc, "kafka admin connect") from exc
+    try:
+        existing = set(admin.list_topics())
+        doomed = [n for n in dict.fromkeys(names) if n in existing]
+        if doomed:
+            admin.delete_topics(doomed)
+            log.info("kafka.topics_deleted", extra={"topics": doomed})
+        return doomed
+    finally:
+        admin.close()

@@ -103,3 +103,9 @@ def migrate(settings: Settings | None = None, *, force: bool = False) -> bool:
     (home / MARKER).write_text(version("apache-airflow"))
     log.info("airflow.migrated", extra={"home": str(home), "seconds": round(time.monotonic() - t0, 1)})
     return True
+
+
+if __name__ == "__main__":
+    # ``python -m infra.airflow_home``: the set-up step (idempotent).
+    ran = migrate()
+    print("airflow db migrate:", "done" if ran else "already migrated")

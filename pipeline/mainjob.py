@@ -106,3 +106,28 @@ def load_task_results(settings: Settings, start: str, end: str) -> dict[str, dic
             raise InfrastructureError(f"task {name} left no result at {path}")
         out[name] = json.loads(path.read_text())
     return out
+
+
+def reset_state(settings: Settings | None = None) -> None:
+    """Delete the lake, checkpoints, artifacts and trading store, and the pipeline's Kafka topics."""
+    import shutil
+
+    from cryptolake import topics
+    from cryptolake.bus import delete_topics
+    from infra import broker
+
+    settings = settings or get_settings()
+    for path in (settings.paths.lake(), settings.paths.checkpoints(), str(settings.paths.artifacts_dir),
+                 str(settings.paths.state_dir / "trader")):
+        if "://" in path:
+            raise InfrastructureError(f"--fresh only deletes local folders, not {path}")
+        shutil.rmtree(path, ignore_errors=True)
+    was_running = broker.status(settings) is not None
+    broker.start(settings)
+    try:
+        names = [topics.MARKET_OHLCV, topics.SIGNALS, topics.TRADER_EVENTS]
+        delete_topics([*names, *(topics.dlq(n) for n in names)], settings)
+    finally:
+        if not was_running:
+            broker.stop(settings)
+    log.info("mainjob.reset", extra={"lake": settings.paths.lake()})

@@ -14,6 +14,7 @@ from cryptolake.errors import InfrastructureError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from infra.jars import jar_files
+from infra.processes import register_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -73,6 +74,8 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
         except Exception as exc:  # py4j / JVM start-up failures
             raise InfrastructureError(f"could not start Spark ({settings.spark.master}): {exc}") from exc
         spark.sparkContext.setLogLevel("ERROR")
+        if settings.spark.master.startswith("local"):
+            register_spark(spark, settings)  # so `cryptolake stack down` can stop this JVM
         return spark
 
 

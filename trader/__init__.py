@@ -1,7 +1,8 @@
 """The trader: strategies, risk, execution clients, engine, backtest and live paper trading.
 
 Entry points: :func:`trader.backtest.run_backtest` and :func:`trader.live.run_live` (identical
-fills for identical inputs), :func:`trader.export.export_run` (a finished run to Delta). Imported lazily so ``import trader`` stays cheap.
+fills for identical inputs), :func:`trader.export.export_run` (a finished run to Delta).
+Imported lazily so ``import trader`` stays cheap.
 """
 
 from __future__ import annotations

@@ -94,9 +94,7 @@ def write_run_rows(df: pd.DataFrame, spec: TableSpec, run_id: str, settings: Set
     return table.num_rows
 
 
-def export_run(
-    run_id: str, *, store_url: str | None = None, settings: Settings | None = None
-) -> dict[str, int]:
+def export_run(run_id: str, *, store_url: str | None = None, settings: Settings | None = None) -> dict[str, int]:
     """Export the finished run ``run_id`` from the store to trading.orders/fills/equity; rows per table.
 
     Idempotent: exporting the same run again replaces its rows (row counts do not change).

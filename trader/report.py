@@ -162,7 +162,5 @@ def write_report(
 ) -> Path:
     """Render and write the report; returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        render_report(result, initial_cash=initial_cash, calibration=calibration, title=title, bars=bars)
-    )
+    path.write_text(render_report(result, initial_cash=initial_cash, calibration=calibration, title=title, bars=bars))
     return path

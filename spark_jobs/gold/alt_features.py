@@ -171,7 +171,8 @@ def _input_views(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,
     else:
         con.execute("""CREATE OR REPLACE TEMP VIEW alt_chain AS
             SELECT NULL::VARCHAR AS coin, NULL::TIMESTAMPTZ AS bucket_end, NULL::BIGINT AS tx_count,
-                   NULL::BIGINT AS active_addresses, NULL::DOUBLE AS avg_gas_price_gwei, NULL::BIGINT AS whale_transfers,
+                   NULL::BIGINT AS active_addresses, NULL::DOUBLE AS avg_gas_price_gwei,
+                   NULL::BIGINT AS whale_transfers,
                    NULL::DOUBLE AS whale_volume, NULL::DOUBLE AS exchange_inflow, NULL::DOUBLE AS exchange_outflow
             WHERE false""")
 

@@ -304,7 +304,8 @@ def run_silver_documents(start: datetime, end: datetime, settings: Settings | No
         try:
             n_built = built.count()
             result.duplicates = int(built.agg({"duplicates": "sum"}).collect()[0][0] or 0)
-            docs = _drop_earlier_copies(spark, built, start, settings, alt.dedup_lookback).select(*SILVER_DOCUMENTS.column_names)
+            docs = _drop_earlier_copies(spark, built, start, settings, alt.dedup_lookback)
+            docs = docs.select(*SILVER_DOCUMENTS.column_names)
             docs = docs.persist()
             summary = validate_documents(docs, start, end)
             result.rows = int(summary["rows"])

@@ -76,9 +76,7 @@ def test_export_writes_three_tables_duckdb_sees_and_reexport_replaces_only_the_r
     assert rows == {"run-a": len(a2.equity), "run-b": len(b.equity)}
     n_orders = con.execute("SELECT count(*) FROM trading_orders WHERE run_id = 'run-a'").fetchone()
     assert n_orders == (len(a2.orders),)
-    final = con.execute(
-        "SELECT equity FROM trading_equity WHERE run_id = 'run-a' ORDER BY ts DESC LIMIT 1"
-    ).fetchone()
+    final = con.execute("SELECT equity FROM trading_equity WHERE run_id = 'run-a' ORDER BY ts DESC LIMIT 1").fetchone()
     assert final is not None and final[0] == pytest.approx(a2.metrics["final_equity"])
     assert set(_read(TRADING_ORDERS, settings).columns) == set(TRADING_ORDERS.column_names)
 

@@ -42,34 +42,34 @@ def messages(bars: pd.DataFrame, signals: pd.DataFrame, exchange: str) -> tuple[
     ohlcv = [
         OhlcvV1(
             schema_version=1,
-            event_time=_ms(b.open_time),
-            available_time=_ms(b.open_time) + 1_800_000,
-            ingest_time=_ms(b.open_time) + 1_800_500,
+            event_time=_ms(b["open_time"]),
+            available_time=_ms(b["open_time"]) + 1_800_000,
+            ingest_time=_ms(b["open_time"]) + 1_800_500,
             exchange=exchange,
-            symbol=b.symbol,
+            symbol=b["symbol"],
             timeframe="30m",
-            open=b.open,
-            high=b.high,
-            low=b.low,
-            close=b.close,
-            volume=b.volume,
+            open=b["open"],
+            high=b["high"],
+            low=b["low"],
+            close=b["close"],
+            volume=b["volume"],
         )
-        for b in bars.itertuples()
+        for b in bars.to_dict("records")
     ]
     sigs = [
         SignalV1(
             schema_version=1,
-            event_time=_ms(s.bar_time),
-            available_time=_ms(s.available_time),
-            ingest_time=_ms(s.available_time) + 900,
+            event_time=_ms(s["bar_time"]),
+            available_time=_ms(s["available_time"]),
+            ingest_time=_ms(s["available_time"]) + 900,
             exchange=exchange,
-            symbol=s.symbol,
+            symbol=s["symbol"],
             timeframe="30m",
-            probability=s.probability,
-            direction=1 if s.probability > 0.5 else -1,
-            model_version=s.model_version,
+            probability=s["probability"],
+            direction=1 if s["probability"] > 0.5 else -1,
+            model_version=s["model_version"],
         )
-        for s in signals.itertuples()
+        for s in signals.to_dict("records")
     ]
     return ohlcv, sigs
 
@@ -153,8 +153,9 @@ def test_live_multi_symbol_list_source_matches_backtest(data, until, backtest, t
 
 
 @pytest.mark.kafka
-def test_live_multi_symbol_over_kafka_matches_backtest(kafka_bootstrap, lake_settings, data, until, backtest,
-                                                       tmp_path) -> None:
+def test_live_multi_symbol_over_kafka_matches_backtest(
+    kafka_bootstrap, lake_settings, data, until, backtest, tmp_path
+) -> None:
     from cryptolake.bus import Producer, ensure_topics
 
     settings = lake_settings.model_copy(

@@ -50,8 +50,8 @@ def result(inputs) -> Any:
 
 
 def test_config_symbol_shorthand_and_validation() -> None:
-    assert TraderConfig(symbol="ETH/USD").symbols == ("ETH/USD",)
-    assert TraderConfig(symbol="ETH/USD").instrument.key == "gymcrypto:ETH/USD"
+    one = TraderConfig.model_validate({"symbol": "ETH/USD"})  # shorthand of the single-symbol API
+    assert one.symbols == ("ETH/USD",) and one.instrument.key == "gymcrypto:ETH/USD"
     with pytest.raises(ValidationError, match="duplicates"):
         TraderConfig(symbols=("BTC/USD", "BTC/USD"))
     with pytest.raises(ValidationError, match="not in symbols"):
@@ -177,11 +177,13 @@ def test_filters_start_until_and_model_version_are_counted(inputs) -> None:
     assert run.fills.ts.min() > start and run.equity.ts.iloc[0] == start + HALF_HOUR
     assert run.equity.ts.iloc[-1] == until + HALF_HOUR
     with pytest.raises(DataValidationError, match="model_version"):
-        run_backtest(bars, both.drop(columns="model_version"), multi_config(), run_id="g", persist_run=False,
-                     model_version="x")
+        run_backtest(
+            bars, both.drop(columns="model_version"), multi_config(), run_id="g", persist_run=False, model_version="x"
+        )
     with pytest.raises(DataValidationError, match="until_bar_time"):
-        run_backtest(bars, signals, multi_config(), run_id="h", persist_run=False, start_time=until,
-                     until_bar_time=start)
+        run_backtest(
+            bars, signals, multi_config(), run_id="h", persist_run=False, start_time=until, until_bar_time=start
+        )
 
 
 def test_multi_symbol_frames_need_a_symbol_column(inputs) -> None:

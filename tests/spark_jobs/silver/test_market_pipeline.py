@@ -33,7 +33,7 @@ from ingest.exchange.streams import BookStream, TickerStream
 from ingest.exchange.whales import WhaleConfig, WhaleDetector
 from ingest.localexchange.data import parse_cdd_csv
 from ingest.localexchange.server import LocalExchange, LocalExchangeConfig
-from spark_jobs.bronze.landing import land_topic
+from spark_jobs.bronze.landing import land_dead_letters, land_topic
 from spark_jobs.silver.market_book import run_silver_book_metrics
 from spark_jobs.silver.market_ticker import run_silver_tickers
 from spark_jobs.silver.market_trades import run_silver_trades
@@ -100,6 +100,9 @@ def run(shared_data, kafka_bootstrap, spark, lake_settings):
             producer.send_raw(topics.MARKET_TRADES, key, json.dumps({"schema_version": 1, "exchange": venue}))
             bad_price = resent[0].model_dump() | {"price": -5.0, "trade_id": "bad-price"}
             producer.send_raw(topics.MARKET_TRADES, key, json.dumps(bad_price))
+            # The validating path: the producer refuses it and dead-letters it to dlq.market.trades.
+            refused = producer.send(topics.MARKET_TRADES, resent[1].model_dump() | {"amount": 0.0}, key)
+            assert refused is False
     finally:
         ex.stop()
     first = {t: land_topic(t, settings=lake_settings) for t in TOPICS}
@@ -152,6 +155,11 @@ def test_malformed_trades_are_quarantined_with_the_reason(run, spark, lake_setti
     assert any(r.startswith("invalid event_time=") and "Field required" in r for r in reasons)
     silver = _rows(spark, SILVER_TRADES, lake_settings, "trade_id = 'bad-price'")
     assert silver == []
+    # Producer-side dead letters land too, with the producer's reason.
+    land_dead_letters(topics.MARKET_TRADES, settings=lake_settings)
+    dead = _rows(spark, dead_letter_spec(topics.dlq(topics.MARKET_TRADES)), lake_settings, f"key = '{key}'")
+    assert len(dead) == 1
+    assert dead[0]["reason"].startswith("invalid amount=0.0") and json.loads(dead[0]["payload"])["amount"] == 0.0
 
 
 def test_book_metrics_tickers_and_venue_flags_reach_silver(run, spark, lake_settings):
