@@ -38,8 +38,9 @@ class MainJobResult:
 
 def task_results_dir(settings: Settings, start: str, end: str) -> Path:
     """Where each task of an interval writes its JSON result (read back for the summary)."""
-    tag = f"{start[:10]}_{end[:10]}"
-    return settings.paths.artifacts_dir / "runs" / tag
+    from pipeline.market import Interval, main_artifacts
+
+    return main_artifacts(settings, Interval.parse(start, end))
 
 
 def run_dag(start: str, end: str, settings: Settings, *, trade: bool = True) -> str:

@@ -7,6 +7,7 @@ them are idempotent: a re-run for the same interval changes no row count.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptolake import topics
+from cryptolake.errors import DataValidationError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import bronze_spec
@@ -44,6 +46,11 @@ class Interval:
 
     def ms(self) -> tuple[int, int]:
         return int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
+
+
+def main_artifacts(settings: Settings, interval: Interval) -> Path:
+    """Where the tasks of an interval record their results (read back by the main job's summary)."""
+    return settings.paths.artifacts_dir / "runs" / f"{interval.start:%Y-%m-%d}_{interval.end:%Y-%m-%d}"
 
 
 def landed_resume_points(settings: Settings) -> dict[str, int]:
@@ -105,8 +112,6 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 
 def _jsonable(v: Any) -> bool:
-    import json
-
     try:
         json.dumps(v, default=str)
     except (TypeError, ValueError):
@@ -183,6 +188,102 @@ def score(interval: Interval, settings: Settings | None = None, *, model: dict[s
             "model_path": model["model_path"]}
 
 
+def trader_config(settings: Settings) -> Any:
+    """The paper account of the main job: every configured symbol in one account."""
+    from trader.config import TraderConfig
+
+    return TraderConfig(
+        exchange=settings.market.exchange,
+        symbols=tuple(settings.market.symbols),
+        timeframe=settings.market.timeframe,
+        price_decimals=8,  # XRP and EOS trade well below 1-10 USD
+    )
+
+
+def _trade_inputs(settings: Settings, exchange: str, start: datetime, end: datetime,
+                  model_version: str) -> tuple[Any, Any]:
+    """The bars (the same candles the Kafka topic carries) and the model's signals for the backtest."""
+    from cryptolake import duck
+
+    con = duck.connect(settings)
+    try:
+        bars = con.execute(
+            """
+            SELECT symbol, open_time, open, high, low, close, volume FROM (
+              SELECT payload->>'symbol' AS symbol, event_time AS open_time,
+                     CAST(payload->>'open' AS DOUBLE) AS open, CAST(payload->>'high' AS DOUBLE) AS high,
+                     CAST(payload->>'low' AS DOUBLE) AS low, CAST(payload->>'close' AS DOUBLE) AS close,
+                     CAST(payload->>'volume' AS DOUBLE) AS volume,
+                     row_number() OVER (PARTITION BY key, event_time ORDER BY "partition", "offset") AS n
+              FROM bronze_market_ohlcv
+              WHERE payload->>'exchange' = $exchange AND event_time >= $start AND event_time < $end)
+            WHERE n = 1 ORDER BY open_time, symbol
+            """,
+            {"exchange": exchange, "start": start, "end": end},
+        ).df()
+        signals = con.execute(
+            "SELECT symbol, bar_time, probability, direction, model_version, available_time FROM gold_signals "
+            "WHERE exchange = $exchange AND model_version = $mv AND bar_time >= $start AND bar_time < $end "
+            "ORDER BY bar_time, symbol",
+            {"exchange": exchange, "mv": model_version, "start": start, "end": end},
+        ).df()
+    finally:
+        con.close()
+    return bars, signals
+
+
+def _same_fills(a: Any, b: Any) -> bool:
+    cols = [c for c in a.columns if c != "run_id"]
+    return bool(a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True)))
+
+
+def trade(interval: Interval, settings: Settings | None = None, *, scored: dict[str, Any]) -> dict[str, Any]:
+    """Paper-trade the scored test period from Kafka, backtest the same bars, and check the fills agree."""
+    import pandas as pd
+
+    from trader.backtest import run_backtest
+    from trader.export import export_run
+    from trader.live import run_live
+    from trader.report import write_report
+
+    settings = settings or get_settings()
+    if not scored.get("first_bar"):
+        raise DataValidationError("signals", 0, "the scorer published no signal: nothing to trade")
+    config = trader_config(settings)
+    version = str(scored["model_version"])
+    first = datetime.fromisoformat(scored["first_bar"])
+    last = datetime.fromisoformat(scored["last_bar"])
+    tag = f"{version}-{interval.start:%Y%m%d}-{interval.end:%Y%m%d}"
+    bars, signals = _trade_inputs(settings, config.exchange, first, interval.end, version)
+    until = pd.Timestamp(bars["open_time"].max()).to_pydatetime()
+    live = run_live(config, settings=settings, run_id=f"paper-{tag}", start_time=first, until_bar_time=until,
+                    model_version=version, max_idle_s=60.0)
+    backtest = run_backtest(bars, signals, config, run_id=f"backtest-{tag}", start_time=first,
+                            until_bar_time=until, model_version=version)
+    identical = _same_fills(live.fills, backtest.fills)
+    if not identical:
+        raise DataValidationError("fills", f"{len(live.fills)} paper vs {len(backtest.fills)} backtest",
+                                  "the paper trader and the backtester disagree on the same bar stream")
+    exported = export_run(live.run_id, settings=settings)
+    model_meta = json.loads((Path(scored["model_path"]) / "model.json").read_text())
+    calibration = pd.DataFrame(model_meta["calibration"])
+    report = write_report(
+        main_artifacts(settings, interval) / "trading.html", live, initial_cash=config.initial_cash,
+        calibration=calibration, title=f"cryptolake main job: {interval.start:%Y-%m-%d} to {interval.end:%Y-%m-%d}",
+        bars=bars,
+    )
+    return {
+        "run_id": live.run_id,
+        "metrics": live.metrics,
+        "by_symbol": getattr(live, "by_symbol", {}),
+        "stats": live.stats,
+        "check": {"paper_fills": len(live.fills), "backtest_fills": len(backtest.fills), "identical": identical,
+                  "first_bar": first.isoformat(), "last_bar": last.isoformat()},
+        "exported": exported,
+        "report_path": str(report),
+    }
+
+
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest": ingest,
     "land": land,
@@ -190,15 +291,13 @@ TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "gold": gold,
     "train": train,
     "score": score,
+    "trade": trade,
 }
 
 
 def run_task(name: str, start: str, end: str, settings: Settings | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run one task for ``[start, end)`` and record its JSON result for the run summary."""
-    import json
     import time
-
-    from pipeline.mainjob import task_results_dir
 
     settings = settings or get_settings()
     interval = Interval.parse(start, end)
@@ -207,7 +306,7 @@ def run_task(name: str, start: str, end: str, settings: Settings | None = None, 
     fn = TASKS[name]
     result = fn(interval, settings, **kwargs) if kwargs else fn(interval, settings)
     result = {**result, "task": name, "seconds": round(time.monotonic() - t0, 2)}
-    out = task_results_dir(settings, start, end)
+    out = main_artifacts(settings, interval)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
     log.info("task.done", extra={"task": name, "seconds": result["seconds"]})

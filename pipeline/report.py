@@ -52,19 +52,20 @@ def reconcile(settings: Settings, start: str, end: str) -> dict[str, Any]:
     con = duck.connect(settings)
     try:
         q = con.execute
-        bronze = q("SELECT count(*) FROM bronze_market_ohlcv WHERE event_time >= ?::TIMESTAMPTZ "
-                   "AND event_time < ?::TIMESTAMPTZ", [start, end]).fetchone()[0]  # type: ignore[index]
-        unique = q("SELECT count(DISTINCT key || CAST(event_time AS VARCHAR)) FROM bronze_market_ohlcv "
-                   "WHERE event_time >= ?::TIMESTAMPTZ AND event_time < ?::TIMESTAMPTZ",
-                   [start, end]).fetchone()[0]  # type: ignore[index]
-        silver, valid = q("SELECT count(*), count(*) FILTER (WHERE is_valid) FROM silver_bars "
-                          "WHERE open_time >= ?::TIMESTAMPTZ AND open_time < ?::TIMESTAMPTZ",
-                          [start, end]).fetchone()  # type: ignore[misc]
-        per_series = q("SELECT count(*) FILTER (WHERE is_valid) FROM silver_bars "
-                       "WHERE open_time >= ?::TIMESTAMPTZ AND open_time < ?::TIMESTAMPTZ "
-                       "GROUP BY exchange, symbol, timeframe", [start, end]).fetchall()
-        gold = q("SELECT count(*) FROM gold_features WHERE ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ",
-                 [start, end]).fetchone()[0]  # type: ignore[index]
+        args = {"start": start, "end": end, "exchange": settings.market.exchange}
+        bronze_where = ("WHERE payload->>'exchange' = $exchange AND event_time >= $start::TIMESTAMPTZ "
+                        "AND event_time < $end::TIMESTAMPTZ")
+        bronze = q(f"SELECT count(*) FROM bronze_market_ohlcv {bronze_where}", args).fetchone()[0]  # type: ignore[index]
+        unique = q(f"SELECT count(DISTINCT key || CAST(event_time AS VARCHAR)) FROM bronze_market_ohlcv {bronze_where}",
+                   args).fetchone()[0]  # type: ignore[index]
+        silver_where = ("WHERE exchange = $exchange AND open_time >= $start::TIMESTAMPTZ "
+                        "AND open_time < $end::TIMESTAMPTZ")
+        silver, valid = q(f"SELECT count(*), count(*) FILTER (WHERE is_valid) FROM silver_bars {silver_where}",
+                          args).fetchone()  # type: ignore[misc]
+        per_series = q(f"SELECT count(*) FILTER (WHERE is_valid) FROM silver_bars {silver_where} "
+                       "GROUP BY exchange, symbol, timeframe", args).fetchall()
+        gold = q("SELECT count(*) FROM gold_features WHERE exchange = $exchange AND ts >= $start::TIMESTAMPTZ "
+                 "AND ts < $end::TIMESTAMPTZ", args).fetchone()[0]  # type: ignore[index]
     finally:
         con.close()
     expected_gold = sum(max(0, int(n) - WARMUP_BARS) for (n,) in per_series)

@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from cryptolake.errors import DataValidationError
-from cryptolake.schemas import TickerV1, VenueFlagV1
+from cryptolake.schemas import Message, TickerV1, VenueFlagV1
 
 
 class CrossVenueConfig(BaseModel):
@@ -108,8 +108,10 @@ class CrossVenueMonitor:
         self._last: dict[str, tuple[int, float]] = {}  # venue -> (event_time, price)
         self._closes: dict[int, dict[str, float]] = {}  # interval start -> venue -> price
 
-    def on_ticker(self, msg: TickerV1) -> None:
-        """Remember the venue's latest price (``last``, else the mid)."""
+    def on_ticker(self, msg: Message) -> None:
+        """Remember the venue's latest price (``last``, else the mid). A connector sink: tickers only."""
+        if not isinstance(msg, TickerV1):
+            raise DataValidationError("message", type(msg).__name__, "the cross-venue monitor takes TickerV1 only")
         if msg.symbol != self.symbol:
             raise DataValidationError("symbol", msg.symbol, f"this monitor checks {self.symbol}")
         price = msg.last if msg.last else (msg.bid + msg.ask) / 2 if msg.bid and msg.ask else None

@@ -28,6 +28,8 @@ class FaultSettings(BaseModel):
     fail_status: int = Field(503, ge=500, le=599)
     hang_after_accept_s: float = Field(0.0, ge=0, description="Accept the next order, then hang this long")
     stale: bool = Field(False, description="Freeze market data: replay stops, REST keeps answering")
+    drop_depth_next: int = Field(0, ge=0, description="Withhold the next N depth diffs from websockets "
+                                                      "(the book moves on: a sequence gap for clients)")
 
 
 @dataclass
@@ -42,6 +44,8 @@ class FaultState:
     request_log: list[tuple[float, str, int]] = field(default_factory=list)  # (monotonic, path, status)
     rejected_429: int = 0
     rejected_5xx: int = 0
+    depth_drop_left: int = 0
+    depth_dropped: int = 0
 
     def apply(self, **changes: Any) -> FaultSettings:
         """Switch faults on or off; starting a storm or a failure count starts now."""
@@ -51,6 +55,8 @@ class FaultState:
             self.storm_until = time.monotonic() + float(changes["storm_s"])
         if "fail_next" in changes:
             self.fail_left = int(changes["fail_next"])
+        if "drop_depth_next" in changes:
+            self.depth_drop_left = int(changes["drop_depth_next"])
         if "hang_after_accept_s" in changes:
             self.hang_next_order = float(changes["hang_after_accept_s"])
         return self.settings
@@ -65,6 +71,16 @@ class FaultState:
         self.request_log.clear()
         self.rejected_429 = 0
         self.rejected_5xx = 0
+        self.depth_drop_left = 0
+        self.depth_dropped = 0
+
+    def take_depth_drop(self) -> bool:
+        """True if this depth diff must be withheld from websocket clients (one of the N)."""
+        if self.depth_drop_left <= 0:
+            return False
+        self.depth_drop_left -= 1
+        self.depth_dropped += 1
+        return True
 
     def admit(self, weight: int, now: float | None = None) -> tuple[int, float] | None:
         """None if the request may proceed, else (status, retry_after_s) to answer with."""

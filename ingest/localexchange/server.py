@@ -337,7 +337,8 @@ class LocalExchange:
                 self.engine.set_replay_level(sym, "bid", Decimal(price), Decimal(qty))
             for price, qty in event.data["a"]:
                 self.engine.set_replay_level(sym, "ask", Decimal(price), Decimal(qty))
-            await self._publish(f"{lower}@depth@100ms", event.data, also=(f"{lower}@depth",))
+            if not self.faults.take_depth_drop():
+                await self._publish(f"{lower}@depth@100ms", event.data, also=(f"{lower}@depth",))
         elif event.kind == "trade":
             d = event.data
             self.engine.on_replay_trade(sym, Decimal(d["p"]), Decimal(d["q"]), bool(d["m"]), int(d["T"]))

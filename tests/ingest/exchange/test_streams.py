@@ -143,3 +143,37 @@ def test_ticker_stream_polls_rest_where_the_venue_has_no_websocket_ticker(captur
     recorded = {float(e.data["p"]) for e in capture.of_kind("trade")}
     assert all(t.last in recorded for t in tickers)
     assert tickers[0].event_time < tickers[1].event_time
+
+
+def test_book_stream_resyncs_after_a_sequence_gap_and_never_publishes_a_wrong_book(capture_path, capture):
+    ex = LocalExchange(LocalExchangeConfig(captures=(capture_path,), speed=8.0))
+    ex.start()
+    forget_instances()
+    got: list[Message] = []
+    try:
+        cfg = VenueConfig(exchange_id="binance", symbols=("BTC/USDT",), base_url=ex.base_url, base_delay_s=0.2)
+        stream = BookStream(cfg, "BTC/USDT", got.append, interval_ms=1000)
+
+        async def go():
+            stop = asyncio.Event()
+            task = asyncio.create_task(stream.run(stop, max_intervals=8))
+            while stream.published < 2:
+                await asyncio.sleep(0.02)
+            ex.faults.apply(drop_depth_next=2)  # two diffs never reach the client: U/u no longer continue
+            try:
+                await asyncio.wait_for(task, 90)
+            finally:
+                await stream.exchange.close()
+
+        asyncio.run(go())
+        dropped = ex.faults.depth_dropped
+    finally:
+        ex.stop()
+    assert dropped == 2
+    assert stream.resyncs >= 1  # ccxt raised InvalidNonce on the gap; the book was rebuilt from a snapshot
+    books = [m for m in got if isinstance(m, BookMetricsV1)]
+    assert len(books) == 8 and sum(m.resyncs for m in books) == stream.resyncs
+    for m in books:  # before and after the gap, every published book equals the reference
+        _, bids, asks = _reference_book(capture, m.last_update_id)
+        assert (m.best_bid, m.best_ask) == (max(bids), min(asks))
+        assert m.depth_ask["20"] == pytest.approx(sum(asks[p] for p in sorted(asks)[:20]))

@@ -86,6 +86,7 @@ def inputs(shared_data: Path) -> dict[str, pd.DataFrame]:
     rows = []
     for m in sink.accepted:
         title: str | None
+        url: str | None
         if isinstance(m, NewsArticleV1):
             kind, text, source, doc_id, url, title = "news", f"{m.title}. {m.body}", m.source, m.doc_id, m.url, m.title
         else:
