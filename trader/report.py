@@ -24,7 +24,8 @@ from cryptolake.errors import DataValidationError
 from trader.metrics import drawdown_curve
 from trader.results import RunResult
 
-CALIBRATION_COLUMNS = ("bins", "mean_predicted", "observed", "count")
+# The columns of models.calibration.reliability_curve (the one producer of calibration data).
+CALIBRATION_COLUMNS = ("bin", "bin_lower", "bin_upper", "mean_predicted", "observed_frequency", "count")
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
@@ -105,7 +106,7 @@ def calibration_chart(calibration: pd.DataFrame) -> str:
     """Reliability curve: observed frequency vs mean predicted probability per bin."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", label="perfect")
-    ax.plot(calibration["mean_predicted"], calibration["observed"], marker="o", label="model")
+    ax.plot(calibration["mean_predicted"], calibration["observed_frequency"], marker="o", label="model")
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed frequency")
     ax.legend(loc="best")

@@ -23,7 +23,8 @@ def result():
 
 def test_report_embeds_pngs_and_metrics(result, tmp_path) -> None:
     calibration = pd.DataFrame(
-        {"bins": ["0.0-0.5", "0.5-1.0"], "mean_predicted": [0.3, 0.8], "observed": [0.35, 0.7], "count": [120, 80]}
+        {"bin": [0, 1], "bin_lower": [0.0, 0.5], "bin_upper": [0.5, 1.0], "mean_predicted": [0.3, 0.8],
+         "observed_frequency": [0.35, 0.7], "count": [120, 80]}
     )
     path = write_report(tmp_path / "r.html", result, initial_cash=10_000.0, calibration=calibration)
     html = path.read_text()
@@ -33,7 +34,7 @@ def test_report_embeds_pngs_and_metrics(result, tmp_path) -> None:
     assert "http://" not in html and "https://" not in html  # self-contained
     assert f"{result.metrics['final_equity']:,.4f}" in html
     assert "sharpe" in html and "max_drawdown" in html
-    assert "0.5-1.0" in html and ">80<" in html
+    assert ">0.7000<" in html and ">80<" in html
 
 
 def test_report_without_calibration_has_two_charts(result) -> None:
@@ -43,4 +44,4 @@ def test_report_without_calibration_has_two_charts(result) -> None:
 
 def test_calibration_frame_missing_columns_is_refused(result) -> None:
     with pytest.raises(DataValidationError, match=r"calibration\.columns"):
-        render_report(result, initial_cash=10_000.0, calibration=pd.DataFrame({"bins": [1]}))
+        render_report(result, initial_cash=10_000.0, calibration=pd.DataFrame({"bin": [1]}))
