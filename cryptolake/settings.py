@@ -77,6 +77,11 @@ class MarketSettings(_Frozen):
     symbols: tuple[str, ...] = Field(("BTC/USD", "ETH/USD", "LTC/USD", "XRP/USD", "EOS/USD"))
     timeframe: str = Field("30m", description="Bar timeframe of the embedded history")
     jump_threshold: float = Field(12.0, gt=0, description="Robust z-score beyond which a return is a jump")
+    corruption_drill: bool = Field(
+        False,
+        description="Corrupt 4 replayed candles in flight (SYNTHETIC: NaN close, high < low, a duplicate, a late "
+        "arrival) to show they are quarantined or flagged and counted",
+    )
 
 
 class Settings(BaseSettings):

@@ -16,7 +16,7 @@ import heapq
 import importlib.util
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,6 +118,39 @@ def event_time_order(series: Iterable[list[Candle]]) -> Iterator[Candle]:
     """Merge per-symbol series into one stream ordered by open time (ties by symbol)."""
     sorted_series = [sorted(s, key=lambda c: c.open_time) for s in series]
     return heapq.merge(*sorted_series, key=lambda c: (c.open_time, c.symbol))
+
+
+DRILL_EVERY = 1_000
+
+
+def corruption_drill(candles: Iterable[Candle]) -> Iterator[Candle]:
+    """Pass candles through, corrupting four of them in flight: a SYNTHETIC fault drill.
+
+    Candle 1,000 gets a NaN close (the producer dead-letters it), candle 2,000 has high and
+    low swapped (silver flags it), candle 3,000 is held back and sent after the rest (a late,
+    out-of-order arrival: it must still land), and candle 4,000 is sent twice, the copy at the
+    end (a duplicate: silver keeps one). Each corruption is logged as synthetic.
+    """
+    held: list[Candle] = []
+    for n, candle in enumerate(candles, start=1):
+        kind = {DRILL_EVERY: "nan_close", 2 * DRILL_EVERY: "high_below_low", 3 * DRILL_EVERY: "late",
+                4 * DRILL_EVERY: "duplicate"}.get(n)
+        if kind is not None:
+            log.warning("drill.synthetic_corruption", extra={"kind": kind, "symbol": candle.symbol,
+                                                            "open_time": candle.open_time})
+        if kind == "nan_close":
+            yield replace(candle, close=float("nan"))
+        elif kind == "high_below_low":
+            yield replace(candle, high=candle.low, low=candle.high) if candle.high != candle.low else replace(
+                candle, high=candle.low * 0.99)
+        elif kind == "late":
+            held.append(candle)
+        elif kind == "duplicate":
+            yield candle
+            held.append(candle)
+        else:
+            yield candle
+    yield from held
 
 
 @dataclass

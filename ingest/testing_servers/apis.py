@@ -45,6 +45,12 @@ def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None
                         headers=headers)
 
 
+def _app(*routes: web.RouteDef) -> web.Application:
+    app = web.Application()
+    app.add_routes(routes)
+    return app
+
+
 # --- NewsAPI /v2/everything ------------------------------------------------------------
 def newsapi_app(articles: Sequence[Mapping[str, Any]], api_key: str, state: ApiState) -> web.Application:
     """``GET /v2/everything?q=&from=&to=&page=&pageSize=`` with ``X-Api-Key``; newest first."""
@@ -61,9 +67,7 @@ def newsapi_app(articles: Sequence[Mapping[str, Any]], api_key: str, state: ApiS
         chunk = list(articles)[(page - 1) * size: page * size]
         return _json({"status": "ok", "totalResults": len(articles), "articles": chunk})
 
-    app = web.Application()
-    app.router.add_get("/v2/everything", everything)
-    return app
+    return _app(web.get("/v2/everything", everything))
 
 
 # --- GDELT DOC 2.0 artlist -------------------------------------------------------------
@@ -88,9 +92,7 @@ def gdelt_app(articles: Sequence[Mapping[str, Any]], state: ApiState) -> web.App
         rows = sorted((a for a in articles if start <= stamp(a) <= end or len(stamp(a)) != 14), key=stamp)
         return _json({"articles": rows[:n]} if rows else {})
 
-    app = web.Application()
-    app.router.add_get("/api/v2/doc/doc", doc)
-    return app
+    return _app(web.get("/api/v2/doc/doc", doc))
 
 
 # --- FRED series/observations ----------------------------------------------------------
@@ -119,9 +121,7 @@ def fred_app(observations: Mapping[str, Sequence[Mapping[str, str]]], api_key: s
                       "sort_order": "asc", "count": len(rows), "offset": offset, "limit": limit,
                       "observations": rows[offset: offset + limit]})
 
-    app = web.Application()
-    app.router.add_get("/fred/series/observations", obs)
-    return app
+    return _app(web.get("/fred/series/observations", obs))
 
 
 # --- RSS 2.0 (WordPress-style ?paged=N) -------------------------------------------------
@@ -147,9 +147,7 @@ def rss_app(items: Sequence[Mapping[str, str]], state: ApiState, page_size: int 
                f'<link>http://127.0.0.1/</link><description>test</description>{"".join(parts)}</channel></rss>')
         return web.Response(text=xml, content_type="application/rss+xml")
 
-    app = web.Application()
-    app.router.add_get("/feed/", feed)
-    return app
+    return _app(web.get("/feed/", feed))
 
 
 # --- Reddit OAuth ----------------------------------------------------------------------
@@ -187,10 +185,7 @@ def reddit_app(posts: Mapping[str, Sequence[Mapping[str, Any]]], client_id: str,
                                                   "children": [{"kind": "t3", "data": p} for p in chunk]}},
                      headers={"X-Ratelimit-Remaining": "99", "X-Ratelimit-Reset": "600"})
 
-    app = web.Application()
-    app.router.add_post("/api/v1/access_token", access_token)
-    app.router.add_get("/r/{sub}/new", new)
-    return app
+    return _app(web.post("/api/v1/access_token", access_token), web.get("/r/{sub}/new", new))
 
 
 # --- X API v2 recent search ------------------------------------------------------------
@@ -222,9 +217,7 @@ def x_app(tweets: Sequence[Mapping[str, Any]], users: Sequence[Mapping[str, Any]
             body["includes"] = {"users": [u for u in users if u["id"] in ids]}
         return _json(body)
 
-    app = web.Application()
-    app.router.add_get("/2/tweets/search/recent", recent)
-    return app
+    return _app(web.get("/2/tweets/search/recent", recent))
 
 
 # --- Discord channel history -----------------------------------------------------------
@@ -246,9 +239,7 @@ def discord_app(messages: Mapping[str, Sequence[Mapping[str, Any]]], bot_token: 
         limit = min(100, int(request.query.get("limit", "50")))
         return _json(rows[:limit])
 
-    app = web.Application()
-    app.router.add_get("/api/v10/channels/{cid}/messages", history)
-    return app
+    return _app(web.get("/api/v10/channels/{cid}/messages", history))
 
 
 # --- Etherscan-style explorer (module=stats daily endpoints) ----------------------------
@@ -285,10 +276,7 @@ def explorer_app(daily: Mapping[str, Mapping[str, str]], api_key: str, state: Ap
             return _json({"status": "0", "message": "No transactions found", "result": []})
         return _json({"status": "1", "message": "OK", "result": rows})
 
-    app = web.Application()
-    app.router.add_get("/api", api)
-    app.router.add_get("/v2/api", api)
-    return app
+    return _app(web.get("/api", api), web.get("/v2/api", api))
 
 
 # --- EVM JSON-RPC node -----------------------------------------------------------------
@@ -368,6 +356,4 @@ def evm_app(blocks: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any
             return _json([call(r) for r in body])
         return _json(call(body))
 
-    app = web.Application()
-    app.router.add_post("/", rpc)
-    return app
+    return _app(web.post("/", rpc))

@@ -19,29 +19,23 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd  # at runtime: pandas UDF type hints are resolved from this module's globals
 from pydantic import ValidationError
 
 from cryptolake import topics
 from cryptolake.bus import bootstrap_servers
-from cryptolake.errors import (
-    BrokerUnavailableError,
-    CommitConflictError,
-    CryptolakeError,
-    DataValidationError,
-    InfrastructureError,
-    SchemaMismatchError,
-)
+from cryptolake.errors import DataValidationError
 from cryptolake.logs import get_logger
 from cryptolake.schemas import SCHEMAS, Message
 from cryptolake.settings import Settings, get_settings
-from cryptolake.tables import TableSpec, bronze_spec, dead_letter_spec
+from cryptolake.tables import bronze_spec, dead_letter_spec
+from spark_jobs.delta_io import ensure_table, translate_spark_error
 
 if TYPE_CHECKING:
     from pyspark.accumulators import Accumulator
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 log = get_logger(__name__)
 
@@ -128,49 +122,6 @@ def checkpoint_location(kind: str, topic: str, settings: Settings) -> str:
 
 
 # --- Spark ---------------------------------------------------------------------------------
-def ensure_table(spark: SparkSession, spec: TableSpec, settings: Settings | None = None) -> str:
-    """Create the Delta table of ``spec`` at its path if missing; returns the path."""
-    from delta.tables import DeltaTable
-    from pyspark.sql.types import StructType
-
-    path = spec.path(settings)
-    if DeltaTable.isDeltaTable(spark, path):
-        return path
-    schema = cast(StructType, StructType.fromDDL(spec.ddl))
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-    if spec.partition_by:
-        builder = builder.partitionedBy(*spec.partition_by)
-    if spec.description:
-        builder = builder.comment(spec.description)
-    if "payload" in spec.column_names:
-        # No min/max stats on raw payload text: they cost CPU on every write and never prune.
-        skip = ("payload", "reason", *spec.partition_by)
-        stats = ",".join(c for c in spec.column_names if c not in skip)
-        builder = builder.property("delta.dataSkippingStatsColumns", stats)
-    try:
-        builder.execute()
-    except Exception as exc:  # py4j / Delta errors, translated at the boundary
-        raise translate_spark_error(exc, f"create {spec.name} at {path}") from exc
-    log.info("delta.table_created", extra={"table": spec.name, "path": path})
-    return path
-
-
-def translate_spark_error(exc: BaseException, what: str) -> CryptolakeError:
-    """Map py4j/Delta/streaming errors onto cryptolake errors (commit conflicts are retryable)."""
-    if isinstance(exc, CryptolakeError):
-        return exc
-    text = str(exc)
-    if any(s in text for s in ("ConcurrentAppendException", "ConcurrentWriteException",
-                               "ConcurrentDeleteReadException", "ConcurrentTransactionException",
-                               "ProtocolChangedException", "MetadataChangedException", "DELTA_CONCURRENT")):
-        return CommitConflictError(f"{what}: concurrent Delta commit: {text[:500]}")
-    if "DELTA_FAILED_TO_MERGE_FIELDS" in text or "schema mismatch" in text.lower() or "DELTA_SCHEMA" in text:
-        return SchemaMismatchError(f"{what}: {text[:1000]}")
-    if "TimeoutException" in text and "kafka" in text.lower():
-        return BrokerUnavailableError(f"{what}: {text[:500]}")
-    return InfrastructureError(f"{what}: {text[:2000]}")
-
-
 def to_bronze(batch: DataFrame, model: type[Message] | None, landed_time: datetime,
               counters: tuple[Accumulator[int], Accumulator[int]] | None = None) -> DataFrame:
     """Kafka rows -> checked rows with bronze columns plus ``reason`` (null when valid).
@@ -194,15 +145,7 @@ def to_bronze(batch: DataFrame, model: type[Message] | None, landed_time: dateti
     # projection (which ran it twice per row and double-counted).
     check = check.asNondeterministic()
     payload = F.col("value").cast("string")
-    checked = batch.select(
-        F.col("key").cast("string").alias("key"),
-        payload.alias("payload"),
-        F.col("topic"),
-        F.col("partition").cast("int").alias("partition"),
-        F.col("offset").cast("long").alias("offset"),
-        F.col("timestamp").alias("kafka_time"),
-        check(payload).alias("c"),
-    )
+    checked = _with_kafka_columns(batch, payload.alias("payload"), check(payload).alias("c"))
     return checked.select(
         "key", "payload", "topic", "partition", "offset", "kafka_time",
         F.timestamp_millis("c.event_time").alias("event_time"),
@@ -211,6 +154,20 @@ def to_bronze(batch: DataFrame, model: type[Message] | None, landed_time: dateti
         F.lit(landed_time).cast("timestamp").alias("landed_time"),
         F.to_date(F.timestamp_millis("c.event_time")).alias("event_date"),
         F.col("c.reason").alias("reason"),
+    )
+
+
+def _with_kafka_columns(batch: DataFrame, *extra: Column) -> DataFrame:
+    """A Kafka batch's key, topic, partition, offset and ``kafka_time`` with the bronze types, plus ``extra``."""
+    from pyspark.sql import functions as F
+
+    return batch.select(
+        F.col("key").cast("string").alias("key"),
+        F.col("topic"),
+        F.col("partition").cast("int").alias("partition"),
+        F.col("offset").cast("long").alias("offset"),
+        F.col("timestamp").alias("kafka_time"),
+        *extra,
     )
 
 
@@ -271,8 +228,9 @@ def land_topic(topic: str, *, settings: Settings | None = None, validate: bool =
     settings = settings or get_settings()
     spark = get_spark(settings)
     bronze, quarantine = bronze_spec(topic), dead_letter_spec(topic)
-    bronze_path = ensure_table(spark, bronze, settings)
-    quarantine_path = ensure_table(spark, quarantine, settings)
+    ensure_table(spark, bronze, settings)
+    ensure_table(spark, quarantine, settings)
+    bronze_path, quarantine_path = bronze.path(settings), quarantine.path(settings)
     model = model_for(topic, validate)
     stamp = landed_time or datetime.now(UTC)
     state = _Batches()
@@ -343,7 +301,8 @@ def land_dead_letters(topic: str, *, settings: Settings | None = None,
     spark = get_spark(settings)
     dlq_topic = topics.dlq(topic)
     spec = dead_letter_spec(dlq_topic)
-    path = ensure_table(spark, spec, settings)
+    ensure_table(spark, spec, settings)
+    path = spec.path(settings)
     stamp = landed_time or datetime.now(UTC)
     state = _Batches()
 
@@ -355,15 +314,9 @@ def land_dead_letters(topic: str, *, settings: Settings | None = None,
     def handle(batch: DataFrame, batch_id: int) -> None:
         state.ready.wait(timeout=60)
         env = unwrap(F.col("value").cast("string"))
-        rows = batch.select(
-            F.col("key").cast("string").alias("key"),
-            env.alias("e"),
-            F.col("topic"),
-            F.col("partition").cast("int").alias("partition"),
-            F.col("offset").cast("long").alias("offset"),
-            F.col("timestamp").alias("kafka_time"),
-        ).select("key", F.col("e.payload").alias("payload"), "topic", "partition", "offset", "kafka_time",
-                 F.col("e.reason").alias("reason"), F.lit(stamp).cast("timestamp").alias("landed_time"))
+        rows = _with_kafka_columns(batch, env.alias("e")).select(
+            "key", F.col("e.payload").alias("payload"), "topic", "partition", "offset", "kafka_time",
+            F.col("e.reason").alias("reason"), F.lit(stamp).cast("timestamp").alias("landed_time"))
         try:
             rows = rows.persist()
             n = rows.count()

@@ -32,6 +32,7 @@ from cryptolake.tables import (
     SILVER_DOCUMENTS,
     TableSpec,
 )
+from spark_jobs.delta_io import check_interval
 
 log = get_logger(__name__)
 
@@ -232,11 +233,7 @@ def run_gold_alt_features(start: datetime, end: datetime, settings: Settings | N
     from cryptolake import duck
 
     settings = settings or get_settings()
-    for name, value in (("start", start), ("end", end)):
-        if value.tzinfo is None:
-            raise DataValidationError(name, value, "must be timezone-aware (UTC)")
-    if end <= start:
-        raise DataValidationError("end", end, f"must be after start {start}")
+    check_interval(start, end)
     t0 = time.monotonic()
     result = AltFeaturesResult(start=start.isoformat(), end=end.isoformat())
     con = duck.connect(settings)

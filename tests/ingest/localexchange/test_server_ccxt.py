@@ -13,13 +13,14 @@ from cryptolake import errors
 from ingest.exchange.ccxt_compat import point_ccxt_at, translate
 from ingest.localexchange.data import load_capture, parse_cdd_csv
 from ingest.localexchange.server import LocalExchange, LocalExchangeConfig
+from tests.ingest.conftest import BINANCE_CAPTURE, reference_book
 
 KEY, SECRET = "test-key-0001", "test-secret-0001"
 
 
 @pytest.fixture(scope="module")
 def paths(shared_data):
-    return {"capture": shared_data / "market/orderbook/hftbacktest/btcusdt_20240808.gz",
+    return {"capture": shared_data / BINANCE_CAPTURE,
             "candles": shared_data / "market/ohlcv_1h/ingiorn/Binance_BTCUSDT_1h.csv.gz"}
 
 
@@ -154,21 +155,7 @@ def test_ccxt_async_watch_trades_and_order_book(exchange, paths):
     assert nonces == sorted(nonces) and len(set(nonces)) == len(nonces)
     # Reference: snapshot + recorded diffs up to the book's nonce, applied independently here.
     nonce, bids, asks = books[-1]
-    ref_b = {float(p): float(q) for p, q in capture.snapshot["bids"]}
-    ref_a = {float(p): float(q) for p, q in capture.snapshot["asks"]}
-    last = int(capture.snapshot["lastUpdateId"])
-    for e in capture.of_kind("depth"):
-        if e.data["u"] <= last:
-            continue
-        if e.data["u"] > nonce:
-            break
-        for side, key in ((ref_b, "b"), (ref_a, "a")):
-            for p, q in e.data[key]:
-                if float(q) == 0:
-                    side.pop(float(p), None)
-                else:
-                    side[float(p)] = float(q)
-        last = e.data["u"]
+    last, ref_b, ref_a = reference_book(capture, nonce)
     assert last == nonce
     assert bids == [[p, ref_b[p]] for p in sorted(ref_b, reverse=True)[:10]]
     assert asks == [[p, ref_a[p]] for p in sorted(ref_a)[:10]]

@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 
-from cryptolake.errors import CommitConflictError, InfrastructureError, SchemaMismatchError
 from cryptolake.schemas import OhlcvV1
 from cryptolake.settings import Settings
 from spark_jobs.bronze.landing import (
@@ -15,7 +14,6 @@ from spark_jobs.bronze.landing import (
     check_payloads,
     checkpoint_location,
     parse_envelope,
-    translate_spark_error,
 )
 
 # SYNTHETIC candle (not market data)
@@ -89,15 +87,6 @@ def test_dead_letter_envelope_is_unwrapped_with_its_reason():
     assert parse_envelope(env) == ("{}", "invalid high='x': bad", "market.ohlcv")
     payload, reason, topic = parse_envelope("garbage")
     assert payload == "garbage" and reason.startswith("unreadable dead-letter envelope") and topic is None
-
-
-def test_spark_errors_are_translated():
-    conflict = translate_spark_error(RuntimeError("io.delta.exceptions.ConcurrentAppendException: x"), "land")
-    assert isinstance(conflict, CommitConflictError)
-    assert isinstance(translate_spark_error(RuntimeError("[DELTA_FAILED_TO_MERGE_FIELDS] a"), "w"),
-                      SchemaMismatchError)
-    other = translate_spark_error(RuntimeError("boom"), "land x")
-    assert isinstance(other, InfrastructureError) and str(other) == "land x: boom"
 
 
 def test_checkpoint_location_is_per_kind_and_topic():
