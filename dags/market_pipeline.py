@@ -19,8 +19,12 @@ DEFAULT_ARGS = {"owner": "cryptolake", "retries": 2, "retry_delay": timedelta(se
 def _interval() -> tuple[str, str]:
     ctx = get_current_context()
     params = ctx["params"]
-    start = params.get("interval_start") or ctx["data_interval_start"].isoformat()
-    end = params.get("interval_end") or ctx["data_interval_end"].isoformat()
+    start, end = params.get("interval_start"), params.get("interval_end")
+    if not (start and end):
+        lo, hi = ctx.get("data_interval_start"), ctx.get("data_interval_end")
+        if lo is None or hi is None:
+            raise ValueError("market_pipeline needs a data interval or params interval_start/interval_end")
+        start, end = start or lo.isoformat(), end or hi.isoformat()
     return str(start), str(end)
 
 
@@ -47,37 +51,37 @@ def market_pipeline() -> None:
         return market.run_task("ingest", *_interval())
 
     @task
-    def land(_: dict[str, Any]) -> dict[str, Any]:
+    def land(_: Any) -> dict[str, Any]:
         from pipeline import market
 
         return market.run_task("land", *_interval())
 
     @task
-    def silver(_: dict[str, Any]) -> dict[str, Any]:
+    def silver(_: Any) -> dict[str, Any]:
         from pipeline import market
 
         return market.run_task("silver", *_interval())
 
     @task
-    def gold(_: dict[str, Any]) -> dict[str, Any]:
+    def gold(_: Any) -> dict[str, Any]:
         from pipeline import market
 
         return market.run_task("gold", *_interval())
 
     @task
-    def train(_: dict[str, Any]) -> dict[str, Any]:
+    def train(_: Any) -> dict[str, Any]:
         from pipeline import market
 
         return market.run_task("train", *_interval())
 
     @task
-    def score(trained: dict[str, Any]) -> dict[str, Any]:
+    def score(trained: Any) -> dict[str, Any]:
         from pipeline import market
 
         return market.run_task("score", *_interval(), model=trained)
 
     @task
-    def trade(scored: dict[str, Any]) -> dict[str, Any]:
+    def trade(scored: Any) -> dict[str, Any]:
         from pipeline import market
 
         if not get_current_context()["params"].get("trade", True):
