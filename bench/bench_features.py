@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryptolake.settings import PathSettings, Settings
 from cryptolake.tables import FEATURE_COLUMNS
 from spark_jobs.gold.features import WARMUP_BARS, compute_features, features_pandas
+from tests.conftest import settings_in
 from tests.spark_jobs.gold.test_features import talib_oracle
 from tests.spark_jobs.realdata import silver_bars_pdf
 
@@ -79,11 +79,7 @@ def main() -> None:
     from spark_jobs.session import get_spark, stop_spark
 
     with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
-        base = Settings()
-        paths = PathSettings(state_dir=base.paths.state_dir, jars_dir=base.paths.jars_dir,
-                             lake_root=str(Path(tmp) / "lake"), checkpoint_root=str(Path(tmp) / "ckpt"),
-                             artifacts_dir=Path(tmp) / "art")
-        settings = base.model_copy(update={"paths": paths})
+        settings = settings_in(Path(tmp))
         t0 = time.perf_counter()
         spark = get_spark(settings)
         jvm_s = time.perf_counter() - t0

@@ -60,17 +60,14 @@ def main() -> None:
     from cryptolake import duck
     from cryptolake.bus import Producer, consumer, ensure_topics
     from cryptolake.schemas import SCHEMAS, OhlcvV1
-    from cryptolake.settings import PathSettings, Settings
     from cryptolake.tables import bronze_spec
     from infra import broker
     from spark_jobs.bronze.landing import check_payload, land_topic
     from spark_jobs.session import get_spark, stop_spark
+    from tests.conftest import settings_in
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-landing-"))
-    base = Settings()
-    settings = base.model_copy(update={"paths": PathSettings(
-        state_dir=base.paths.state_dir, jars_dir=base.paths.jars_dir, lake_root=str(tmp / "lake"),
-        checkpoint_root=str(tmp / "ckpt"), artifacts_dir=tmp / "art")})
+    settings = settings_in(tmp)
     started = broker.status(settings) is None
     broker.start(settings)
     topic = args.reuse_topic or f"bench.ohlcv_{uuid.uuid4().hex[:8]}"

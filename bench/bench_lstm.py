@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from cryptolake.settings import PathSettings, Settings
 from cryptolake.tables import FEATURE_COLUMNS
 from models.dataset import load_training_set
 from models.lstm import LstmConfig, LstmModel
+from tests.conftest import settings_in
 from tests.models.lake_fixture import GYM_SYMBOLS, gold_frames, write_gold
 
 
@@ -46,10 +46,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_lstm_") as tmp:
         root = Path(tmp)
-        base = Settings()
-        settings = base.model_copy(update={"paths": PathSettings(
-            state_dir=base.paths.state_dir, jars_dir=base.paths.jars_dir, lake_root=str(root / "lake"),
-            checkpoint_root=str(root / "ck"), artifacts_dir=root / "artifacts")})
+        settings = settings_in(root)
 
         t = time.perf_counter()
         features, labels = gold_frames(coins, args.rows)

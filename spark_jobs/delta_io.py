@@ -152,3 +152,23 @@ def sql_ts(value: datetime) -> str:
 def date_filter(column: str, start: datetime, end: datetime) -> str:
     """SQL keeping the date partitions ``column`` that ``[start, end)`` touches (for pruning)."""
     return f"{column} >= DATE '{start.date().isoformat()}' AND {column} <= DATE '{end.date().isoformat()}'"
+
+
+def interval_filter(date_column: str, time_column: str, start: datetime, end: datetime, *,
+                    date_start: datetime | None = None) -> str:
+    """SQL keeping rows with ``time_column`` in ``[start, end)``, pruned on the date partition ``date_column``.
+
+    ``date_start`` is where the partition range begins when it is coarser than a day (a month).
+    """
+    return (f"{date_filter(date_column, date_start or start, end)} AND {time_column} >= {sql_ts(start)} "
+            f"AND {time_column} < {sql_ts(end)}")
+
+
+def read_interval(spark: SparkSession, spec: TableSpec, start: datetime, end: datetime,
+                  settings: Settings | None = None, *, date_column: str = "event_date",
+                  time_column: str = "event_time") -> DataFrame | None:
+    """The spec's rows with ``time_column`` in ``[start, end)``, or None when the table does not exist."""
+    if not table_exists(spark, spec, settings):
+        return None
+    return (spark.read.format("delta").load(spec.path(settings))
+            .where(interval_filter(date_column, time_column, start, end)))

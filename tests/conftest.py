@@ -22,19 +22,27 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def lake_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings whose lake and checkpoints live in a temporary folder (the broker and jars are shared)."""
-    root = tmp_path_factory.mktemp("lake")
-    base = Settings()
+def settings_in(root: Path, base: Settings | None = None, *, own_state: bool = False) -> Settings:
+    """``base`` (default: the environment's Settings) with lake, checkpoints and artifacts under ``root``.
+
+    The state folder (broker address, jars) stays shared unless ``own_state``: then it is ``root/state``
+    too, so nothing of the machine's running stack is visible.
+    """
+    base = base or Settings()
     paths = PathSettings(
-        state_dir=base.paths.state_dir,
+        state_dir=root / "state" if own_state else base.paths.state_dir,
         jars_dir=base.paths.jars_dir,
         lake_root=str(root / "lake"),
         checkpoint_root=str(root / "checkpoints"),
         artifacts_dir=root / "artifacts",
     )
     return base.model_copy(update={"paths": paths})
+
+
+@pytest.fixture(scope="session")
+def lake_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings whose lake and checkpoints live in a temporary folder (the broker and jars are shared)."""
+    return settings_in(tmp_path_factory.mktemp("lake"))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from cryptolake.errors import DataValidationError, SchemaMismatchError, TableNot
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES, GOLD_LABELS, SILVER_BARS
-from spark_jobs.delta_io import check_interval, date_filter, ensure_table, merge_rows, sql_ts, table_exists
+from spark_jobs.delta_io import check_interval, ensure_table, interval_filter, merge_rows, sql_ts, table_exists
 from spark_jobs.gold.features import WARMUP_BARS, compute_features
 from spark_jobs.gold.labels import SERIES_KEYS, labels_with_next_open
 
@@ -59,9 +59,7 @@ def bars_with_warmup(spark: SparkSession, start: datetime, end: datetime,
     warmup = before.withColumn("_n", F.row_number().over(latest_first)).where(
         F.col("_n") <= WARMUP_BARS
     ).drop("_n")
-    current = silver.where(date_filter("bar_date", start, end)).where(
-        f"open_time >= {sql_ts(start)} AND open_time < {sql_ts(end)}"
-    )
+    current = silver.where(interval_filter("bar_date", "open_time", start, end))
     return warmup.unionByName(current)
 
 
@@ -108,7 +106,7 @@ def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -
         features = compute_features(bars).where(in_interval).persist()
         checked = _validate_features(features)
         ensure_table(spark, GOLD_FEATURES, settings)
-        scope = f"{date_filter('bar_date', start, end)} AND {in_interval}"
+        scope = interval_filter("bar_date", "ts", start, end)
         features.write.format("delta").mode("overwrite").option("replaceWhere", scope).save(
             GOLD_FEATURES.path(settings)
         )

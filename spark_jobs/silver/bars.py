@@ -34,7 +34,7 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_BARS, bronze_spec
 from cryptolake.types import TIMEFRAME_MS
-from spark_jobs.delta_io import check_interval, date_filter, merge_rows, sql_ts, table_exists
+from spark_jobs.delta_io import check_interval, interval_filter, merge_rows, sql_ts, table_exists
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -269,9 +269,7 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
         raise TableNotFoundError(f"{bronze.name} does not exist at {bronze.path(settings)}: run the landing job")
     raw = spark.read.format("delta").load(bronze.path(settings))
     result = SilverResult(start=start.isoformat(), end=end.isoformat())
-    in_interval = raw.where(date_filter("event_date", start, end)).where(
-        f"event_time >= {sql_ts(start)} AND event_time < {sql_ts(end)}"
-    )
+    in_interval = raw.where(interval_filter("event_date", "event_time", start, end))
     timeframes = [
         r[0] for r in in_interval.select(F.get_json_object("payload", "$.timeframe")).distinct().collect()
     ]
@@ -282,9 +280,7 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
     for tf in sorted(timeframes):
         tf_ms = TIMEFRAME_MS[tf]
         read_from = start - timedelta(milliseconds=tf_ms * CONTEXT_BARS)
-        window = raw.where(date_filter("event_date", read_from, end)).where(
-            f"event_time >= {sql_ts(read_from)} AND event_time < {sql_ts(end)}"
-        )
+        window = raw.where(interval_filter("event_date", "event_time", read_from, end))
         built = _build(window, timeframe_ms=tf_ms, jump_threshold=settings.market.jump_threshold)
         built = built.where(f"open_time >= {sql_ts(start)} AND open_time < {sql_ts(end)}")
         parts.append(_fill_gaps_from_silver(spark, built, read_from, tf_ms, settings))
@@ -297,8 +293,7 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
     bars = bars.select(*SILVER_BARS.column_names).persist()
     try:
         summary = validate_bars(bars, start, end)
-        target = f"{date_filter('t.bar_date', start, end)} AND t.open_time >= {sql_ts(start)} " \
-                 f"AND t.open_time < {sql_ts(end)}"
+        target = interval_filter("t.bar_date", "t.open_time", start, end)
         metrics = merge_rows(spark, bars, SILVER_BARS, target_filter=target, settings=settings)
     finally:
         bars.unpersist()

@@ -33,7 +33,7 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_CHAIN_ACTIVITY, bronze_spec
 from ingest.altdata_settings import AltDataSettings, get_altdata_settings
-from spark_jobs.delta_io import check_interval, date_filter, merge_rows, sql_ts, table_exists
+from spark_jobs.delta_io import check_interval, interval_filter, merge_rows, read_interval
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -179,13 +179,10 @@ def run_silver_chain(start: datetime, end: datetime, settings: Settings | None =
         raise DataValidationError("whale_threshold", whale_threshold, "must be positive")
     spark = get_spark(settings)
     result = ChainResult(start=start.isoformat(), end=end.isoformat())
-    where = f"{date_filter('event_date', start, end)} AND event_time >= {sql_ts(start)} " \
-            f"AND event_time < {sql_ts(end)}"
-    frames: dict[str, DataFrame | None] = {}
-    for topic in (topics.CHAIN_BLOCKS, topics.CHAIN_TRANSFERS):
-        spec = bronze_spec(topic)
-        frames[topic] = (spark.read.format("delta").load(spec.path(settings)).where(where)
-                         if table_exists(spark, spec, settings) else None)
+    frames: dict[str, DataFrame | None] = {
+        topic: read_interval(spark, bronze_spec(topic), start, end, settings)
+        for topic in (topics.CHAIN_BLOCKS, topics.CHAIN_TRANSFERS)
+    }
     if all(f is None for f in frames.values()):
         log.warning("silver.chain.no_bronze", extra={"start": result.start, "end": result.end})
         return result
@@ -208,8 +205,7 @@ def run_silver_chain(start: datetime, end: datetime, settings: Settings | None =
         result.rows, result.blocks = int(agg["rows"]), int(agg["blocks"] or 0)
         if result.rows == 0:
             return result
-        target = (f"{date_filter('t.bucket_date', start, end)} AND t.bucket_start >= {sql_ts(start)} "
-                  f"AND t.bucket_start < {sql_ts(end)}")
+        target = interval_filter("t.bucket_date", "t.bucket_start", start, end)
         metrics = merge_rows(spark, built, SILVER_CHAIN_ACTIVITY, target_filter=target, settings=settings)
     finally:
         built.unpersist()

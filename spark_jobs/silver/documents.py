@@ -32,7 +32,7 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_DOCUMENTS, bronze_spec
 from ingest.altdata_settings import AltDataSettings, get_altdata_settings
-from spark_jobs.delta_io import check_interval, date_filter, merge_rows, sql_ts, table_exists
+from spark_jobs.delta_io import check_interval, interval_filter, merge_rows, read_interval, sql_ts, table_exists
 from spark_jobs.silver import documents_nlp as nlp
 
 if TYPE_CHECKING:
@@ -137,11 +137,8 @@ def _read_bronze(spark: SparkSession, start: datetime, end: datetime, settings: 
     from pyspark.sql import functions as F
 
     parts: list[DataFrame] = []
-    where = f"{date_filter('event_date', start, end)} AND event_time >= {sql_ts(start)} " \
-            f"AND event_time < {sql_ts(end)}"
-    news_spec = bronze_spec(topics.NEWS_ARTICLES)
-    if table_exists(spark, news_spec, settings):
-        n = spark.read.format("delta").load(news_spec.path(settings)).where(where)
+    n = read_interval(spark, bronze_spec(topics.NEWS_ARTICLES), start, end, settings)
+    if n is not None:
         p = F.from_json("payload", NEWS_PAYLOAD_DDL)
         n = n.select("*", p.alias("p"))
         parts.append(n.select(
@@ -153,9 +150,8 @@ def _read_bronze(spark: SparkSession, start: datetime, end: datetime, settings: 
             "available_time", "ingest_time", F.col("p.provider_sentiment").alias("provider_sentiment"),
             *[F.lit(None).cast("bigint").alias(c) for c in ("followers", "score", "replies", "reposts", "views")],
             "landed_time", "partition", "offset"))
-    social_spec = bronze_spec(topics.SOCIAL_POSTS)
-    if table_exists(spark, social_spec, settings):
-        s = spark.read.format("delta").load(social_spec.path(settings)).where(where)
+    s = read_interval(spark, bronze_spec(topics.SOCIAL_POSTS), start, end, settings)
+    if s is not None:
         p = F.from_json("payload", SOCIAL_PAYLOAD_DDL)
         s = s.select("*", p.alias("p"))
         parts.append(s.select(
@@ -240,8 +236,8 @@ def _drop_earlier_copies(spark: SparkSession, docs: DataFrame, start: datetime, 
         return docs
     lo = start - lookback
     prior = (spark.read.format("delta").load(SILVER_DOCUMENTS.path(settings))
-             .where(f"{date_filter('pub_month', lo.replace(day=1), start)} AND published_time >= {sql_ts(lo)} "
-                    f"AND published_time < {sql_ts(start)}").select("url", "dedup_hash"))
+             .where(interval_filter("pub_month", "published_time", lo, start, date_start=lo.replace(day=1)))
+             .select("url", "dedup_hash"))
     urls = prior.where(F.col("url").isNotNull()).select("url").distinct()
     hashes = prior.where(F.col("dedup_hash").isNotNull()).select("dedup_hash").distinct()
     return docs.join(urls, "url", "left_anti").join(hashes, "dedup_hash", "left_anti")
@@ -310,8 +306,7 @@ def run_silver_documents(start: datetime, end: datetime, settings: Settings | No
             summary = validate_documents(docs, start, end)
             result.rows = int(summary["rows"])
             result.earlier_duplicates = n_built - result.rows
-            target = (f"{date_filter('t.pub_month', start.replace(day=1), end)} AND "
-                      f"t.published_time >= {sql_ts(start)} AND t.published_time < {sql_ts(end)}")
+            target = interval_filter("t.pub_month", "t.published_time", start, end, date_start=start.replace(day=1))
             metrics = merge_rows(spark, docs, SILVER_DOCUMENTS, target_filter=target, settings=settings)
             docs.unpersist()
         finally:

@@ -18,7 +18,7 @@ from cryptolake.errors import DataValidationError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import TableSpec, bronze_spec
-from spark_jobs.delta_io import check_interval, date_filter, merge_rows, sql_ts, table_exists
+from spark_jobs.delta_io import check_interval, interval_filter, merge_rows, read_interval
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -48,12 +48,9 @@ def read_bronze(spark: SparkSession, topic: str, payload_ddl: str, start: dateti
     """Bronze rows of ``topic`` with ``event_time`` in ``[start, end)`` plus the parsed payload ``p``."""
     from pyspark.sql import functions as F
 
-    spec = bronze_spec(topic)
-    if not table_exists(spark, spec, settings):
+    raw = read_interval(spark, bronze_spec(topic), start, end, settings)
+    if raw is None:
         return None
-    where = f"{date_filter('event_date', start, end)} AND event_time >= {sql_ts(start)} " \
-            f"AND event_time < {sql_ts(end)}"
-    raw = spark.read.format("delta").load(spec.path(settings)).where(where)
     return raw.select(*_BRONZE_KEEP, F.from_json("payload", payload_ddl).alias("p"))
 
 
@@ -107,8 +104,7 @@ def run_market_silver(spec: TableSpec, topic: str, payload_ddl: str,
             log.info("silver.market.empty", extra={"table": spec.name, "start": result.start, "end": result.end})
             return result
         result.duplicates = int(rows.groupBy().sum("duplicates").collect()[0][0] or 0)
-        target = f"{date_filter('t.event_date', start, end)} AND t.event_time >= {sql_ts(start)} " \
-                 f"AND t.event_time < {sql_ts(end)}"
+        target = interval_filter("t.event_date", "t.event_time", start, end)
         metrics = merge_rows(spark, rows, spec, target_filter=target, settings=settings)
     finally:
         rows.unpersist()

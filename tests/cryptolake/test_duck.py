@@ -8,16 +8,13 @@ from deltalake import write_deltalake
 
 from cryptolake import duck
 from cryptolake.errors import InfrastructureError
-from cryptolake.settings import PathSettings, Settings
+from cryptolake.settings import Settings
+from tests.conftest import settings_in
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    base = Settings()
-    paths = PathSettings(state_dir=tmp_path / "state", jars_dir=base.paths.jars_dir,
-                         lake_root=str(tmp_path / "lake"), checkpoint_root=str(tmp_path / "ckpt"),
-                         artifacts_dir=tmp_path / "artifacts")
-    return base.model_copy(update={"paths": paths})
+    return settings_in(tmp_path, own_state=True)
 
 
 def _bars(start: int, n: int) -> pa.Table:

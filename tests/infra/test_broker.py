@@ -12,18 +12,15 @@ import os
 import pytest
 
 from cryptolake.bus import Producer, broker_state_file, consumer, ensure_topics
-from cryptolake.settings import KafkaSettings, PathSettings, Settings
+from cryptolake.settings import KafkaSettings, Settings
 from infra import broker
+from tests.conftest import settings_in
 
 
 @pytest.fixture
 def own_broker_settings(tmp_path) -> Settings:
-    base = Settings()
-    paths = PathSettings(state_dir=tmp_path / "state", jars_dir=base.paths.jars_dir,
-                         lake_root=str(tmp_path / "lake"), checkpoint_root=str(tmp_path / "ckpt"),
-                         artifacts_dir=tmp_path / "art")
     kafka = KafkaSettings(heap="256m", start_timeout_s=90)
-    return base.model_copy(update={"paths": paths, "kafka": kafka})
+    return settings_in(tmp_path, own_state=True).model_copy(update={"kafka": kafka})
 
 
 @pytest.mark.kafka

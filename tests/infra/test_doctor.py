@@ -6,16 +6,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cryptolake.cli import doctor
-from cryptolake.settings import PathSettings, Settings, get_settings
+from cryptolake.settings import Settings, get_settings
+from tests.conftest import settings_in
 
 
 @pytest.fixture
 def no_broker_settings(tmp_path) -> Settings:
-    base = Settings()
-    paths = PathSettings(state_dir=tmp_path / "state", jars_dir=base.paths.jars_dir,
-                         lake_root=str(tmp_path / "lake"), checkpoint_root=str(tmp_path / "ckpt"),
-                         artifacts_dir=tmp_path / "art")
-    return base.model_copy(update={"paths": paths})
+    return settings_in(tmp_path, own_state=True)
 
 
 def test_broker_check_fails_with_stack_up_fix_when_stopped(no_broker_settings):

@@ -18,7 +18,9 @@ from spark_jobs.delta_io import (
     check_interval,
     date_filter,
     ensure_table,
+    interval_filter,
     merge_rows,
+    read_interval,
     sql_ts,
     table_exists,
     translate_spark_error,
@@ -58,6 +60,11 @@ def test_interval_sql_literals() -> None:
     end = datetime(2024, 2, 1, 0, 30, 0, 250_000, tzinfo=UTC)
     assert sql_ts(end) == "TIMESTAMP '2024-02-01 00:30:00.250000'"
     assert date_filter("t.d", start, end) == "t.d >= DATE '2024-01-31' AND t.d <= DATE '2024-02-01'"
+    assert interval_filter("d", "ts", start, end) == (
+        "d >= DATE '2024-01-31' AND d <= DATE '2024-02-01' AND ts >= TIMESTAMP '2024-01-31 23:30:00.000000' "
+        "AND ts < TIMESTAMP '2024-02-01 00:30:00.250000'")
+    monthly = interval_filter("m", "ts", start, end, date_start=start.replace(day=1))
+    assert monthly.startswith("m >= DATE '2024-01-01' AND m <= DATE '2024-02-01' AND ts >= ")
 
 
 # --- Spark ---------------------------------------------------------------------------------------
@@ -93,6 +100,11 @@ def test_ensure_table_creates_checks_and_merge_is_idempotent(spark, lake_setting
     assert (third["inserted"], third["updated"]) == (0, 1)
     got = {r["k"]: r["v"] for r in spark.read.format("delta").load(SPEC.path(lake_settings)).collect()}
     assert got == {"a": 5.0, "b": 2.0}
+    day = datetime(2024, 1, 1, tzinfo=UTC)
+    assert read_interval(spark, SPEC, day, day + timedelta(days=1), lake_settings,
+                         date_column="d", time_column="CAST(d AS TIMESTAMP)").count() == 2
+    missing = TableSpec(name="ops.delta_io_missing", columns=(("k", "STRING"),))
+    assert read_interval(spark, missing, day, day + timedelta(days=1), lake_settings) is None
 
     other = TableSpec(name=SPEC.name, columns=(("k", "STRING"), ("w", "DOUBLE")), keys=("k",))
     with pytest.raises(SchemaMismatchError, match="spec says"):

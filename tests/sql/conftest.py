@@ -8,22 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cryptolake.settings import PathSettings, Settings
+from cryptolake.settings import Settings
 from cryptolake.tables import FEATURE_COLUMNS
+from tests.conftest import settings_in
 from tests.models.lake_fixture import write_gold
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 BAR = timedelta(minutes=30)
-
-
-def settings_for(root: Path) -> Settings:
-    """Settings whose lake is ``root/lake`` (nothing else of the machine is touched)."""
-    base = Settings()
-    paths = PathSettings(
-        state_dir=base.paths.state_dir, jars_dir=base.paths.jars_dir, lake_root=str(root / "lake"),
-        checkpoint_root=str(root / "checkpoints"), artifacts_dir=root / "artifacts",
-    )
-    return base.model_copy(update={"paths": paths})
 
 
 def hand_made_gold() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -57,7 +48,7 @@ def hand_made_gold() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.fixture
 def hand_lake(tmp_path: Path) -> Settings:
-    settings = settings_for(tmp_path)
+    settings = settings_in(tmp_path)
     features, labels = hand_made_gold()
     write_gold(settings, features, labels)
     return settings

@@ -8,8 +8,9 @@ import pytest
 from cryptolake.errors import DataValidationError
 from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES
 from models.dataset import load_training_set
+from tests.conftest import settings_in
 from tests.models.lake_fixture import gold_frames, write_gold, write_table
-from tests.sql.conftest import BAR, T0, hand_made_gold, settings_for
+from tests.sql.conftest import BAR, T0, hand_made_gold
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple[str, datetime]]:
@@ -70,7 +71,7 @@ def test_bad_arguments_are_named(hand_lake, args, field):
 
 
 def test_real_candles_never_return_a_label_after_the_cut(tmp_path):
-    settings = settings_for(tmp_path)
+    settings = settings_in(tmp_path)
     features, labels = gold_frames(("BTC", "LTC"), rows=700, warmup=100)
     write_gold(settings, features, labels)
     start = features["ts"].min()

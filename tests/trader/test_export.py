@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from cryptolake.errors import DataValidationError
-from cryptolake.settings import PathSettings, Settings
+from cryptolake.settings import Settings
 from cryptolake.tables import TRADING_EQUITY, TRADING_FILLS, TRADING_ORDERS
+from tests.conftest import settings_in
 from tests.trader.conftest import gym_frame, synthetic_multi_signals
 from tests.trader.test_multi import multi_config
 from trader.backtest import run_backtest
@@ -24,15 +25,7 @@ START = datetime(2019, 3, 1, tzinfo=UTC)
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    base = Settings()
-    paths = PathSettings(
-        state_dir=base.paths.state_dir,
-        jars_dir=base.paths.jars_dir,
-        lake_root=str(tmp_path / "lake"),
-        checkpoint_root=str(tmp_path / "ckpt"),
-        artifacts_dir=tmp_path / "artifacts",
-    )
-    return base.model_copy(update={"paths": paths})
+    return settings_in(tmp_path)
 
 
 def _run(run_id: str, url: str, n_bars: int) -> Any:

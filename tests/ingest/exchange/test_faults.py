@@ -18,7 +18,7 @@ from cryptolake import errors
 from cryptolake.schemas import Message, TradeV1, VenueFlagV1
 from ingest.exchange.connector import TradeStream, VenueClient, VenueConfig, forget_instances
 from ingest.exchange.crossvenue import CrossVenueConfig, CrossVenueMonitor
-from ingest.localexchange.data import load_capture, parse_cdd_csv
+from ingest.localexchange.data import parse_cdd_csv
 from ingest.localexchange.server import LocalExchange, LocalExchangeConfig
 
 STORM_S = float(os.environ.get("CRYPTOLAKE_STORM_S", "60"))
@@ -65,10 +65,9 @@ def test_429_storm_ends_with_every_candle_landed_once(shared_data, caplog):
         ex.stop()
 
 
-def test_dropped_websocket_reconnects_and_backfills_without_duplicates_or_holes(shared_data):
-    path = shared_data / "market/orderbook/hftbacktest/btcusdt_20240808.gz"
-    recorded = [int(e.data["t"]) for e in load_capture(path).of_kind("trade")]
-    ex = LocalExchange(LocalExchangeConfig(captures=(path,), speed=4.0))
+def test_dropped_websocket_reconnects_and_backfills_without_duplicates_or_holes(capture_path, capture):
+    recorded = [int(e.data["t"]) for e in capture.of_kind("trade")]
+    ex = LocalExchange(LocalExchangeConfig(captures=(capture_path,), speed=4.0))
     ex.start()
     forget_instances()
     try:

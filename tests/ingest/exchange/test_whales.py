@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ingest.exchange.whales import WhaleConfig, WhaleDetector
-from ingest.localexchange.data import load_capture
 
 
-def test_rolling_quantile_uses_only_earlier_trades(shared_data):
-    trades = [e.data for e in load_capture(shared_data / "market/orderbook/hftbacktest/btcusdt_20240808.gz")
-              .of_kind("trade")]
+def test_rolling_quantile_uses_only_earlier_trades(capture):
+    trades = [e.data for e in capture.of_kind("trade")]
     det = WhaleDetector(WhaleConfig(quantile=0.99, window=1000, min_history=500))
     notionals = [float(t["p"]) * float(t["q"]) for t in trades]
     flagged = [i for i, t in enumerate(trades) if det.check(float(t["p"]), float(t["q"]))[0]]

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from cryptolake.schemas import NewsArticleV1, SocialPostV1
-from cryptolake.settings import PathSettings, Settings
+from cryptolake.schemas import Message, NewsArticleV1, SocialPostV1
+from cryptolake.settings import Settings
 from cryptolake.tables import (
     ALT_FEATURE_COLUMNS,
     GOLD_ALT_FEATURES,
@@ -34,6 +34,7 @@ from ingest.news.replay import CryptoNewsReplay
 from ingest.social.replay import SocialReplay
 from spark_jobs.gold.alt_features import arrow_schema, run_gold_alt_features
 from spark_jobs.silver import documents_nlp as nlp
+from tests.conftest import settings_in
 from tests.spark_jobs.silver.test_chain import _independent_exchanges, _raphtory_expected
 
 SINCE, UNTIL = datetime(2021, 12, 31, tzinfo=UTC), datetime(2022, 2, 1, tzinfo=UTC)
@@ -41,13 +42,6 @@ START, END = datetime(2022, 1, 10, tzinfo=UTC), datetime(2022, 1, 13, tzinfo=UTC
 CHAIN_START, CHAIN_END = datetime(2017, 3, 6, tzinfo=UTC), datetime(2017, 3, 7, tzinfo=UTC)
 CLOCK = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
 WINDOWS = {"1h": pd.Timedelta(hours=1), "4h": pd.Timedelta(hours=4), "24h": pd.Timedelta(hours=24)}
-
-
-def _settings(root: Path) -> Settings:
-    base = Settings()
-    paths = PathSettings(state_dir=base.paths.state_dir, jars_dir=base.paths.jars_dir, lake_root=str(root / "lake"),
-                         checkpoint_root=str(root / "checkpoints"), artifacts_dir=root / "artifacts")
-    return base.model_copy(update={"paths": paths})
 
 
 def _write(spec: TableSpec, frame: pd.DataFrame, settings: Settings) -> None:
@@ -70,6 +64,15 @@ def _bars(open_times: pd.Series, symbol: str, exchange: str, with_prices: pd.Dat
     return out
 
 
+def replayed_documents(shared_data: Path) -> list[Message]:
+    """Real Jan-2022 crypto news and Ethereum tweets, as the replay connectors accept them."""
+    sink = ListSink()
+    CryptoNewsReplay(shared_data / "news" / "cryptonews.csv.gz", since=SINCE, until=UNTIL, clock=CLOCK).run(sink)
+    SocialReplay(shared_data / "social" / "twitter" / "ethereum_tweets.csv", "eth_tweets", since=SINCE, until=UNTIL,
+                 clock=CLOCK).run(sink)
+    return list(sink.accepted)
+
+
 @pytest.fixture(scope="module")
 def inputs(shared_data: Path) -> dict[str, pd.DataFrame]:
     raw = pd.read_csv(shared_data / "market" / "ohlcv_1m" / "nautilus_trader" / "btc-perp-20211231-20220201_1m.csv.gz")
@@ -79,12 +82,8 @@ def inputs(shared_data: Path) -> dict[str, pd.DataFrame]:
     clock = pd.Series(pd.date_range(CHAIN_START, CHAIN_END, freq="1min", inclusive="left"))
     eth = _bars(clock, "ETH/USD", "synthetic-clock", None)  # SYNTHETIC bar clock, no prices
 
-    sink = ListSink()
-    CryptoNewsReplay(shared_data / "news" / "cryptonews.csv.gz", since=SINCE, until=UNTIL, clock=CLOCK).run(sink)
-    SocialReplay(shared_data / "social" / "twitter" / "ethereum_tweets.csv", "eth_tweets", since=SINCE, until=UNTIL,
-                 clock=CLOCK).run(sink)
     rows = []
-    for m in sink.accepted:
+    for m in replayed_documents(shared_data):
         title: str | None
         url: str | None
         if isinstance(m, NewsArticleV1):
@@ -114,7 +113,7 @@ def inputs(shared_data: Path) -> dict[str, pd.DataFrame]:
 
 def _lake(root: Path, inputs: dict[str, pd.DataFrame], cut: pd.Timestamp | None = None) -> Settings:
     """A lake with the inputs; with ``cut``, only what was available by then (bars closed, docs, buckets)."""
-    s = _settings(root)
+    s = settings_in(root)
     bars, docs, chain = inputs["bars"], inputs["docs"], inputs["chain"]
     if cut is not None:
         bars, docs, chain = bars[bars.close_time <= cut], docs[docs.available_time <= cut], \

@@ -3,7 +3,6 @@ headlines and tweets of that month (DuckDB ASOF join of sql/alt_training_set.sql
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -12,14 +11,9 @@ import pandas as pd
 import pytest
 
 from cryptolake.schemas import NewsArticleV1, SocialPostV1
-from ingest.connectors.base import ListSink
-from ingest.news.replay import CryptoNewsReplay
-from ingest.social.replay import SocialReplay
 from spark_jobs.gold.alt_features import SQL_FEATURES, compute_alt_features
 from spark_jobs.silver import documents_nlp as nlp
-
-SINCE, UNTIL = datetime(2021, 12, 31, tzinfo=UTC), datetime(2022, 2, 1, tzinfo=UTC)
-CLOCK = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
+from tests.spark_jobs.gold.test_alt_features import replayed_documents
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +30,8 @@ def bars(shared_data: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def docs(shared_data: Path) -> pd.DataFrame:
-    sink = ListSink()
-    CryptoNewsReplay(shared_data / "news" / "cryptonews.csv.gz", since=SINCE, until=UNTIL, clock=CLOCK).run(sink)
-    SocialReplay(shared_data / "social" / "twitter" / "ethereum_tweets.csv", "eth_tweets", since=SINCE, until=UNTIL,
-                 clock=CLOCK).run(sink)
     rows = []
-    for m in sink.accepted:
+    for m in replayed_documents(shared_data):
         if isinstance(m, NewsArticleV1):
             text, kind, key = f"{m.title}. {m.body}", "news", m.key()
         else:

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from cryptolake.errors import TableNotFoundError
-from cryptolake.settings import PathSettings, Settings
+from cryptolake.settings import Settings
 from cryptolake.tables import GOLD_FEATURES, GOLD_LABELS, SILVER_BARS
 from spark_jobs.gold.features import WARMUP_BARS, features_pandas
 from spark_jobs.gold.jobs import run_gold
 from spark_jobs.gold.labels import compute_labels
+from tests.conftest import settings_in
 from tests.spark_jobs.realdata import silver_bars_pdf
 
 pytestmark = pytest.mark.spark
@@ -23,12 +24,7 @@ N_BARS = 900  # real BTC and ETH 30m candles from 2017-10-01: ~18.75 days
 
 @pytest.fixture(scope="module")
 def gold_settings(lake_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("gold_lake")
-    paths = PathSettings(
-        state_dir=lake_settings.paths.state_dir, jars_dir=lake_settings.paths.jars_dir,
-        lake_root=str(root / "lake"), checkpoint_root=str(root / "ckpt"), artifacts_dir=root / "art",
-    )
-    return lake_settings.model_copy(update={"paths": paths})
+    return settings_in(tmp_path_factory.mktemp("gold_lake"), lake_settings)
 
 
 def _silver_pdf() -> pd.DataFrame:

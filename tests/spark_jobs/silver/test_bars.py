@@ -14,7 +14,7 @@ import pytest
 
 from cryptolake import topics
 from cryptolake.errors import DataValidationError
-from cryptolake.settings import PathSettings, Settings
+from cryptolake.settings import Settings
 from cryptolake.tables import SILVER_BARS, bronze_spec
 from cryptolake.types import TIMEFRAME_MS
 from spark_jobs.silver.bars import (
@@ -24,6 +24,7 @@ from spark_jobs.silver.bars import (
     flag_jumps,
     run_silver_bars,
 )
+from tests.conftest import settings_in
 from tests.spark_jobs.realdata import bronze_row, bronze_rows, silver_bars_pdf
 
 TF = TIMEFRAME_MS["30m"]
@@ -54,12 +55,7 @@ def test_flag_jumps_keeps_a_level_shift_flagged_once() -> None:
 @pytest.fixture(scope="module")
 def iso_settings(lake_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A lake of our own: other tests in the session write bronze tables too."""
-    root = tmp_path_factory.mktemp("silver_lake")
-    paths = PathSettings(
-        state_dir=lake_settings.paths.state_dir, jars_dir=lake_settings.paths.jars_dir,
-        lake_root=str(root / "lake"), checkpoint_root=str(root / "ckpt"), artifacts_dir=root / "art",
-    )
-    return lake_settings.model_copy(update={"paths": paths})
+    return settings_in(tmp_path_factory.mktemp("silver_lake"), lake_settings)
 
 
 def _bronze_df(spark, rows):
