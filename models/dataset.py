@@ -98,6 +98,8 @@ def load_training_set(
     end: datetime,
     as_of: datetime,
     settings: Settings | None = None,
+    *,
+    exchanges: Sequence[str] | None = None,
 ) -> TrainingSet:
     """Run ``sql/training_set.sql`` for ``symbols`` and ``[start, end)``, knowable by ``as_of``.
 
@@ -109,7 +111,8 @@ def load_training_set(
     from cryptolake import duck  # DuckDB + delta extension: imported only when reading
 
     query = TRAINING_SET_SQL.read_text()
-    params = {"symbols": list(symbols), "start": start, "end": end, "as_of": as_of}
+    params = {"symbols": list(symbols), "exchanges": list(exchanges) if exchanges is not None else None,
+              "start": start, "end": end, "as_of": as_of}
 
     def read() -> tuple[pd.DataFrame, dict[str, int]]:
         before = _versions_of_inputs(duck.table_versions(settings))

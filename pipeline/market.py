@@ -183,7 +183,8 @@ def train(interval: Interval, settings: Settings | None = None) -> dict[str, Any
     from models.lstm import LstmConfig, LstmModel
 
     settings = settings or get_settings()
-    dataset = load_training_set(settings.market.symbols, interval.start, interval.end, interval.end, settings)
+    dataset = load_training_set(settings.market.symbols, interval.start, interval.end, interval.end, settings,
+                                exchanges=[settings.market.exchange])
     model = LstmModel(LstmConfig(seed=settings.seed))
     report = model.fit(dataset, trained_at=interval.end)
     meta = model.metadata

@@ -2,6 +2,7 @@
 --
 -- Parameters (DuckDB prepared parameters):
 --   $symbols  VARCHAR[]    symbols to include, e.g. ['BTC/USD', 'ETH/USD']
+--   $exchanges VARCHAR[]   venues to include, or NULL for every venue in the lake
 --   $start    TIMESTAMPTZ  first bar open time included (inclusive)
 --   $end      TIMESTAMPTZ  bar open times strictly before this are included (exclusive)
 --   $as_of    TIMESTAMPTZ  the knowledge cut: a row is returned only if its features AND its
@@ -23,6 +24,7 @@ JOIN gold_labels AS l
     AND l.timeframe = f.timeframe
     AND l.ts = f.ts
 WHERE list_contains($symbols, f.symbol)
+  AND ($exchanges IS NULL OR list_contains($exchanges, f.exchange))
   AND f.ts >= $start
   AND f.ts < $end
   AND f.close_time <= $as_of

@@ -33,7 +33,15 @@ def _root(log_level: str = typer.Option(None, help="Override CRYPTOLAKE__LOG_LEV
 @app.command("settings")
 def show_settings(markdown: bool = typer.Option(False, help="Print as a Markdown table")) -> None:
     """List every setting, its environment variable and its current value."""
-    rows = settings_table(get_settings())
+    from ingest.altdata_settings import AltDataSettings
+    from trader.config import TraderSettings
+
+    # Every settings model of the project: the core, the trader's and the alternative-data connectors'.
+    rows = [
+        *settings_table(get_settings()),
+        *settings_table(TraderSettings(), "CRYPTOLAKE__TRADER__"),
+        *settings_table(AltDataSettings(), "CRYPTOLAKE__ALTDATA__"),
+    ]
     if markdown:
         typer.echo("| Environment variable | Default | Description |\n|---|---|---|")
         for env, value, desc in rows:

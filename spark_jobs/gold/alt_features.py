@@ -125,7 +125,7 @@ def alt_training_set(con: duckdb.DuckDBPyConnection, symbols: list[str], start: 
         if value.tzinfo is None:
             raise DataValidationError(name, value, "must be timezone-aware (UTC)")
     con.execute("SET TimeZone = 'UTC'")
-    params = {"symbols": list(symbols), "start": start, "end": end, "as_of": as_of}
+    params = {"symbols": list(symbols), "exchanges": None, "start": start, "end": end, "as_of": as_of}
     return con.execute(alt_training_set_sql(), params).df()
 
 

@@ -85,3 +85,16 @@ def test_real_candles_never_return_a_label_after_the_cut(tmp_path):
     assert len(ts.frame) == len(expected) == 2 * (200 - 1)  # 100h = 200 bars per symbol, last label unknowable
     assert ts.frame[["symbol", "ts"]].equals(ts.frame.sort_values(["symbol", "ts"])[["symbol", "ts"]])
     assert ts.start == start.to_pydatetime() and ts.as_of == as_of
+
+
+def test_exchange_filter_keeps_one_venue_and_none_means_every_venue(hand_lake):
+    every = load_training_set(["BTC/USD", "ETH/USD"], T0, T0 + 3 * BAR, as_of=T0 + 3 * BAR, settings=hand_lake)
+    venues = sorted(every.frame["exchange"].unique())
+    assert venues  # the hand-made lake has rows
+    one = load_training_set(["BTC/USD", "ETH/USD"], T0, T0 + 3 * BAR, as_of=T0 + 3 * BAR, settings=hand_lake,
+                            exchanges=[venues[0]])
+    assert set(one.frame["exchange"]) == {venues[0]}
+    assert len(one.frame) == int((every.frame["exchange"] == venues[0]).sum())
+    none = load_training_set(["BTC/USD", "ETH/USD"], T0, T0 + 3 * BAR, as_of=T0 + 3 * BAR, settings=hand_lake,
+                             exchanges=["no-such-venue"])
+    assert len(none.frame) == 0

@@ -63,7 +63,7 @@ def test_training_rows_are_the_base_query_plus_point_in_time_alt_features() -> N
     out = _run(_docs())
     con = _connection(_docs())
     base = con.execute(BASE_TRAINING_SQL_PATH.read_text(), {
-        "symbols": ["BTC/USD", "ETH/USD", "XRP/USD"], "start": T0, "end": T0 + timedelta(days=1),
+        "symbols": ["BTC/USD", "ETH/USD", "XRP/USD"], "exchanges": None, "start": T0, "end": T0 + timedelta(days=1),
         "as_of": AS_OF}).df()
     con.close()
     assert out.columns.tolist() == [*base.columns, *ALT_FEATURE_COLUMNS]
