@@ -6,16 +6,11 @@ step is idempotent, so a retried or re-run interval changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from cryptolake import topics
 from cryptolake.settings import Settings, get_settings
-from pipeline.market import Interval
-
-
-def _plain(obj: Any) -> dict[str, Any]:
-    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else dict(obj)
+from pipeline.market import Interval, as_record
 
 
 def land(topic_names: tuple[str, ...], settings: Settings | None = None) -> dict[str, Any]:
@@ -27,8 +22,8 @@ def land(topic_names: tuple[str, ...], settings: Settings | None = None) -> dict
     ensure_topics(topic_names, settings)  # a topic nobody produced to yet has nothing to land, not an error
     out: dict[str, Any] = {}
     for name in topic_names:
-        out[name] = {"landed": _plain(land_topic(name, settings=settings)),
-                     "dead_letters": _plain(land_dead_letters(name, settings=settings))}
+        out[name] = {"landed": as_record(land_topic(name, settings=settings)),
+                     "dead_letters": as_record(land_dead_letters(name, settings=settings))}
     return out
 
 
@@ -45,7 +40,7 @@ def exchange_silver(start: str, end: str, settings: Settings | None = None) -> d
                    topics.MARKET_VENUE_FLAGS), settings)
     jobs = {"trades": run_silver_trades, "book_metrics": run_silver_book_metrics,
             "tickers": run_silver_tickers, "venue_flags": run_silver_venue_flags}
-    return {"landed": landed, **{k: _plain(job(iv.start, iv.end, settings)) for k, job in jobs.items()}}
+    return {"landed": landed, **{k: as_record(job(iv.start, iv.end, settings)) for k, job in jobs.items()}}
 
 
 def altdata_silver(start: str, end: str, settings: Settings | None = None) -> dict[str, Any]:
@@ -58,8 +53,8 @@ def altdata_silver(start: str, end: str, settings: Settings | None = None) -> di
     landed = land((topics.NEWS_ARTICLES, topics.SOCIAL_POSTS, topics.CHAIN_BLOCKS, topics.CHAIN_TRANSFERS),
                   settings)
     return {"landed": landed,
-            "documents": _plain(run_silver_documents(iv.start, iv.end, settings)),
-            "chain": _plain(run_silver_chain(iv.start, iv.end, settings))}
+            "documents": as_record(run_silver_documents(iv.start, iv.end, settings)),
+            "chain": as_record(run_silver_chain(iv.start, iv.end, settings))}
 
 
 def altdata_gold(start: str, end: str, settings: Settings | None = None) -> dict[str, Any]:
@@ -67,4 +62,4 @@ def altdata_gold(start: str, end: str, settings: Settings | None = None) -> dict
     from spark_jobs.gold.alt_features import run_gold_alt_features
 
     iv = Interval.parse(start, end)
-    return _plain(run_gold_alt_features(iv.start, iv.end, settings or get_settings()))
+    return as_record(run_gold_alt_features(iv.start, iv.end, settings or get_settings()))

@@ -127,7 +127,8 @@ def ingest(interval: Interval, settings: Settings | None = None) -> dict[str, An
     return {"candles_in_interval": total, "corruption_drill": settings.market.corruption_drill, **asdict(result)}
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
+def as_record(obj: Any) -> dict[str, Any]:
+    """A job's result (dataclass or dict) as a JSON-able dict for XCom and the run summary."""
     from dataclasses import is_dataclass
 
     if is_dataclass(obj) and not isinstance(obj, type):
@@ -152,21 +153,21 @@ def land(interval: Interval, settings: Settings | None = None) -> dict[str, Any]
     settings = settings or get_settings()
     landed = land_topic(topics.MARKET_OHLCV, settings=settings)
     dead = land_dead_letters(topics.MARKET_OHLCV, settings=settings)
-    return {"landing": _as_dict(landed), "dead_letters": _as_dict(dead)}
+    return {"landing": as_record(landed), "dead_letters": as_record(dead)}
 
 
 def silver(interval: Interval, settings: Settings | None = None) -> dict[str, Any]:
     """Typed, deduplicated, flagged bars for the interval (MERGE)."""
     from spark_jobs.silver.bars import run_silver_bars
 
-    return _as_dict(run_silver_bars(interval.start, interval.end, settings=settings or get_settings()))
+    return as_record(run_silver_bars(interval.start, interval.end, settings=settings or get_settings()))
 
 
 def gold(interval: Interval, settings: Settings | None = None) -> dict[str, Any]:
     """Features and labels for the interval."""
     from spark_jobs.gold.jobs import run_gold
 
-    return _as_dict(run_gold(interval.start, interval.end, settings=settings or get_settings()))
+    return as_record(run_gold(interval.start, interval.end, settings=settings or get_settings()))
 
 
 def model_dir(settings: Settings, model_version: str) -> Path:
@@ -211,7 +212,7 @@ def score(interval: Interval, settings: Settings | None = None, *, model: dict[s
     settings = settings or get_settings()
     test_start, test_end = (datetime.fromisoformat(v) for v in model["segments"]["test"])
     result = run_scorer(model["model_path"], score_from=test_start, score_until=interval.end, settings=settings)
-    return {**_as_dict(result), "test_start": test_start.isoformat(), "test_end": test_end.isoformat(),
+    return {**as_record(result), "test_start": test_start.isoformat(), "test_end": test_end.isoformat(),
             "model_path": model["model_path"]}
 
 
