@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import pandas as pd
 
@@ -73,12 +72,12 @@ def run_scorer(
     settings: Settings | None = None,
 ) -> ScoreResult:
     """Score gold feature rows with ``score_from <= ts < score_until`` that have not been scored yet."""
-    from delta.tables import DeltaTable
     from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
 
     from models.lstm import LstmModel
     from models.scoring import score_frame
+    from spark_jobs.delta_io import ensure_table, merge_rows
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
@@ -89,8 +88,7 @@ def run_scorer(
     result = ScoreResult(model_version=version)
     ensure_topics([topics.SIGNALS], settings)
     features_path = GOLD_FEATURES.path(settings)
-    signals_path = SIGNALS_TABLE.path(settings)
-    _ensure_signals_table(spark, signals_path)
+    ensure_table(spark, SIGNALS_TABLE, settings)
     context_cols = ["exchange", "symbol", "timeframe", "ts", *model.metadata.feature_columns]  # type: ignore[union-attr]
     producer = Producer(settings, client_id="cryptolake-scorer")
 
@@ -121,11 +119,8 @@ def run_scorer(
             bar_date=scores["bar_time"].dt.date,
         )
         sdf = spark.createDataFrame(rows).select(*SIGNALS_TABLE.column_names)
-        (
-            DeltaTable.forPath(spark, signals_path).alias("t")
-            .merge(sdf.alias("s"), " AND ".join(f"t.{k} = s.{k}" for k in SIGNALS_TABLE.keys))
-            .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
-        )
+        days = f"t.bar_date >= DATE '{rows['bar_date'].min()}' AND t.bar_date <= DATE '{rows['bar_date'].max()}'"
+        merge_rows(spark, sdf, SIGNALS_TABLE, target_filter=days, settings=settings)
         result.batches += 1
         result.scored += len(scores)
         result.published += len(scores)
@@ -155,13 +150,3 @@ def run_scorer(
     log.info("scorer.done", extra={"model_version": version, "scored": result.scored})
     return result
 
-
-def _ensure_signals_table(spark: Any, path: str) -> None:
-    from delta.tables import DeltaTable
-    from pyspark.sql.types import StructType
-
-    if not DeltaTable.isDeltaTable(spark, path):
-        (
-            spark.createDataFrame([], StructType.fromDDL(SIGNALS_TABLE.ddl))
-            .write.format("delta").partitionBy(*SIGNALS_TABLE.partition_by).mode("ignore").save(path)
-        )
