@@ -12,14 +12,16 @@ main: setup
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader pipeline dags
+	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader pipeline dags cli
+	.venv/bin/lint-imports
 
 unit: setup
 	.venv/bin/pytest -m "not spark and not kafka and not airflow" -q
 
 test: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader pipeline dags
+	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader pipeline dags cli
+	.venv/bin/lint-imports
 	.venv/bin/pytest -q --durations=15; rc=$$?; .venv/bin/cryptolake stack down >/dev/null 2>&1 || true; exit $$rc
 
 clean:

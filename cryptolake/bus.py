@@ -28,7 +28,7 @@ log = get_logger(__name__)
 
 def broker_state_file(settings: Settings | None = None) -> Path:
     """Where ``infra.broker`` records the local broker's address and pid."""
-    return (settings or get_settings()).paths.state_dir / "kafka" / "broker.json"
+    return (settings or get_settings()).paths.kafka_dir / "broker.json"
 
 
 def bootstrap_servers(settings: Settings | None = None) -> str:

@@ -9,13 +9,15 @@ environment or files by the component that needs them (see ``cryptolake.secrets`
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
 class _Frozen(BaseModel):
@@ -38,6 +40,11 @@ class PathSettings(_Frozen):
     def checkpoints(self) -> str:
         """The checkpoint root as a string URI or path."""
         return self.checkpoint_root or str(self.state_dir / "checkpoints")
+
+    @property
+    def kafka_dir(self) -> Path:
+        """``<state_dir>/kafka``: the local broker's config, data, logs and state file (address and pid)."""
+        return self.state_dir / "kafka"
 
 
 class KafkaSettings(_Frozen):
@@ -86,6 +93,35 @@ class MarketSettings(_Frozen):
     )
 
 
+class AltDataSettings(_Frozen):
+    """The alternative-data pipeline (news, social, chain): knobs of the silver documents/chain jobs."""
+
+    languages: tuple[str, ...] = Field(("en",), description="ISO 639-1 languages kept in silver.documents")
+    whale_threshold: float = Field(100.0, gt=0, description="Native coins per transfer that make a whale transfer")
+    exchange_labels_path: Path = Field(
+        DEFAULT_SHARED_DATA / "chain" / "raphtory" / "etherscan_tags.csv.gz",
+        description="Etherscan address labels CSV (address,family,...) naming exchange addresses",
+    )
+    dedup_lookback_days: int = Field(
+        7, ge=0, description="Days of earlier silver documents a new document is deduplicated against"
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("languages: at least one language is needed")
+        bad = [v for v in value if not (len(v) == 2 and v.isalpha() and v.islower())]
+        if bad:
+            raise ValueError(f"languages: {bad!r} are not lower-case ISO 639-1 codes")
+        return value
+
+    @property
+    def dedup_lookback(self) -> timedelta:
+        """``dedup_lookback_days`` as a timedelta."""
+        return timedelta(days=self.dedup_lookback_days)
+
+
 class Settings(BaseSettings):
     """All of cryptolake's settings."""
 
@@ -98,6 +134,7 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()
     market: MarketSettings = MarketSettings()
+    altdata: AltDataSettings = AltDataSettings()
     log_level: str = Field("INFO", description="Log level")
     seed: int = Field(7, description="Seed for every random number generator")
 

@@ -46,8 +46,8 @@ class BrokerInfo:
 
 
 def kafka_dir(settings: Settings | None = None) -> Path:
-    """``<state_dir>/kafka``: config, data, log and the state file of the local broker."""
-    return (settings or get_settings()).paths.state_dir / "kafka"
+    """The local broker's folder (:attr:`cryptolake.settings.PathSettings.kafka_dir`)."""
+    return (settings or get_settings()).paths.kafka_dir
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,4 +1,4 @@
-"""Point-in-time training sets: the only way a model gets data (``sql/training_set.sql`` via DuckDB).
+"""Point-in-time training sets: the only way a model gets data (``cryptolake/sql/training_set.sql`` via DuckDB).
 
 A :class:`TrainingSet` carries the rows and the Delta table versions they were read from, so
 a saved model can say exactly which data it saw.
@@ -9,21 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from cryptolake.errors import CommitConflictError, DataValidationError, SchemaMismatchError
 from cryptolake.logs import get_logger
+from cryptolake.queries import sql_text
 from cryptolake.retry import RetryPolicy, call_with_retry
-from cryptolake.settings import PROJECT_ROOT, Settings, get_settings
+from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES, GOLD_LABELS
 
 log = get_logger(__name__)
 
-SQL_DIR: Path = PROJECT_ROOT / "sql"
-TRAINING_SET_SQL: Path = SQL_DIR / "training_set.sql"
 KEY_COLUMNS: tuple[str, ...] = ("exchange", "symbol", "timeframe", "ts")
 LABEL_COLUMN = "next_direction"
 _TIME_COLUMNS = ("ts", "close_time", "label_available_time")
@@ -110,7 +108,7 @@ def load_training_set(
     settings = settings or get_settings()
     from cryptolake import duck  # DuckDB + delta extension: imported only when reading
 
-    query = TRAINING_SET_SQL.read_text()
+    query = sql_text("training_set")
     params = {"symbols": list(symbols), "exchanges": list(exchanges) if exchanges is not None else None,
               "start": start, "end": end, "as_of": as_of}
 

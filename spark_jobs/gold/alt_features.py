@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,7 +22,8 @@ import pyarrow as pa
 
 from cryptolake.errors import DataValidationError, InfrastructureError, SchemaMismatchError, TableNotFoundError
 from cryptolake.logs import get_logger
-from cryptolake.settings import PROJECT_ROOT, Settings, get_settings
+from cryptolake.queries import sql_text
+from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import (
     ALT_FEATURE_COLUMNS,
     GOLD_ALT_FEATURES,
@@ -36,9 +36,9 @@ from spark_jobs.delta_io import check_interval
 
 log = get_logger(__name__)
 
-SQL_PATH: Path = PROJECT_ROOT / "sql" / "alt_features.sql"
-TRAINING_SQL_PATH: Path = PROJECT_ROOT / "sql" / "alt_training_set.sql"
-BASE_TRAINING_SQL_PATH: Path = PROJECT_ROOT / "sql" / "training_set.sql"
+ALT_FEATURES_SQL = "alt_features"
+ALT_TRAINING_SET_SQL = "alt_training_set"
+BASE_TRAINING_SET_SQL = "training_set"
 SQL_FEATURES: tuple[str, ...] = ALT_FEATURE_COLUMNS
 # A chain's activity is a feature of its native coin.
 COIN_CHAINS: dict[str, str] = {"ETH": "ethereum", "BTC": "bitcoin", "BNB": "bsc", "MATIC": "polygon",
@@ -79,10 +79,6 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
         raise SchemaMismatchError(f"{spec.name}: no Arrow type for {exc.args[0]}") from exc
 
 
-def _sql(path: Path) -> str:
-    return path.read_text()
-
-
 def compute_alt_features(con: duckdb.DuckDBPyConnection, bars: Any, docs: Any, chain: Any = None) -> pd.DataFrame:
     """Run ``sql/alt_features.sql`` on DuckDB ``con`` for frames (pandas or Arrow); returns a pandas frame.
 
@@ -100,7 +96,7 @@ def compute_alt_features(con: duckdb.DuckDBPyConnection, bars: Any, docs: Any, c
         con.execute("CREATE OR REPLACE TEMP VIEW alt_bars AS SELECT coin, timeframe, ts, close_time FROM alt_bars_src")
         con.execute(f"CREATE OR REPLACE TEMP VIEW alt_docs AS SELECT {', '.join(DOC_COLUMNS)} FROM alt_docs_src")
         con.execute(f"CREATE OR REPLACE TEMP VIEW alt_chain AS SELECT {', '.join(CHAIN_COLUMNS)} FROM alt_chain_src")
-        return con.execute(_sql(SQL_PATH)).df()
+        return con.execute(sql_text(ALT_FEATURES_SQL)).df()
     finally:
         for name in ("alt_bars_src", "alt_docs_src", "alt_chain_src"):
             con.unregister(name)
@@ -109,9 +105,9 @@ def compute_alt_features(con: duckdb.DuckDBPyConnection, bars: Any, docs: Any, c
 # --- training set -----------------------------------------------------------------------------
 def alt_training_set_sql() -> str:
     """``sql/alt_training_set.sql`` with ``sql/training_set.sql`` inlined and the alt columns listed."""
-    base = _sql(BASE_TRAINING_SQL_PATH).strip().rstrip(";")
+    base = sql_text(BASE_TRAINING_SET_SQL).strip().rstrip(";")
     cols = ",\n       ".join(f"a.{c}" for c in ALT_FEATURE_COLUMNS)
-    return _sql(TRAINING_SQL_PATH).replace("{training_set}", base).replace("{alt_columns}", cols)
+    return sql_text(ALT_TRAINING_SET_SQL).replace("{training_set}", base).replace("{alt_columns}", cols)
 
 
 def alt_training_set(con: duckdb.DuckDBPyConnection, symbols: list[str], start: datetime, end: datetime,
@@ -256,7 +252,7 @@ def run_gold_alt_features(start: datetime, end: datetime, settings: Settings | N
             log.warning("gold.alt_features.no_bars", extra={"start": result.start, "end": result.end})
             return result
         cols = ", ".join(("coin", "timeframe", "ts", "close_time", *ALT_FEATURE_COLUMNS))
-        rel = con.execute(f"SELECT {cols}, CAST(ts AS DATE) AS bar_date FROM ({_sql(SQL_PATH)})")
+        rel = con.execute(f"SELECT {cols}, CAST(ts AS DATE) AS bar_date FROM ({sql_text(ALT_FEATURES_SQL)})")
         table = rel.fetch_arrow_table().cast(arrow_schema(GOLD_ALT_FEATURES))
     except duckdb.Error as exc:
         raise InfrastructureError(f"gold.alt_features query failed for [{start}, {end}): {exc}") from exc

@@ -32,7 +32,6 @@ from cryptolake.errors import DataValidationError, SchemaMismatchError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_CHAIN_ACTIVITY, bronze_spec
-from ingest.altdata_settings import AltDataSettings, get_altdata_settings
 from spark_jobs.delta_io import check_interval, interval_filter, merge_rows, read_interval
 
 if TYPE_CHECKING:
@@ -159,19 +158,18 @@ def build_chain_activity(spark: SparkSession, blocks: DataFrame | None, transfer
 
 
 def run_silver_chain(start: datetime, end: datetime, settings: Settings | None = None, *,
-                     labels: Path | None = None, whale_threshold: float | None = None,
-                     alt: AltDataSettings | None = None) -> ChainResult:
+                     labels: Path | None = None, whale_threshold: float | None = None) -> ChainResult:
     """Build silver.chain_activity for the hours in ``[start, end)`` and MERGE them (idempotent).
 
     ``labels``: an Etherscan tags CSV (``address,family,...``) naming exchange addresses; it and
-    ``whale_threshold`` default to ``alt.exchange_labels_path`` / ``alt.whale_threshold``.
+    ``whale_threshold`` default to ``settings.altdata.exchange_labels_path`` / ``.whale_threshold``.
     """
     from pyspark.sql import functions as F
 
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
-    alt = alt or get_altdata_settings()
+    alt = settings.altdata
     labels = labels or alt.exchange_labels_path
     whale_threshold = alt.whale_threshold if whale_threshold is None else whale_threshold
     _hour_check(start, end)

@@ -31,7 +31,6 @@ from cryptolake.errors import DataValidationError, SchemaMismatchError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import SILVER_DOCUMENTS, bronze_spec
-from ingest.altdata_settings import AltDataSettings, get_altdata_settings
 from spark_jobs.delta_io import check_interval, interval_filter, merge_rows, read_interval, sql_ts, table_exists
 from spark_jobs.silver import documents_nlp as nlp
 
@@ -271,17 +270,16 @@ def validate_documents(docs: DataFrame, start: datetime, end: datetime) -> dict[
 
 
 def run_silver_documents(start: datetime, end: datetime, settings: Settings | None = None, *,
-                         languages: tuple[str, ...] | None = None,
-                         alt: AltDataSettings | None = None) -> DocumentsResult:
+                         languages: tuple[str, ...] | None = None) -> DocumentsResult:
     """Build silver.documents for documents published in ``[start, end)`` and MERGE them (idempotent).
 
-    ``languages`` (default ``alt.languages``) are kept; copies of documents from the
-    ``alt.dedup_lookback_days`` before ``start`` are dropped (:class:`AltDataSettings`).
+    ``languages`` (default ``settings.altdata.languages``) are kept; copies of documents from the
+    ``settings.altdata.dedup_lookback_days`` before ``start`` are dropped.
     """
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
-    alt = alt or get_altdata_settings()
+    alt = settings.altdata
     languages = languages or alt.languages
     check_interval(start, end)
     spark = get_spark(settings)

@@ -65,6 +65,7 @@ def test_status_is_none_without_state_file(tmp_path):
 def test_status_is_none_for_a_dead_pid(tmp_path):
     settings = Settings().model_copy(update={"paths": Settings().paths.model_copy(update={"state_dir": tmp_path})})
     state = tmp_path / "kafka" / "broker.json"
+    assert broker.kafka_dir(settings) == settings.paths.kafka_dir == state.parent  # one definition of the folder
     state.parent.mkdir(parents=True)
     state.write_text('{"bootstrap": "127.0.0.1:1", "pid": 999999999, "port": 1, "controller_port": 2}')
     assert broker.status(settings) is None

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import pytest
 
+from cli.sql import apply_views, parse_views
 from cryptolake import duck
-from cryptolake.cli.sql import VIEWS_SQL, apply_views, parse_views
 from cryptolake.errors import ConfigError
+from cryptolake.queries import sql_text
 
 
 def test_every_view_declares_what_it_reads():
-    views = parse_views(VIEWS_SQL.read_text())
+    views = parse_views(sql_text("views"))
     names = [v.name for v in views]
     assert len(names) == len(set(names))
     assert {"bars_daily", "feature_coverage", "label_balance", "latest_signals"} <= set(names)

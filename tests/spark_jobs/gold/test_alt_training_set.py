@@ -13,13 +13,9 @@ import pandas as pd
 import pytest
 
 from cryptolake.errors import DataValidationError
+from cryptolake.queries import sql_text
 from cryptolake.tables import ALT_FEATURE_COLUMNS
-from spark_jobs.gold.alt_features import (
-    BASE_TRAINING_SQL_PATH,
-    alt_training_set,
-    alt_training_set_sql,
-    compute_alt_features,
-)
+from spark_jobs.gold.alt_features import alt_training_set, alt_training_set_sql, compute_alt_features
 from tests.sql.conftest import BAR, T0, hand_made_gold
 
 AS_OF = T0 + timedelta(days=1)
@@ -62,7 +58,7 @@ def _run(docs: pd.DataFrame) -> pd.DataFrame:
 def test_training_rows_are_the_base_query_plus_point_in_time_alt_features() -> None:
     out = _run(_docs())
     con = _connection(_docs())
-    base = con.execute(BASE_TRAINING_SQL_PATH.read_text(), {
+    base = con.execute(sql_text("training_set"), {
         "symbols": ["BTC/USD", "ETH/USD", "XRP/USD"], "exchanges": None, "start": T0, "end": T0 + timedelta(days=1),
         "as_of": AS_OF}).df()
     con.close()
@@ -95,7 +91,7 @@ def test_duplicate_timestamps_give_deterministic_output_whatever_the_input_order
 def test_alt_row_from_a_later_close_is_never_used_and_naive_times_are_rejected() -> None:
     sql = alt_training_set_sql()
     assert "{training_set}" not in sql and "{alt_columns}" not in sql
-    assert BASE_TRAINING_SQL_PATH.read_text().strip() in sql  # the base query is reused verbatim
+    assert sql_text("training_set").strip() in sql  # the base query is reused verbatim
     features, labels = hand_made_gold()
     con = duckdb.connect()
     con.register("gold_features", features)

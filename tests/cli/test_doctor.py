@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cryptolake.cli import doctor
+from cli import doctor
 from cryptolake.settings import Settings, get_settings
 from tests.conftest import settings_in
 
@@ -46,7 +46,7 @@ def test_doctor_command_prints_table_and_exits_1_when_broker_down(monkeypatch, t
     monkeypatch.setenv("CRYPTOLAKE__PATHS__JARS_DIR", str(Settings().paths.jars_dir))
     get_settings.cache_clear()
     try:
-        from cryptolake.cli.main import app
+        from cli.main import app
 
         result = CliRunner().invoke(app, ["doctor", "--skip", "spark", "--skip", "airflow", "--skip", "torch"])
     finally:

@@ -4,7 +4,7 @@
 -- Each view is one statement preceded by a header line
 --   -- view: <name> requires: <lake view>[, <lake view> ...]
 -- and is created only when every required lake view exists, so the file works on a
--- lake that has only some of its tables (cryptolake.cli.sql.apply_views).
+-- lake that has only some of its tables (cli.sql.apply_views).
 
 -- view: bars_daily requires: silver_bars
 -- Daily OHLCV per exchange/symbol/timeframe from the valid 30m (or any) bars.

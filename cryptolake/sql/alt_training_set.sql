@@ -1,6 +1,6 @@
 -- Point-in-time training rows with alternative features (issue #5).
 --
--- The training_set placeholder below is replaced by the text of sql/training_set.sql (gold features joined with their
+-- The training_set placeholder below is replaced by the text of training_set.sql (gold features joined with their
 -- labels; its parameters $symbols, $start, $end, $as_of and its semantics are unchanged), so the
 -- two queries can never drift apart. Each training row then gains the gold.alt_features row of its
 -- coin (the base of the symbol: 'BTC/USD' and 'BTC-PERP' -> 'BTC') and timeframe with the latest

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cryptolake.cli import altdata, doctor, exchange, run, sql, stack
+from cli import altdata, doctor, exchange, run, sql, stack
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -33,15 +33,10 @@ def _root(log_level: str = typer.Option(None, help="Override CRYPTOLAKE__LOG_LEV
 @app.command("settings")
 def show_settings(markdown: bool = typer.Option(False, help="Print as a Markdown table")) -> None:
     """List every setting, its environment variable and its current value."""
-    from ingest.altdata_settings import AltDataSettings
     from trader.config import TraderSettings
 
-    # Every settings model of the project: the core, the trader's and the alternative-data connectors'.
-    rows = [
-        *settings_table(get_settings()),
-        *settings_table(TraderSettings(), "CRYPTOLAKE__TRADER__"),
-        *settings_table(AltDataSettings(), "CRYPTOLAKE__ALTDATA__"),
-    ]
+    # Every settings model of the project: the core (alternative data included) and the trader's.
+    rows = [*settings_table(get_settings()), *settings_table(TraderSettings(), "CRYPTOLAKE__TRADER__")]
     if markdown:
         typer.echo("| Environment variable | Default | Description |\n|---|---|---|")
         for env, value, desc in rows:

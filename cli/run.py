@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from cli.mainjob import DEFAULT_END, DEFAULT_START
+
 app = typer.Typer(help="Run the main job (the whole flow on the embedded real candles).", no_args_is_help=True)
 
 
 @app.command("main")
 def main(
-    start: str = typer.Option("2017-10-01T00:00:00+00:00", help="Data interval start (ISO, UTC)"),
-    end: str = typer.Option("2019-10-02T00:00:00+00:00", help="Data interval end, exclusive (ISO, UTC)"),
+    start: str = typer.Option(DEFAULT_START, help="Data interval start (ISO, UTC)"),
+    end: str = typer.Option(DEFAULT_END, help="Data interval end, exclusive (ISO, UTC)"),
     keep_broker: bool = typer.Option(False, help="Leave the Kafka broker running afterwards"),
     fresh: bool = typer.Option(False, help="Delete the lake, checkpoints, models, trading store and topics first"),
     drill: bool = typer.Option(
@@ -25,8 +27,9 @@ def main(
     """
     import os
 
+    from cli.mainjob import run_main
     from cryptolake.settings import get_settings
-    from pipeline.mainjob import reset_state, run_main
+    from pipeline.mainjob import reset_state
 
     if drill:
         # Tasks read settings from the environment (as an Airflow worker would): set it before they run.

@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cryptolake.cli.main import app
+from cli.main import app
 from cryptolake.settings import get_settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from cryptolake.cli.exchange import app
+from cli.exchange import app
 
 
 def test_silver_refuses_naive_times_and_names_the_flag():

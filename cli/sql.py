@@ -1,7 +1,7 @@
 """``cryptolake sql``: run SQL over the lake's DuckDB views, or open an interactive shell.
 
 The connection comes from :func:`cryptolake.duck.connect` (one view per Delta table, named
-``<layer>_<entity>``); the analytics views of ``sql/views.sql`` are added on top, each only
+``<layer>_<entity>``); the analytics views of ``cryptolake/sql/views.sql`` are added on top, each only
 when the lake views it reads exist.
 """
 
@@ -11,18 +11,18 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import typer
 
 from cryptolake.errors import ConfigError
 from cryptolake.logs import get_logger
-from cryptolake.settings import PROJECT_ROOT, Settings, get_settings
+from cryptolake.queries import sql_text
+from cryptolake.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
-VIEWS_SQL: Path = PROJECT_ROOT / "sql" / "views.sql"
+VIEWS_SQL = "views"  # cryptolake/sql/views.sql
 _HEADER = re.compile(r"^--\s*view:\s*(?P<name>\w+)\s+requires:\s*(?P<requires>[\w\s,]+?)\s*$", re.M)
 PROMPT = "cryptolake> "
 CONTINUATION = "       ...> "
@@ -64,16 +64,16 @@ def relations(con: Any) -> list[str]:
     return [r[0] for r in rows]
 
 
-def apply_views(con: Any, path: Path = VIEWS_SQL) -> dict[str, list[str]]:
+def apply_views(con: Any, text: str | None = None) -> dict[str, list[str]]:
     """Create the analytics views whose lake views exist; return ``{"created": [...], "skipped": [...]}``.
 
-    A skipped view is logged (debug) with the missing lake views and listed by the shell's
-    ``.views``; a view whose SQL fails is an error.
+    ``text`` defaults to ``cryptolake/sql/views.sql``. A skipped view is logged (debug) with the
+    missing lake views and listed by the shell's ``.views``; a view whose SQL fails is an error.
     """
     available = set(relations(con))
     created: list[str] = []
     skipped: list[str] = []
-    for view in parse_views(path.read_text()):
+    for view in parse_views(sql_text(VIEWS_SQL) if text is None else text):
         missing = [r for r in view.requires if r not in available]
         if missing:
             skipped.append(view.name)

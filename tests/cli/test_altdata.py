@@ -1,4 +1,4 @@
-"""`cryptolake altdata` (fast tier: no JVM, no broker) and AltDataSettings."""
+"""`cryptolake altdata` (fast tier: no JVM, no broker)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import pyarrow as pa
 import pytest
 import typer
 from deltalake import DeltaTable, write_deltalake
-from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from cryptolake.cli.altdata import app, connectors_for, parse_time
+from cli.altdata import app, connectors_for, parse_time
 from cryptolake.settings import get_settings
 from cryptolake.tables import GOLD_ALT_FEATURES, SILVER_BARS
-from ingest.altdata_settings import AltDataSettings
 from ingest.chain.replay import EthereumEtlReplay
 from ingest.news.replay import CryptoNewsReplay
 from ingest.social.replay import SocialReplay
@@ -52,23 +50,6 @@ def test_data_sets_map_to_their_replays(shared_data: Path) -> None:
         connectors_for("tiktok", shared_data, None, None)
     with pytest.raises(typer.BadParameter, match="text data sets"):
         connectors_for("raphtory", shared_data, since, None)
-
-
-def test_altdata_settings_read_the_environment_and_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRYPTOLAKE__ALTDATA__WHALE_THRESHOLD", "250.5")
-    monkeypatch.setenv("CRYPTOLAKE__ALTDATA__LANGUAGES", '["en","es"]')
-    monkeypatch.setenv("CRYPTOLAKE__ALTDATA__DEDUP_LOOKBACK_DAYS", "3")
-    s = AltDataSettings()
-    assert (s.whale_threshold, s.languages, s.dedup_lookback.days) == (250.5, ("en", "es"), 3)
-    with pytest.raises(ValidationError):
-        s.whale_threshold = 1.0  # type: ignore[misc]  # frozen
-    monkeypatch.setenv("CRYPTOLAKE__ALTDATA__WHALE_THRESHOLD", "-1")
-    with pytest.raises(ValidationError, match="whale_threshold"):
-        AltDataSettings()
-    monkeypatch.delenv("CRYPTOLAKE__ALTDATA__WHALE_THRESHOLD")
-    monkeypatch.setenv("CRYPTOLAKE__ALTDATA__LANGUAGES", '["English"]')
-    with pytest.raises(ValidationError, match="ISO 639-1"):
-        AltDataSettings()
 
 
 def test_gold_command_writes_the_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

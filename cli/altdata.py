@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ingest.altdata_settings import DEFAULT_SHARED_DATA
+from cryptolake.settings import DEFAULT_SHARED_DATA
 
 if TYPE_CHECKING:
     from ingest.connectors.base import Connector
