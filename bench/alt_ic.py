@@ -1,6 +1,6 @@
 """Information coefficient of the sentiment features on real January 2022 BTC 1-minute bars.
 
-For every feature of ``sql/alt_features.sql`` (computed point-in-time from the real cryptonews
+For every feature of ``cryptolake/sql/alt_features.sql`` (computed point-in-time from the real cryptonews
 headlines of the month, replayed with their original timestamps) and every horizon, the IC is the
 Spearman rank correlation between the feature at a bar's close and the log return from that close
 to the close ``h`` minutes later. Forward returns at h > 1 overlap and features are persistent, so

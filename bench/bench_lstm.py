@@ -2,7 +2,7 @@
 
 The whole model path is measured: gold tables from the real 30m candles (project feature
 definition) written to a temporary Delta lake with delta-rs, the point-in-time training set read
-through DuckDB (sql/training_set.sql), LstmModel.fit on 2 threads, save and reload. The named
+through DuckDB (cryptolake/sql/training_set.sql), LstmModel.fit on 2 threads, save and reload. The named
 peer is scikit-learn's LogisticRegression fit on the same training rows' features in the same
 run; the script prints the LSTM/logistic time ratio and the test metrics next to the baselines.
 

@@ -35,7 +35,7 @@ HELP = """Statements end with ';' and may span lines.
 
 @dataclass(frozen=True)
 class ViewDef:
-    """One ``CREATE VIEW`` of ``sql/views.sql`` and the lake views it reads."""
+    """One ``CREATE VIEW`` of ``cryptolake/sql/views.sql`` and the lake views it reads."""
 
     name: str
     requires: tuple[str, ...]
@@ -191,7 +191,7 @@ def sql(
     json_: bool = typer.Option(False, "--json", help="Print JSON records instead of a table"),
     max_rows: int = typer.Option(1000, "--max-rows", min=1, help="Rows shown in table output"),
 ) -> None:
-    """Run SQL over the lake (DuckDB views of every Delta table + sql/views.sql), or open a shell."""
+    """Run SQL over the lake (DuckDB views of every Delta table + cryptolake/sql/views.sql), or open a shell."""
     import duckdb
 
     fmt = _format(csv, json_)

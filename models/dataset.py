@@ -29,7 +29,7 @@ _TIME_COLUMNS = ("ts", "close_time", "label_available_time")
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Rows of ``sql/training_set.sql`` plus what they were read from."""
+    """Rows of ``cryptolake/sql/training_set.sql`` plus what they were read from."""
 
     frame: pd.DataFrame
     table_versions: Mapping[str, int]
@@ -99,7 +99,7 @@ def load_training_set(
     *,
     exchanges: Sequence[str] | None = None,
 ) -> TrainingSet:
-    """Run ``sql/training_set.sql`` for ``symbols`` and ``[start, end)``, knowable by ``as_of``.
+    """Run ``cryptolake/sql/training_set.sql`` for ``symbols`` and ``[start, end)``, knowable by ``as_of``.
 
     The Delta versions are read before and after the query; if a commit landed in between the
     read is retried (a :class:`CommitConflictError`), so the recorded versions are the ones read.

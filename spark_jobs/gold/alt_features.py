@@ -1,11 +1,11 @@
 """gold.alt_features: point-in-time news/social/chain features per coin and bar (issue #5).
 
-The computation is declared once, in ``sql/alt_features.sql`` (DuckDB ASOF joins on
+The computation is declared once, in ``cryptolake/sql/alt_features.sql`` (DuckDB ASOF joins on
 ``available_time`` over cumulative, duplicate-aggregated integer sums; windows (T - W, T]).
 Why DuckDB and not Spark: the logic needs ASOF joins (which Spark lacks) and the per-bar table is
 small; the inputs are read from Delta through :func:`cryptolake.duck.connect` and the result is
 written with delta-rs ``write_deltalake(..., predicate=<interval>)``, so a re-run of an interval
-replaces exactly that interval (idempotent). ``sql/alt_training_set.sql`` joins the table to the
+replaces exactly that interval (idempotent). ``cryptolake/sql/alt_training_set.sql`` joins the table to the
 gold training set.
 """
 
@@ -80,7 +80,7 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
 
 
 def compute_alt_features(con: duckdb.DuckDBPyConnection, bars: Any, docs: Any, chain: Any = None) -> pd.DataFrame:
-    """Run ``sql/alt_features.sql`` on DuckDB ``con`` for frames (pandas or Arrow); returns a pandas frame.
+    """Run ``cryptolake/sql/alt_features.sql`` on DuckDB ``con`` for frames (pandas or Arrow); returns a pandas frame.
 
     ``bars``: coin, timeframe, ts, close_time (UTC); ``docs``: doc_key, kind ('news'|'social'), coins
     (list of symbols), available_time, sentiment; ``chain`` (optional): :data:`CHAIN_COLUMNS`.
@@ -104,7 +104,7 @@ def compute_alt_features(con: duckdb.DuckDBPyConnection, bars: Any, docs: Any, c
 
 # --- training set -----------------------------------------------------------------------------
 def alt_training_set_sql() -> str:
-    """``sql/alt_training_set.sql`` with ``sql/training_set.sql`` inlined and the alt columns listed."""
+    """``cryptolake/sql/alt_training_set.sql`` with ``training_set.sql`` inlined and the alt columns listed."""
     base = sql_text(BASE_TRAINING_SET_SQL).strip().rstrip(";")
     cols = ",\n       ".join(f"a.{c}" for c in ALT_FEATURE_COLUMNS)
     return sql_text(ALT_TRAINING_SET_SQL).replace("{training_set}", base).replace("{alt_columns}", cols)
@@ -112,7 +112,7 @@ def alt_training_set_sql() -> str:
 
 def alt_training_set(con: duckdb.DuckDBPyConnection, symbols: list[str], start: datetime, end: datetime,
                      as_of: datetime) -> pd.DataFrame:
-    """Training rows (``sql/training_set.sql`` semantics) with the point-in-time alt features of their coin.
+    """Training rows (``cryptolake/sql/training_set.sql`` semantics) with the point-in-time alt features of their coin.
 
     ``con`` must have the views gold_features, gold_labels and gold_alt_features
     (:func:`cryptolake.duck.connect` creates them from the lake).

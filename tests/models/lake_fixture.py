@@ -101,7 +101,7 @@ def gold_frames(
 
 
 def training_frame(coins: tuple[str, ...], rows: int | None = None, warmup: int = 400) -> pd.DataFrame:
-    """What sql/training_set.sql returns for an unrestricted query (features joined with labels)."""
+    """What cryptolake/sql/training_set.sql returns for an unrestricted query (features joined with labels)."""
     features, labels = gold_frames(coins, rows, warmup)
     keys = ["exchange", "symbol", "timeframe", "ts"]
     frame = features.drop(columns=["bar_date"]).merge(

@@ -1,5 +1,5 @@
 """Acceptance: real BTC 1-minute bars of January 2022 joined point-in-time with the real
-headlines and tweets of that month (DuckDB ASOF join of sql/alt_training_set.sql)."""
+headlines and tweets of that month (DuckDB ASOF join of cryptolake/sql/alt_training_set.sql)."""
 
 from __future__ import annotations
 

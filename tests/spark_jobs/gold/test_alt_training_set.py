@@ -1,4 +1,4 @@
-"""sql/alt_training_set.sql: the gold training set (sql/training_set.sql, reused verbatim) + PIT alt features.
+"""cryptolake/sql/alt_training_set.sql: the gold training set (training_set.sql, reused verbatim) + PIT alt features.
 
 Gold rows are the SQL tests' SYNTHETIC hand-made gold tables; documents are SYNTHETIC (hand-made
 timestamps and scores, several sharing one timestamp) so every expected value is known by hand.
