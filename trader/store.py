@@ -39,7 +39,7 @@ from cryptolake.logs import get_logger
 from cryptolake.retry import call_with_retry
 from cryptolake.types import to_ms
 from trader.domain import Fill, Order, Position
-from trader.engine import EngineChanges, EquityPoint
+from trader.node import EquityPoint, NodeChanges
 from trader.portfolio import Trade
 
 log = get_logger(__name__)
@@ -278,7 +278,7 @@ class TradeStore:
     def write_changes(
         self,
         run_id: str,
-        changes: EngineChanges,
+        changes: NodeChanges,
         current_positions: Iterable[Position],
         *,
         last_event_time: datetime | None = None,
