@@ -56,7 +56,7 @@ def test_bad_references_name_what_is_wrong(tmp_path) -> None:
         resolve_strategy(f"{tmp_path}/missing.py:X")
     with pytest.raises(ConfigError, match="cannot import module 'no_such_module'"):
         resolve_strategy("no_such_module:X")
-    with pytest.raises(ConfigError, match="'Side' in 'trader.domain' is not a trader.strategy.Strategy"):
+    with pytest.raises(ConfigError, match=r"'Side' in 'trader\.domain' is not a trader\.strategy\.Strategy"):
         resolve_strategy("trader.domain:Side")
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('boom')\n")
