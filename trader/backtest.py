@@ -18,6 +18,7 @@ from trader.config import TraderConfig, TraderSettings
 from trader.feeds.frame import FrameFeed
 from trader.filters import EventFilter
 from trader.results import BacktestResult
+from trader.snapshot import AccountSnapshot
 from trader.store import TradeStore
 
 
@@ -32,6 +33,7 @@ def run_backtest(
     start_time: datetime | None = None,
     until_bar_time: datetime | None = None,
     model_version: str | None = None,
+    account: AccountSnapshot | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Backtest ``config`` over ``bars`` and ``signals``; store the run under ``run_id`` (replacing it).
@@ -40,8 +42,10 @@ def run_backtest(
     keeps the run in memory only. ``start_time`` / ``until_bar_time`` / ``model_version`` select
     the events (see :mod:`trader.filters`); bars before ``start_time`` warm the node up. What is
     dropped is counted in ``result.stats``; ``progress(done, total)`` is called after each batch.
+    ``account`` continues an earlier run's account; with ``until_bar_time`` the result carries the
+    account at the run's end (``result.account``).
     """
-    node = build_node(config, start_time=start_time)
+    node = build_node(config, start_time=start_time, account=account)
     flt = EventFilter.for_run(config, start_time=start_time, until_bar_time=until_bar_time,
                               model_version=model_version, warmup_bars=warmup_bars(node))
     feed = FrameFeed(bars, signals, config, flt)
@@ -54,5 +58,7 @@ def run_backtest(
         if progress is not None:
             progress(done, len(feed))
 
-    result = run_node(node, feed, config, run_id=run_id, mode="backtest", store=store, progress=step)
+    end = flt.end_available_time
+    result = run_node(node, feed, config, run_id=run_id, mode="backtest", store=store, progress=step,
+                      account_as_of=end)
     return BacktestResult(**vars(result))

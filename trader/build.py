@@ -23,6 +23,7 @@ from trader.node import TradingNode
 from trader.portfolio import Portfolio
 from trader.results import RunResult, equity_frame, fills_frame, trades_frame
 from trader.risk import RiskEngine
+from trader.snapshot import AccountSnapshot, restore, take_snapshot
 from trader.store import TradeStore
 from trader.strategies.registry import build_strategy
 from trader.strategy import Strategy
@@ -39,12 +40,15 @@ def build_strategies(config: TraderConfig) -> list[Strategy]:
     return out
 
 
-def build_node(config: TraderConfig, *, start_time: datetime | None = None) -> TradingNode:
-    """The backtest/paper node of ``config``: bars before ``start_time`` only warm it up."""
+def build_node(
+    config: TraderConfig, *, start_time: datetime | None = None, account: AccountSnapshot | None = None
+) -> TradingNode:
+    """The backtest/paper node of ``config``: bars before ``start_time`` only warm it up; ``account``
+    (the snapshot an earlier run ended with) is the account it continues."""
     instruments = config.instruments
     paper = PaperConfig(**{**config.paper.model_dump(), "fee_currency": config.quote_currency})
     venue = PaperExecutionClient(paper, instruments)
-    return TradingNode(
+    node = TradingNode(
         build_strategies(config),
         RiskEngine(config.risk),
         venue,
@@ -55,6 +59,9 @@ def build_node(config: TraderConfig, *, start_time: datetime | None = None) -> T
         start_time=start_time,
         max_flat_bars=config.max_flat_bars,
     )
+    if account is not None:
+        restore(node, account)
+    return node
 
 
 def warmup_bars(node: TradingNode) -> int:
@@ -73,7 +80,7 @@ def metrics_for(node: TradingNode, config: TraderConfig) -> dict[str, Any]:
         equity_frame(node.equity),
         fills_frame(node.fills),
         trades_frame(node.portfolio.trades),
-        initial_cash=config.initial_cash,
+        initial_cash=node.initial_equity,
         timeframe=config.timeframe,
     )
 
@@ -95,8 +102,12 @@ def run_node(
     store: TradeStore | None,
     final_status: str = "finished",
     progress: Callable[[int], None] | None = None,
+    account_as_of: datetime | None = None,
 ) -> RunResult:
-    """Run ``node`` over ``feed``; with a ``store``, replace the run ``run_id`` and persist every batch."""
+    """Run ``node`` over ``feed``; with a ``store``, replace the run ``run_id`` and persist every batch.
+
+    With ``account_as_of`` the result carries the account's snapshot at that time (``result.account``),
+    for the next run to continue from."""
     if store is not None:
         store.begin_run(run_id, mode, config.model_dump(mode="json"))
     log.info("node.run", extra={"run_id": run_id, "mode": mode})
@@ -110,4 +121,7 @@ def run_node(
     metrics = metrics_for(node, config)
     log.info("node.done", extra={"run_id": run_id, "mode": mode, "fills": len(node.fills),
                                  "final_equity": round(metrics["final_equity"], 2)})
-    return RunResult.from_node(run_id, node, metrics, dict(feed.stats))
+    result = RunResult.from_node(run_id, node, metrics, dict(feed.stats))
+    if account_as_of is not None:
+        result.account = take_snapshot(node, account_as_of)
+    return result

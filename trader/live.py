@@ -19,6 +19,7 @@ from trader.feeds.kafka import INPUT_TOPICS, KafkaFeed
 from trader.feeds.kafka_source import DeadLetters, KafkaDeadLetters, KafkaSource, Source
 from trader.filters import EventFilter
 from trader.results import LiveResult
+from trader.snapshot import AccountSnapshot
 from trader.store import TradeStore
 
 
@@ -35,16 +36,18 @@ def run_live(
     dead_letters: DeadLetters | None = None,
     start_time: datetime | None = None,
     model_version: str | None = None,
+    account: AccountSnapshot | None = None,
 ) -> LiveResult:
     """Paper-trade ``config`` from Kafka (or ``source``) until stopped; store the run under ``run_id``.
 
     ``start_time``: signals about earlier bars are not traded and earlier bars only warm the node
     up (Kafka is sought to the warm-up start first); ``model_version``: only that model's signals
-    are traded; ``until_bar_time``: the open time of the last bar to process.
+    are traded; ``until_bar_time``: the open time of the last bar to process (the result then carries
+    the account at that bar's close); ``account``: an earlier run's account to continue.
     """
     settings = settings or get_settings()
     tsettings = TraderSettings()
-    node = build_node(config, start_time=start_time)
+    node = build_node(config, start_time=start_time, account=account)
     flt = EventFilter.for_run(config, start_time=start_time, until_bar_time=until_bar_time,
                               model_version=model_version, warmup_bars=warmup_bars(node))
     store = TradeStore(store_url or tsettings.resolved_store_url(settings))
@@ -64,7 +67,8 @@ def run_live(
         stop_event=stop_event,
     )
     try:
-        result = run_node(node, feed, config, run_id=run_id, mode="live", store=store, final_status="stopped")
+        result = run_node(node, feed, config, run_id=run_id, mode="live", store=store, final_status="stopped",
+                          account_as_of=flt.end_available_time)
     finally:
         if isinstance(dlq, KafkaDeadLetters):
             dlq.close()

@@ -113,6 +113,7 @@ class TradingNode:
         self._dirty: set[str] = set()
         self._drained = {"fills": 0, "equity": 0, "trades": 0}
         self._started = False
+        self.initial_equity = portfolio.equity()  # a carried account starts from its snapshot's equity
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -133,6 +134,17 @@ class TradingNode:
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.strategies]
+
+    def owner_of(self, client_id: str) -> str:
+        """The name of the strategy that sent the order ``client_id``."""
+        return self._owner[client_id].name
+
+    def adopt(self, order: Order, strategy: Strategy) -> None:
+        """Take over an order sent in an earlier run of this account (see :mod:`trader.snapshot`)."""
+        if self._started:
+            raise ConfigError("orders are adopted before the node starts")
+        self.orders[order.client_id] = order
+        self._owner[order.client_id] = strategy
 
     def run(self, feed: EventFeed, *, checkpoint: Callable[[], None] | None = None,
             progress: Callable[[int], None] | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -12,6 +12,9 @@ from trader.domain import Fill, Order, Rejection
 from trader.metrics import SYMBOL_COLUMNS, symbol_breakdown
 from trader.node import EquityPoint, TradingNode
 from trader.portfolio import Trade
+
+if TYPE_CHECKING:
+    from trader.snapshot import AccountSnapshot
 
 FILL_COLUMNS = [
     "id",
@@ -142,6 +145,7 @@ class RunResult:
     stats: dict[str, Any] = field(default_factory=dict)
     by_symbol: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SYMBOL_COLUMNS))
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
+    account: AccountSnapshot | None = None
 
     @classmethod
     def from_node(
