@@ -96,3 +96,17 @@ def test_a_snapshot_cannot_be_restored_before_its_time(data) -> None:
     day1 = _run(data, D1, 1)
     with pytest.raises(DataValidationError, match="start_time"):
         _run(data, D1, 1, day1.account)
+
+
+def test_the_store_keeps_one_account_per_time_and_replaces_a_rerun(data, tmp_path) -> None:
+    from trader.store import TradeStore
+
+    store = TradeStore(f"sqlite:///{tmp_path}/acc.db")
+    day1 = _run(data, D1, 1)
+    assert day1.account is not None
+    store.save_account("main", "day1", day1.account)
+    store.save_account("main", "day1-again", day1.account)  # a re-run of the same interval replaces it
+    assert store.account_times("main") == [D1 + DAY]
+    got = store.account("main", D1 + DAY)
+    assert got is not None and got.to_json() == day1.account.to_json()
+    assert store.account("main", D1) is None and store.account("other", D1 + DAY) is None
