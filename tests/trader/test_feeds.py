@@ -87,3 +87,14 @@ def test_stale_detection_follows_the_configured_run_length(max_flat) -> None:
     result = run_backtest(bars, signals, config, run_id="bt-flat", persist_run=False)
     expected = 0 if max_flat is None else 1  # nine flat bars: one beyond eight
     assert result.stats.get("skipped_stale", 0) == expected
+
+
+def test_the_report_shows_the_skipped_bars_and_their_reasons(tmp_path) -> None:
+    from trader.report import write_report
+
+    bars, signals = _corrupted()
+    result = run_backtest(bars, signals, _config(), run_id="bt-report", persist_run=False)
+    html = write_report(tmp_path / "r.html", result, initial_cash=10_000.0).read_text()
+    assert "5 bar(s) not traded on" in html
+    assert '<td class="name">stale</td><td>3</td>' in html
+    assert '<td class="name">high_below_low</td><td>1</td>' in html
