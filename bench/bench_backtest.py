@@ -130,7 +130,8 @@ def live_run(bars: pd.DataFrame, signals: pd.DataFrame, start: datetime | None) 
     """The streaming trader over in-memory JSON records; returns (seconds, records, stats)."""
     from cryptolake import topics
     from cryptolake.schemas import OhlcvV1, SignalV1
-    from trader.live import Record, run_live
+    from trader.feeds.kafka_source import Record
+    from trader.live import run_live
 
     def ms(ts: pd.Series) -> list[int]:
         return (ts.astype("int64") // 1_000_000).tolist()

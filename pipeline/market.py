@@ -282,7 +282,11 @@ def trade(interval: Interval, settings: Settings | None = None, *, scored: dict[
     first = datetime.fromisoformat(scored["first_bar"])
     last = datetime.fromisoformat(scored["last_bar"])
     tag = f"{version}-{interval.start:%Y%m%d}-{interval.end:%Y%m%d}"
-    bars, signals = _trade_inputs(settings, config.exchange, first, interval.end, version)
+    from trader.build import warmup_for
+    from trader.domain import timeframe_delta
+
+    bars_from = first - warmup_for(config) * timeframe_delta(config.timeframe)  # the node's warm-up
+    bars, signals = _trade_inputs(settings, config.exchange, bars_from, interval.end, version)
     until = pd.Timestamp(bars["open_time"].max()).to_pydatetime()
     live = run_live(config, settings=settings, run_id=f"paper-{tag}", start_time=first, until_bar_time=until,
                     model_version=version, max_idle_s=60.0)

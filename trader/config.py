@@ -11,9 +11,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cryptolake.settings import Settings, get_settings
@@ -22,6 +22,21 @@ from trader.domain import Instrument
 from trader.execution.paper import PaperConfig
 from trader.risk import RiskConfig
 from trader.strategies.threshold import ThresholdConfig
+from trader.strategy import StrategyConfig
+
+
+def _strategy_config(value: Any) -> StrategyConfig:
+    from cryptolake.errors import ConfigError
+    from trader.strategies.registry import parse_strategy_config
+
+    try:
+        return parse_strategy_config(value)
+    except ConfigError as exc:  # as ValueError, pydantic reports it with the field's location
+        raise ValueError(str(exc)) from exc
+
+
+#: A strategy's own config, chosen by its ``kind``: an open discriminated union over the registry.
+StrategySpec = Annotated[SerializeAsAny[StrategyConfig], BeforeValidator(_strategy_config)]
 
 
 class TraderSettings(BaseSettings):
@@ -80,17 +95,23 @@ class TraderConfig(BaseModel):
     precision: dict[str, InstrumentPrecision] = Field(default_factory=dict, description="Per-symbol overrides")
     quote_currency: str = Field(default="USD", min_length=1)
     initial_cash: float = Field(default=10_000.0, gt=0)
-    strategy: ThresholdConfig = ThresholdConfig()
+    strategies: tuple[StrategySpec, ...] = Field(
+        default=(ThresholdConfig(),), min_length=1, description="Strategies run by the node, each with its config"
+    )
     risk: RiskConfig = RiskConfig()
     paper: PaperConfig = PaperConfig()
+    max_flat_bars: int | None = Field(
+        default=6, ge=1, description="A flat, zero-volume bar beyond this many in a run is stale: not traded"
+    )
 
     @model_validator(mode="before")
     @classmethod
-    def _symbol_shorthand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "symbol" in data:
-            if "symbols" in data:
-                raise ValueError("give either symbol or symbols, not both")
-            data = {k: v for k, v in data.items() if k != "symbol"} | {"symbols": (data["symbol"],)}
+    def _shorthands(cls, data: Any) -> Any:
+        for one, many in (("symbol", "symbols"), ("strategy", "strategies")):
+            if isinstance(data, dict) and one in data:
+                if many in data:
+                    raise ValueError(f"give either {one} or {many}, not both")
+                data = {k: v for k, v in data.items() if k != one} | {many: (data[one],)}
         return data
 
     @field_validator("timeframe")
@@ -114,6 +135,10 @@ class TraderConfig(BaseModel):
         unknown = sorted(set(self.precision) - set(self.symbols))
         if unknown:
             raise ValueError(f"precision given for symbols {unknown} that are not in symbols={list(self.symbols)}")
+        for i, strat in enumerate(self.strategies):
+            extra = sorted(set(strat.symbols or ()) - set(self.symbols))
+            if extra:
+                raise ValueError(f"strategies[{i}].symbols {extra} are not in symbols={list(self.symbols)}")
         return self
 
     @property

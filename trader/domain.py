@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from cryptolake.errors import DataValidationError
 from cryptolake.types import TIMEFRAME_MS, Side
@@ -24,7 +24,9 @@ __all__ = [
     "AccountState",
     "Bar",
     "Fill",
+    "HasInstrument",
     "Instrument",
+    "IntentAction",
     "Liquidity",
     "Order",
     "OrderIntent",
@@ -59,6 +61,16 @@ class OrderStatus(StrEnum):
 class Liquidity(StrEnum):
     MAKER = "maker"
     TAKER = "taker"
+
+
+class HasInstrument(Protocol):
+    """Anything that names an instrument: an :class:`Instrument`, a :class:`Bar`, a :class:`Position`..."""
+
+    @property
+    def exchange(self) -> str: ...
+
+    @property
+    def symbol(self) -> str: ...
 
 
 def _utc(name: str, ts: datetime) -> datetime:
@@ -162,6 +174,7 @@ class Signal:
     direction: int
     model_version: str
     available_time: datetime
+    signal_id: str = ""
 
     def __post_init__(self) -> None:
         _utc("bar_time", self.bar_time)
@@ -184,16 +197,22 @@ class Signal:
         return f"{self.exchange}:{self.symbol}"
 
 
+class IntentAction(StrEnum):
+    SUBMIT = "submit"
+    CANCEL = "cancel"
+
+
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
-    """What a strategy wants: a new order (``action="submit"``) or a cancel (``action="cancel"``).
+    """What a strategy wants: a new order or a cancel. Build it with a named constructor:
+    :meth:`market`, :meth:`limit`, :meth:`stop` or :meth:`cancel`.
 
     ``client_id`` is chosen by the strategy (deterministically) and names the order from then on.
     ``price`` is the limit price for LIMIT and the trigger price for STOP orders.
     ``oco_group`` links orders so that when one fills the venue cancels the others.
     """
 
-    action: str  # "submit" | "cancel"
+    action: IntentAction
     client_id: str
     exchange: str
     symbol: str
@@ -206,9 +225,11 @@ class OrderIntent:
     tag: str = ""
 
     def __post_init__(self) -> None:
-        if self.action not in ("submit", "cancel"):
-            raise DataValidationError("action", self.action, "must be 'submit' or 'cancel'")
-        if self.action == "submit":
+        if not isinstance(self.action, IntentAction):
+            raise DataValidationError("action", self.action, "must be an IntentAction (use the named constructors)")
+        if not self.client_id:
+            raise DataValidationError("client_id", self.client_id, "must not be empty")
+        if self.action is IntentAction.SUBMIT:
             _finite("qty", self.qty, positive=True)
             if self.type is OrderType.MARKET and self.price is not None:
                 raise DataValidationError("price", self.price, "market orders take no price")
@@ -217,13 +238,45 @@ class OrderIntent:
                     raise DataValidationError("price", self.price, f"{self.type} orders need a price")
                 _finite("price", self.price, positive=True)
 
+    @classmethod
+    def market(
+        cls, client_id: str, instrument: HasInstrument, side: Side, qty: float, *,
+        reduce_only: bool = False, tag: str = "",
+    ) -> OrderIntent:
+        """A market order: fills at the next price the venue offers."""
+        return cls(IntentAction.SUBMIT, client_id, instrument.exchange, instrument.symbol, side, OrderType.MARKET,
+                   qty, None, reduce_only, None, tag)
+
+    @classmethod
+    def limit(
+        cls, client_id: str, instrument: HasInstrument, side: Side, qty: float, price: float, *,
+        reduce_only: bool = False, oco_group: str | None = None, tag: str = "",
+    ) -> OrderIntent:
+        """A limit order at ``price`` (a take-profit when it sells above the market)."""
+        return cls(IntentAction.SUBMIT, client_id, instrument.exchange, instrument.symbol, side, OrderType.LIMIT,
+                   qty, price, reduce_only, oco_group, tag)
+
+    @classmethod
+    def stop(
+        cls, client_id: str, instrument: HasInstrument, side: Side, qty: float, trigger: float, *,
+        reduce_only: bool = False, oco_group: str | None = None, tag: str = "",
+    ) -> OrderIntent:
+        """A stop (market once ``trigger`` trades): a stop-loss when it sells below the market."""
+        return cls(IntentAction.SUBMIT, client_id, instrument.exchange, instrument.symbol, side, OrderType.STOP,
+                   qty, trigger, reduce_only, oco_group, tag)
+
+    @classmethod
+    def cancel(cls, order: Order) -> OrderIntent:
+        """Cancel an open order (cancels always pass the risk engine)."""
+        return cls(IntentAction.CANCEL, order.client_id, order.exchange, order.symbol)
+
     @property
     def instrument_key(self) -> str:
         return f"{self.exchange}:{self.symbol}"
 
     @property
     def is_cancel(self) -> bool:
-        return self.action == "cancel"
+        return self.action is IntentAction.CANCEL
 
 
 @dataclass(slots=True)

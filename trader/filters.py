@@ -5,8 +5,10 @@ versions; a run trades one exchange/timeframe, its symbols, from ``start_time`` 
 out-of-sample start) up to the bar opening at ``until_bar_time``, with one model's signals.
 Rules (on the payload, never on the Kafka timestamp):
 
-* a bar or signal whose ``event_time`` (bar open / ``bar_time``) is before ``start_time`` is
-  not traded (so a signal about the last in-sample bar cannot trigger an entry);
+* a signal whose ``bar_time`` is before ``start_time`` is not traded (so a signal about the last
+  in-sample bar cannot trigger an entry); a bar opening before ``start_time - warmup`` is not
+  read at all, and the bars in ``[start_time - warmup, start_time)`` only warm the node up
+  (history, stale runs, last prices);
 * an event whose ``available_time`` is after the close of the bar opening at ``until_bar_time``
   is past the end;
 * a signal of another ``model_version`` is ignored (counted, not dead-lettered).
@@ -20,9 +22,8 @@ from enum import StrEnum
 
 from cryptolake.errors import DataValidationError
 from trader.config import TraderConfig
-from trader.domain import Bar, Signal, timeframe_delta
-
-Event = Bar | Signal
+from trader.domain import Signal, timeframe_delta
+from trader.feeds.base import Event
 
 
 class Skip(StrEnum):
@@ -50,6 +51,7 @@ class EventFilter:
     start_time: datetime | None = None
     until_bar_time: datetime | None = None
     model_version: str | None = None
+    warmup: timedelta = timedelta(0)
 
     @classmethod
     def for_run(
@@ -59,6 +61,7 @@ class EventFilter:
         start_time: datetime | None = None,
         until_bar_time: datetime | None = None,
         model_version: str | None = None,
+        warmup_bars: int = 0,
     ) -> EventFilter:
         """The filter of a run of ``config`` (validates the times are UTC-aware and ordered)."""
         _utc("start_time", start_time)
@@ -69,9 +72,17 @@ class EventFilter:
             )
         if model_version is not None and not model_version.strip():
             raise DataValidationError("model_version", model_version, "must be non-empty (or None for any)")
+        if warmup_bars < 0:
+            raise DataValidationError("warmup_bars", warmup_bars, "must be >= 0")
         return cls(
-            config.exchange, config.timeframe, frozenset(config.symbols), start_time, until_bar_time, model_version
+            config.exchange, config.timeframe, frozenset(config.symbols), start_time, until_bar_time, model_version,
+            timeframe_delta(config.timeframe) * warmup_bars,
         )
+
+    @property
+    def bars_from(self) -> datetime | None:
+        """The first bar open time read: ``start_time`` less the warm-up."""
+        return None if self.start_time is None else self.start_time - self.warmup
 
     @property
     def end_available_time(self) -> datetime | None:
@@ -107,7 +118,7 @@ class EventFilter:
             event_ms = payload.get("event_time")
             if type(event_ms) is not int:
                 return None
-            if event_ms < self._start_ms:
+            if event_ms < (self._start_ms if is_signal else self._bars_from_ms):
                 return Skip.BEFORE_START
         return None
 
@@ -116,6 +127,11 @@ class EventFilter:
         assert self.start_time is not None
         return round(self.start_time.timestamp() * 1000)
 
+    @property
+    def _bars_from_ms(self) -> int:
+        assert self.bars_from is not None
+        return round(self.bars_from.timestamp() * 1000)
+
     def skip_reason(self, event: Event, *, check_end: bool = True) -> Skip | None:
         """Why ``event`` is outside the run, or None if it is traded."""
         if event.exchange != self.exchange or event.timeframe != self.timeframe or event.symbol not in self.symbols:
@@ -123,10 +139,12 @@ class EventFilter:
         if isinstance(event, Signal):
             if self.model_version is not None and event.model_version != self.model_version:
                 return Skip.OTHER_MODEL_VERSION
+            first = self.start_time
             event_time = event.bar_time
         else:
+            first = self.bars_from
             event_time = event.open_time
-        if self.start_time is not None and event_time < self.start_time:
+        if first is not None and event_time < first:
             return Skip.BEFORE_START
         end = self.end_available_time
         if check_end and end is not None and event.available_time > end:

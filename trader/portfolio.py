@@ -26,7 +26,9 @@ class Trade:
 
 
 @dataclass(slots=True)
-class _OpenTrade:
+class OpenTrade:
+    """A round trip still open: its entry and what has been closed of it so far."""
+
     direction: int
     entry_time: datetime
     entry_price: float
@@ -49,7 +51,8 @@ class Portfolio:
         self.fees_paid = 0.0
         self.turnover = 0.0  # traded notional, quote currency
         self.trades: list[Trade] = []
-        self._open: dict[str, _OpenTrade] = {}
+        self.trades_closed = 0  # numbering continues across runs of one account (see trader.snapshot)
+        self.open_trades: dict[str, OpenTrade] = {}
 
     def mark(self, instrument_key: str, price: float) -> None:
         """Record the latest price of an instrument."""
@@ -76,12 +79,12 @@ class Portfolio:
         q0 = pos.qty
         raw = q0 + signed
         q1 = round_qty(raw, inst.qty_decimals) if raw >= 0 else -round_qty(-raw, inst.qty_decimals)
-        tr = self._open.get(key)
+        tr = self.open_trades.get(key)
         if q0 == 0 or (q0 > 0) == (signed > 0):  # opening or adding
             avg = (pos.avg_price * abs(q0) + fill.price * abs(signed)) / abs(q1)
             new = replace(pos, qty=q1, avg_price=avg, opened_at=pos.opened_at if q0 else fill.ts)
             if tr is None:
-                tr = self._open[key] = _OpenTrade(1 if q1 > 0 else -1, fill.ts, avg, abs(q1))
+                tr = self.open_trades[key] = OpenTrade(1 if q1 > 0 else -1, fill.ts, avg, abs(q1))
             else:
                 tr.entry_price, tr.qty = avg, abs(q1)
             tr.fees += fill.fee
@@ -101,9 +104,10 @@ class Portfolio:
                 tr.exit_notional += closed * fill.price
                 tr.exit_qty += closed
                 if q1 == 0 or (q1 > 0) != (q0 > 0):
+                    self.trades_closed += 1
                     self.trades.append(
                         Trade(
-                            len(self.trades) + 1,
+                            self.trades_closed,
                             fill.exchange,
                             fill.symbol,
                             tr.direction,
@@ -116,9 +120,9 @@ class Portfolio:
                             tr.fees,
                         )
                     )
-                    del self._open[key]
+                    del self.open_trades[key]
                     if q1 != 0:
-                        self._open[key] = _OpenTrade(1 if q1 > 0 else -1, fill.ts, fill.price, abs(q1))
+                        self.open_trades[key] = OpenTrade(1 if q1 > 0 else -1, fill.ts, fill.price, abs(q1))
         self.cash -= signed * fill.price + fill.fee
         self.fees_paid += fill.fee
         self.turnover += fill.notional

@@ -46,6 +46,15 @@ img { max-width: 100%; display: block; margin: 1rem 0; }
 <table id="by_symbol"><tr>{% for c in by_symbol_columns %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for row in by_symbol %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
 {% endfor %}</table>{% endif %}
+<h2>Skipped bars</h2>
+<p id="skipped_total">{{ skipped_total }} bar(s) not traded on (broken candle rule or stale).</p>
+{% if skipped_reasons %}<table id="skipped_reasons"><tr><th>reason</th><th>bars</th></tr>
+{% for reason, n in skipped_reasons %}<tr><td class="name">{{ reason }}</td><td>{{ n }}</td></tr>
+{% endfor %}</table>
+<table id="skipped"><tr><th>open time</th><th>symbol</th><th>reasons</th></tr>
+{% for t, sym, why in skipped_rows %}<tr><td>{{ t }}</td><td>{{ sym }}</td><td class="name">{{ why }}</td></tr>
+{% endfor %}</table>{% if skipped_total > skipped_rows|length %}<p>(first {{ skipped_rows|length }} shown)</p>{% endif %}
+{% endif %}
 {% for chart in charts %}<h2>{{ chart.title }}</h2>
 <img alt="{{ chart.title }}" src="data:image/png;base64,{{ chart.png }}">
 {% endfor %}
@@ -149,6 +158,10 @@ def render_report(
         calibration_columns=CALIBRATION_COLUMNS,
         by_symbol=[[_fmt(v) for v in r] for r in result.by_symbol.itertuples(index=False)],
         by_symbol_columns=list(result.by_symbol.columns),
+        skipped_total=len(result.skipped),
+        skipped_reasons=sorted(result.skipped.reasons.str.split(",").explode().value_counts().items())
+        if len(result.skipped) else [],
+        skipped_rows=[(str(r.open_time), r.symbol, r.reasons) for r in result.skipped.head(50).itertuples()],
     )
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from trader.domain import Fill, Order, Rejection
-from trader.engine import Engine, EquityPoint
 from trader.metrics import SYMBOL_COLUMNS, symbol_breakdown
+from trader.node import EquityPoint, TradingNode
 from trader.portfolio import Trade
+
+if TYPE_CHECKING:
+    from trader.snapshot import AccountSnapshot
 
 FILL_COLUMNS = [
     "id",
@@ -62,6 +65,7 @@ TRADE_COLUMNS = [
     "fees",
 ]
 REJECTION_COLUMNS = ["ts", "client_id", "tag", "side", "type", "qty", "reason"]
+SKIPPED_COLUMNS = ["open_time", "exchange", "symbol", "timeframe", "reasons"]
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
@@ -116,10 +120,20 @@ def rejections_frame(rejections: list[Rejection]) -> pd.DataFrame:
     return _frame(rows, REJECTION_COLUMNS)
 
 
+def skipped_frame(node: TradingNode) -> pd.DataFrame:
+    """The bars the node skipped, with their reasons (comma-separated)."""
+    rows = [{"open_time": b.open_time, "exchange": b.exchange, "symbol": b.symbol, "timeframe": b.timeframe,
+             "reasons": ",".join(b.reasons)} for b in node.skipped]
+    df = pd.DataFrame(rows, columns=SKIPPED_COLUMNS)
+    df["open_time"] = pd.to_datetime(df["open_time"], utc=True)
+    return df
+
+
 @dataclass
 class RunResult:
     """What a run produced: fills, orders, the account's equity curve, closed trades, risk
-    rejections, account-level metrics, counters (``stats``) and the per-symbol breakdown."""
+    rejections, account-level metrics, counters (``stats``: the feed's and the node's, incl. skipped
+    bars by reason), the per-symbol breakdown and the skipped bars."""
 
     run_id: str
     fills: pd.DataFrame
@@ -130,24 +144,27 @@ class RunResult:
     metrics: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
     by_symbol: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SYMBOL_COLUMNS))
+    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
+    account: AccountSnapshot | None = None
 
     @classmethod
-    def from_engine(
-        cls, run_id: str, engine: Engine, metrics: dict[str, Any], stats: dict[str, Any] | None = None
+    def from_node(
+        cls, run_id: str, node: TradingNode, metrics: dict[str, Any], stats: dict[str, Any] | None = None
     ) -> RunResult:
-        fills = fills_frame(engine.fills)
-        trades = trades_frame(engine.portfolio.trades)
-        p = engine.portfolio
+        fills = fills_frame(node.fills)
+        trades = trades_frame(node.portfolio.trades)
+        p = node.portfolio
         return cls(
             run_id,
             fills,
-            orders_frame(engine.all_orders()),
-            equity_frame(engine.equity),
+            orders_frame(node.all_orders()),
+            equity_frame(node.equity),
             trades,
-            rejections_frame(engine.rejections),
+            rejections_frame(node.rejections),
             metrics,
-            dict(stats or {}),
+            {**dict(stats or {}), **dict(node.counts)},
             symbol_breakdown(fills, trades, p.positions, p.last_prices),
+            skipped_frame(node),
         )
 
 
@@ -156,4 +173,4 @@ class BacktestResult(RunResult):
 
 
 class LiveResult(RunResult):
-    """Result of :func:`trader.live.run_live`; ``stats`` holds consumer counters."""
+    """Result of :func:`trader.live.run_live`; ``stats`` holds the Kafka feed's counters too."""

@@ -94,6 +94,22 @@ class RiskEngine:
         self._reducing_day: date | None = None
         self.transitions: list[tuple[datetime, TradingState, str]] = []
 
+    def state_dict(self) -> dict[str, object]:
+        """What the engine must remember between runs of one account."""
+        return {"state": str(self.state), "peak_equity": self.peak_equity, "day": self._day,
+                "day_start_equity": self._day_start_equity, "reducing_day": self._reducing_day}
+
+    def load_state(self, raw: dict[str, object]) -> None:
+        """Continue from :meth:`state_dict` (dates may come back as ISO strings)."""
+        def day(v: object) -> date | None:
+            return None if v is None else v if isinstance(v, date) else date.fromisoformat(str(v))
+
+        self.state = TradingState(str(raw["state"]))
+        peak, start = raw["peak_equity"], raw["day_start_equity"]
+        self.peak_equity = None if peak is None else float(str(peak))
+        self._day_start_equity = None if start is None else float(str(start))
+        self._day, self._reducing_day = day(raw["day"]), day(raw["reducing_day"])
+
     def set_state(self, state: TradingState, ts: datetime, reason: str) -> None:
         """Change state (also the operator's way to resume after a halt)."""
         if state is not self.state:

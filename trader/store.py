@@ -37,10 +37,11 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from cryptolake.errors import InfrastructureError, NetworkError
 from cryptolake.logs import get_logger
 from cryptolake.retry import call_with_retry
-from cryptolake.types import to_ms
+from cryptolake.types import from_ms, to_ms
 from trader.domain import Fill, Order, Position
-from trader.engine import EngineChanges, EquityPoint
+from trader.node import EquityPoint, NodeChanges
 from trader.portfolio import Trade
+from trader.snapshot import AccountSnapshot
 
 log = get_logger(__name__)
 metadata = MetaData()
@@ -132,6 +133,14 @@ trades = Table(
     Column("qty", Float),
     Column("pnl", Float),
     Column("fees", Float),
+)
+accounts = Table(
+    "trader_accounts",
+    metadata,
+    Column("account_id", String(128), primary_key=True),
+    Column("as_of_ms", BigInteger, primary_key=True),
+    Column("run_id", String(128), nullable=False),
+    Column("snapshot_json", Text, nullable=False),
 )
 _CHILDREN: tuple[tuple[Table, str], ...] = (
     (orders, "client_id"),
@@ -278,7 +287,7 @@ class TradeStore:
     def write_changes(
         self,
         run_id: str,
-        changes: EngineChanges,
+        changes: NodeChanges,
         current_positions: Iterable[Position],
         *,
         last_event_time: datetime | None = None,
@@ -322,6 +331,37 @@ class TradeStore:
         for table, _ in _CHILDREN:
             conn.execute(delete(table).where(table.c.run_id == run_id))
         conn.execute(delete(runs).where(runs.c.run_id == run_id))
+
+    def save_account(self, account_id: str, run_id: str, snapshot: AccountSnapshot) -> None:
+        """Keep the account ``run_id`` ended with (replacing one saved for the same time)."""
+        as_of = _ms(snapshot.as_of)
+
+        def work(conn: Connection) -> None:
+            key = (accounts.c.account_id == account_id) & (accounts.c.as_of_ms == as_of)
+            conn.execute(delete(accounts).where(key))
+            conn.execute(insert(accounts).values(account_id=account_id, as_of_ms=as_of, run_id=run_id,
+                                                 snapshot_json=snapshot.to_json()))
+
+        self._tx(work, "save_account")
+
+    def account(self, account_id: str, as_of: datetime) -> AccountSnapshot | None:
+        """The account as it was at exactly ``as_of`` (the end of the run before), or None."""
+
+        def work(conn: Connection) -> str | None:
+            key = (accounts.c.account_id == account_id) & (accounts.c.as_of_ms == _ms(as_of))
+            return conn.execute(select(accounts.c.snapshot_json).where(key)).scalar()
+
+        text = self._tx(work, "read account")
+        return None if text is None else AccountSnapshot.from_json(text)
+
+    def account_times(self, account_id: str) -> list[datetime]:
+        """Every time the account was saved at, oldest first."""
+
+        def work(conn: Connection) -> list[int]:
+            stmt = select(accounts.c.as_of_ms).where(accounts.c.account_id == account_id).order_by(accounts.c.as_of_ms)
+            return list(conn.execute(stmt).scalars())
+
+        return [from_ms(ms) for ms in self._tx(work, "read account times")]
 
     # --- reads ----------------------------------------------------------------------------
     def _read(self, table: Table, run_id: str, order_by: str) -> pd.DataFrame:

@@ -107,12 +107,13 @@ def synthetic_signals(
 
 
 def make_config(**over: object) -> TraderConfig:
-    strategy = over.pop(
-        "strategy", ThresholdConfig(threshold=0.6, fraction=0.5, stop_loss_pct=None, take_profit_pct=None)
-    )
+    if "strategies" not in over:
+        over["strategy"] = over.pop(
+            "strategy", ThresholdConfig(threshold=0.6, fraction=0.5, stop_loss_pct=None, take_profit_pct=None)
+        )
     paper = over.pop("paper", PaperConfig(taker_fee_bps=10, maker_fee_bps=5, slippage_bps=0))
     risk = over.pop("risk", RiskConfig(max_drawdown_pct=None))
-    return TraderConfig(strategy=strategy, paper=paper, risk=risk, **over)  # type: ignore[arg-type]
+    return TraderConfig(paper=paper, risk=risk, **over)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cryptolake.errors import DataValidationError
-from trader.domain import Bar, OrderIntent, OrderType, Side, Signal, round_qty
+from trader.domain import Bar, Instrument, IntentAction, OrderIntent, OrderType, Side, Signal, round_qty
 
 T = datetime(2018, 1, 1, tzinfo=UTC)
 
@@ -29,9 +29,15 @@ def test_signal_before_its_bar_closes_is_look_ahead() -> None:
 
 def test_intent_validation() -> None:
     with pytest.raises(DataValidationError, match="qty"):
-        OrderIntent("submit", "c", "x", "BTC/USD", Side.BUY, OrderType.MARKET, 0.0)
+        OrderIntent.market("c", Instrument("x", "BTC/USD"), Side.BUY, 0.0)
     with pytest.raises(DataValidationError, match="price"):
-        OrderIntent("submit", "c", "x", "BTC/USD", Side.SELL, OrderType.STOP, 1.0)
+        OrderIntent(IntentAction.SUBMIT, "c", "x", "BTC/USD", Side.SELL, OrderType.STOP, 1.0)
+    with pytest.raises(DataValidationError, match="action"):
+        OrderIntent("submit", "c", "x", "BTC/USD")  # type: ignore[arg-type]
+    stop = OrderIntent.stop("s", Instrument("x", "BTC/USD"), Side.SELL, 1.0, 90.0, reduce_only=True, oco_group="g")
+    assert (stop.type, stop.price, stop.reduce_only, stop.oco_group) == (OrderType.STOP, 90.0, True, "g")
+    limit = OrderIntent.limit("l", Instrument("x", "BTC/USD"), Side.SELL, 1.0, 110.0)
+    assert (limit.type, limit.price, limit.is_cancel) == (OrderType.LIMIT, 110.0, False)
 
 
 def test_round_qty_floors_to_lot_without_float_noise() -> None:

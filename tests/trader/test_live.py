@@ -16,7 +16,10 @@ from cryptolake.schemas import OhlcvV1, SignalV1
 from tests.trader.conftest import btc_frame, make_config, synthetic_signals
 from trader.backtest import run_backtest
 from trader.config import TraderConfig
-from trader.live import LiveTrader, Record, run_live
+from trader.feeds.kafka import KafkaFeed
+from trader.feeds.kafka_source import Record
+from trader.filters import EventFilter
+from trader.live import run_live
 from trader.store import TradeStore
 from trader.strategies.threshold import ThresholdConfig
 
@@ -247,21 +250,14 @@ def test_late_event_after_processing_is_dead_lettered(tmp_path) -> None:
     ohlcv, sigs = _messages(*_inputs())
     o, s = _records(ohlcv, topics.MARKET_OHLCV), _records(sigs, topics.SIGNALS)
     dlq = ListDeadLetters()
-    trader = LiveTrader(
-        _config(),
-        run_id="live6",
-        store=TradeStore(f"sqlite:///{tmp_path}/l.db"),
-        source=ListSource([]),
-        dead_letters=dlq,
-    )
-    trader.store.begin_run("live6", "live", {})
-    trader.engine.start()
-    trader.ingest(o[:10] + s[:10])
-    assert trader.process_ready() == 20
-    trader.ingest([o[3]])  # redelivered after it was processed
+    config = _config()
+    feed = KafkaFeed(ListSource([]), dlq, EventFilter.for_run(config), [i.key for i in config.instruments])
+    feed.ingest(o[:10] + s[:10])
+    assert len(feed._release()) == 20
+    feed.ingest([o[3]])  # redelivered after it was processed
     assert len(dlq.items) == 1 and dlq.items[0][2].startswith("late")
-    trader.ingest([o[10], o[10]])  # the same record twice before processing: one duplicate
-    assert trader.stats.duplicates == 1
+    feed.ingest([o[10], o[10]])  # the same record twice before processing: one duplicate
+    assert feed.counters.duplicates == 1
 
 
 @pytest.mark.kafka

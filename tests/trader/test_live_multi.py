@@ -19,7 +19,8 @@ from tests.trader.conftest import GYM_SYMBOLS, HALF_HOUR, gym_frame, synthetic_m
 from tests.trader.test_live import ListDeadLetters, ListSource, _chunks
 from tests.trader.test_multi import multi_config
 from trader.backtest import run_backtest
-from trader.live import Record, run_live
+from trader.feeds.kafka_source import Record
+from trader.live import run_live
 
 HISTORY_START = datetime(2019, 2, 20, tzinfo=UTC)
 START = datetime(2019, 3, 1, tzinfo=UTC)  # the "out-of-sample" start
@@ -191,8 +192,8 @@ def test_live_multi_symbol_over_kafka_matches_backtest(
 def test_payload_prefilter_agrees_with_the_full_filter(data, until) -> None:
     import json
 
+    from trader.feeds.kafka import decode
     from trader.filters import EventFilter
-    from trader.live import decode
 
     bars, signals = data
     flt = EventFilter.for_run(multi_config(), start_time=START, until_bar_time=until, model_version=VERSION)

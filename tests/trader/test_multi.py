@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from cryptolake.errors import DataValidationError
+from cryptolake.errors import ConfigError, DataValidationError
 from tests.trader.conftest import GYM_SYMBOLS, HALF_HOUR, gym_frame, synthetic_multi_signals
-from trader.backtest import build_engine, run_backtest
+from trader.backtest import run_backtest
+from trader.build import build_node
 from trader.config import TraderConfig
-from trader.domain import Bar, OrderIntent, OrderType, Position, Rejection, Side
+from trader.domain import Bar, Instrument, OrderIntent, Position, Rejection, Side
 from trader.execution.paper import PaperConfig
 from trader.risk import AccountExposure, RiskConfig, RiskEngine, SymbolLimits
 from trader.strategies.threshold import ThresholdConfig
-from trader.strategy import InstrumentRouter
 
 START = datetime(2019, 3, 1, tzinfo=UTC)
 N_BARS = 240
@@ -30,7 +30,7 @@ def multi_config(**over: Any) -> TraderConfig:
     base: dict[str, Any] = {
         "symbols": GYM_SYMBOLS,
         "price_decimals": 6,
-        "strategy": ThresholdConfig(threshold=0.6, stop_loss_pct=0.01, take_profit_pct=0.015),
+        "strategies": (ThresholdConfig(threshold=0.6, stop_loss_pct=0.01, take_profit_pct=0.015),),
         "paper": PaperConfig(taker_fee_bps=10, maker_fee_bps=5, slippage_bps=2),
         "risk": RiskConfig(max_drawdown_pct=None),
     }
@@ -70,9 +70,9 @@ def test_every_symbol_trades_in_one_account(result) -> None:
     assert result.by_symbol.pnl.sum() == pytest.approx(result.metrics["pnl"], abs=1e-6)
     assert result.by_symbol.fees.sum() == pytest.approx(result.metrics["fees_paid"])
     assert result.by_symbol.n_trades.sum() == result.metrics["n_trades"]
-    # client ids carry the symbol, so the five strategies never collide
+    # one strategy instance trades the five symbols; its client ids never collide
     assert result.fills.client_id.is_unique
-    assert set(result.fills[result.fills.symbol == "XRP/USD"].client_id.str.slice(0, 10)) == {"thr_XRPUSD"}
+    assert result.fills.client_id.str.startswith("thr-").all()
 
 
 def test_one_equity_point_per_close_time_and_cash_never_overdrawn(result, inputs) -> None:
@@ -87,10 +87,8 @@ def test_one_equity_point_per_close_time_and_cash_never_overdrawn(result, inputs
 
 def test_entries_sized_at_one_nth_of_account_equity(inputs) -> None:
     bars, signals = inputs
-    engine = build_engine(multi_config())
     cfg = multi_config()
     first_sig = signals.groupby("symbol").head(1)
-    assert isinstance(engine.strategy, InstrumentRouter)
     run = run_backtest(bars, signals, cfg, run_id="m", persist_run=False)
     entries = run.orders[run.orders.tag == "entry"]
     # the very first entry of the run: flat account, equity = initial cash -> 1/5 of it at the last close
@@ -100,20 +98,32 @@ def test_entries_sized_at_one_nth_of_account_equity(inputs) -> None:
     assert len(first_sig) == 5
 
 
-def test_router_only_calls_the_strategy_of_the_event_symbol() -> None:
-    engine = build_engine(multi_config())
-    router = engine.strategy
-    assert isinstance(router, InstrumentRouter)
-    assert sorted(router.strategies) == sorted(f"gymcrypto:{s}" for s in GYM_SYMBOLS)
-    with pytest.raises(ValueError, match="unique"):
-        InstrumentRouter({"a": router.strategies["gymcrypto:BTC/USD"], "b": router.strategies["gymcrypto:BTC/USD"]})
+def test_each_strategy_gets_only_the_events_and_fills_of_its_symbols(inputs) -> None:
+    bars, signals = inputs
+    thr = ThresholdConfig(threshold=0.6, stop_loss_pct=0.01, take_profit_pct=0.015, fraction=0.2)
+    cfg = multi_config(strategies=(
+        thr.model_copy(update={"name": "majors", "symbols": ("BTC/USD", "ETH/USD")}),
+        thr.model_copy(update={"name": "alts", "symbols": ("LTC/USD", "XRP/USD", "EOS/USD")}),
+    ))
+    run = run_backtest(bars, signals, cfg, run_id="split", persist_run=False)
+    owner = run.fills.client_id.str.split("-").str[0]
+    assert set(owner[run.fills.symbol.isin(["BTC/USD", "ETH/USD"])]) == {"majors"}
+    assert set(owner[run.fills.symbol.isin(["LTC/USD", "XRP/USD", "EOS/USD"])]) == {"alts"}
+    # the same sizing per symbol as one strategy over all five: identical fills but for the ids
+    one = run_backtest(bars, signals, multi_config(strategies=(thr,)), run_id="one", persist_run=False)
+    cols = ["symbol", "side", "price", "qty", "ts", "tag"]
+    pd.testing.assert_frame_equal(run.fills[cols], one.fills[cols])
+    with pytest.raises(ConfigError, match="unique names"):
+        build_node(multi_config(strategies=(thr, thr)))
+    with pytest.raises(ValidationError, match="not in symbols"):
+        multi_config(strategies=(thr.model_copy(update={"symbols": ("DOGE/USD",)}),))
 
 
 T = datetime(2019, 3, 1, tzinfo=UTC)
 
 
 def _buy(symbol: str, qty: float) -> OrderIntent:
-    return OrderIntent("submit", f"c-{symbol}", "gymcrypto", symbol, Side.BUY, OrderType.MARKET, qty)
+    return OrderIntent.market(f"c-{symbol}", Instrument("gymcrypto", symbol), Side.BUY, qty)
 
 
 def test_account_wide_limits_open_positions_and_gross_exposure() -> None:
@@ -127,7 +137,7 @@ def test_account_wide_limits_open_positions_and_gross_exposure() -> None:
     ok = risk2.check(_buy("LTC/USD", 4.0), flat, 50.0, T, AccountExposure(1000.0, 800.0, 1))  # exactly 1.0
     assert not isinstance(ok, Rejection)
     long = Position("gymcrypto", "LTC/USD", qty=5.0, avg_price=50.0)
-    sell = OrderIntent("submit", "s", "gymcrypto", "LTC/USD", Side.SELL, OrderType.MARKET, 5.0)
+    sell = OrderIntent.market("s", long, Side.SELL, 5.0)
     assert not isinstance(risk2.check(sell, long, 50.0, T, AccountExposure(100.0, 5000.0, 4)), Rejection)
 
 
@@ -168,11 +178,14 @@ def test_filters_start_until_and_model_version_are_counted(inputs) -> None:
         until_bar_time=until,
         model_version="synthetic-test",
     )
-    n_before = int((bars.open_time < start).sum())
+    warm = start - 6 * HALF_HOUR  # the stale-run window (max_flat_bars) warms the node up first
+    n_before = int((bars.open_time < warm).sum())
+    n_signals_before = int((signals.bar_time < start).sum())
     n_after = int((bars.open_time > until).sum())
     s = run.stats
     assert s["other_model_versions"] == len(other)
-    assert s["before_start"] == 2 * n_before  # bars and this model's signals
+    assert s["before_start"] == n_before + n_signals_before  # bars before the warm-up, this model's signals
+    assert s["warmup_bars"] == int(((bars.open_time >= warm) & (bars.open_time < start)).sum())
     assert s["after_end"] == n_after + int((signals.available_time > until + HALF_HOUR).sum())
     assert run.fills.ts.min() > start and run.equity.ts.iloc[0] == start + HALF_HOUR
     assert run.equity.ts.iloc[-1] == until + HALF_HOUR
@@ -193,7 +206,7 @@ def test_multi_symbol_frames_need_a_symbol_column(inputs) -> None:
 
 
 def test_bars_of_the_same_instant_share_one_marked_equity_point() -> None:
-    engine = build_engine(multi_config(symbols=("BTC/USD", "ETH/USD")))
+    engine = build_node(multi_config(symbols=("BTC/USD", "ETH/USD")))
     t = datetime(2019, 3, 1, tzinfo=UTC)
     for sym, px in (("BTC/USD", 100.0), ("ETH/USD", 10.0)):
         engine.on_event(Bar("gymcrypto", sym, "30m", t, t + timedelta(minutes=30), px, px, px, px, 1.0))

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from trader.domain import Order, OrderIntent, OrderType, Position, Rejection, Side
+from trader.domain import Instrument, Order, OrderIntent, Position, Rejection, Side
 from trader.risk import RiskConfig, RiskEngine, TradingState
 
+BTC = Instrument("gymcrypto", "BTC/USD")
 T = datetime(2018, 1, 1, 12, tzinfo=UTC)
 LONG = Position("gymcrypto", "BTC/USD", qty=2.0, avg_price=100.0)
 FLAT = Position("gymcrypto", "BTC/USD")
 
 
 def _buy(qty: float = 1.0, cid: str = "b") -> OrderIntent:
-    return OrderIntent("submit", cid, "gymcrypto", "BTC/USD", Side.BUY, OrderType.MARKET, qty)
+    return OrderIntent.market(cid, BTC, Side.BUY, qty)
 
 
 def _sell(qty: float = 1.0, cid: str = "s") -> OrderIntent:
-    return OrderIntent("submit", cid, "gymcrypto", "BTC/USD", Side.SELL, OrderType.MARKET, qty)
+    return OrderIntent.market(cid, BTC, Side.SELL, qty)
 
 
 def _cancel() -> OrderIntent:
-    return OrderIntent("cancel", "old", "gymcrypto", "BTC/USD")
+    return OrderIntent.cancel(Order.from_intent(_buy(1.0, "old"), T))
 
 
 def test_drawdown_beyond_limit_halts_and_only_cancels_pass() -> None:
@@ -75,7 +76,7 @@ def test_order_and_position_notional_limits_name_the_limit() -> None:
 
 def test_reduce_only_order_that_would_open_is_rejected() -> None:
     risk = RiskEngine(RiskConfig(max_drawdown_pct=None))
-    intent = OrderIntent("submit", "x", "gymcrypto", "BTC/USD", Side.SELL, OrderType.STOP, 1.0, 90.0, reduce_only=True)
+    intent = OrderIntent.stop("x", BTC, Side.SELL, 1.0, 90.0, reduce_only=True)
     rejected = risk.check(intent, FLAT, 100.0, T)
     assert isinstance(rejected, Rejection) and "reduce_only" in rejected.reason
     approved = risk.check(intent, LONG, 100.0, T)

@@ -53,14 +53,14 @@ def test_rerunning_a_run_id_replaces_it_and_keeps_other_runs(tmp_path) -> None:
 
 
 def test_writing_the_same_changes_twice_is_a_no_op(tmp_path) -> None:
-    from trader.backtest import Backtester, bars_from_frame, merge_events, signals_from_frame
+    from trader.build import build_node
+    from trader.feeds.frame import FrameFeed
 
     url = f"sqlite:///{tmp_path}/store.db"
     bars = btc_frame(40)
     cfg = make_config()
-    engine = Backtester(cfg).run(
-        merge_events(bars_from_frame(bars, cfg), signals_from_frame(synthetic_signals(bars, [0.9] * 40), cfg))
-    )
+    engine = build_node(cfg)
+    engine.run(FrameFeed(bars, synthetic_signals(bars, [0.9] * 40), cfg))
     store = TradeStore(url)
     store.begin_run("x", "backtest", {})
     changes = engine.drain_changes()

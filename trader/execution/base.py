@@ -1,9 +1,10 @@
 """The execution client interface: how the engine talks to a venue.
 
-Orders flow one way: strategy -> risk engine -> engine -> :class:`ExecutionClient`. Paper and
-live trading are two implementations of this interface (never a flag): the paper client
-simulates fills from bars; a ccxt client (a later issue) will place orders on a real venue and
-report its fills from :meth:`ExecutionClient.process_bar` the same way.
+Orders flow one way: strategy -> risk engine -> trading node -> :class:`ExecutionClient`. Paper
+and live trading are two implementations of this interface (never a flag). What a *real* venue
+implements is only :class:`ExecutionClient`; advancing a venue through market data
+(:class:`MarketSimulator`) belongs to the simulated venue alone, which the node is given as its
+simulator in backtest and paper configurations.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from cryptolake.errors import FatalError
 from trader.domain import Bar, Fill, Order
@@ -33,7 +35,7 @@ class ReconcileReport:
 
 
 class ExecutionClient(ABC):
-    """A venue connection: submit, cancel, query, reconcile, and advance with market data."""
+    """A venue connection: submit, cancel, query, open orders, reconcile."""
 
     @abstractmethod
     def submit(self, order: Order, ts: datetime) -> Order:
@@ -55,7 +57,11 @@ class ExecutionClient(ABC):
     def reconcile(self) -> ReconcileReport:
         """Everything the venue knows, so the engine can check its state before trading."""
 
-    @abstractmethod
+
+@runtime_checkable
+class MarketSimulator(Protocol):
+    """A simulated venue: it turns market data into fills of the orders resting there."""
+
     def process_bar(self, bar: Bar, on_fill: FillHandler) -> None:
         """Advance the venue through ``bar`` and report every fill, in order, through ``on_fill``.
 

@@ -157,6 +157,22 @@ class PaperExecutionClient(ExecutionClient):
                 else:
                     self._fill(order, price, ts, Liquidity.MAKER, on_fill)
 
+    # --- carrying the venue across runs (trader.snapshot) ----------------------------------
+    def counters(self) -> dict[str, int]:
+        """The venue's numbering: next order ids must not repeat earlier runs' ids."""
+        return {"seq": self._seq, "fills": self._fills}
+
+    def restore(self, orders: Iterable[Order], positions: dict[str, float], counters: dict[str, int]) -> None:
+        """Rest ``orders`` (open, with their venue ids) and ``positions`` at a fresh venue."""
+        if self._orders:
+            raise ValueError("restore into a fresh paper venue only")
+        for order in orders:
+            if not order.is_open or not order.id:
+                raise ValueError(f"order {order.client_id!r} is not an open venue order")
+            self._orders[order.client_id] = self._open[order.client_id] = replace(order)
+        self._positions = dict(positions)
+        self._seq, self._fills = int(counters["seq"]), int(counters["fills"])
+
     # --- internals ----------------------------------------------------------------------
     def _eligible(self, order: Order, bar: Bar) -> bool:
         return order.created_at + self._latency <= bar.open_time

@@ -2,6 +2,7 @@
 
 Rules (all deterministic):
 
+* One instance trades every symbol it is given; each symbol is traded on its own signals.
 * A signal with ``probability >= threshold`` while flat sends a market buy sized at
   ``fraction`` of current *account* equity (default ``1/N`` for an account trading N symbols),
   capped at the free cash (cash not committed to other open buy orders) less ``cash_reserve``
@@ -24,29 +25,21 @@ Rules (all deterministic):
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from trader.domain import (
-    Bar,
-    Fill,
-    Instrument,
-    OrderIntent,
-    OrderType,
-    Side,
-    Signal,
-    round_price,
-    round_qty,
-)
-from trader.strategy import Strategy, StrategyContext
+from trader.domain import Bar, Fill, Instrument, OrderIntent, Side, Signal, round_price
+from trader.strategies.registry import register_strategy
+from trader.strategy import Strategy, StrategyConfig, StrategyContext
 
 ENTRY, EXIT, STOP, TAKE_PROFIT = "entry", "exit", "stop", "take_profit"
 
 
-class ThresholdConfig(BaseModel):
+class ThresholdConfig(StrategyConfig):
     """Parameters of :class:`ThresholdStrategy`. Percentages are fractions (0.02 = 2 %)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    kind: str = "threshold"
     threshold: float = Field(default=0.55, gt=0.0, le=1.0, description="Go long when probability >= this")
     fraction: float | None = Field(
         default=None, gt=0.0, le=1.0, description="Fraction of account equity per position; None = 1/N symbols"
@@ -56,7 +49,6 @@ class ThresholdConfig(BaseModel):
     )
     stop_loss_pct: float | None = Field(default=0.02, gt=0.0, lt=1.0, description="Stop below entry; None = no stop")
     take_profit_pct: float | None = Field(default=0.04, gt=0.0, description="Take profit above entry; None = none")
-    order_id_prefix: str = Field(default="thr", min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_]+$")
 
     @model_validator(mode="after")
     def _sane(self) -> ThresholdConfig:
@@ -65,132 +57,60 @@ class ThresholdConfig(BaseModel):
         return self
 
 
+@register_strategy("threshold")
 class ThresholdStrategy(Strategy):
-    """Long/flat on one instrument from model probabilities, with stop-loss and take-profit.
+    """Long/flat per instrument from model probabilities, with stop-loss and take-profit."""
 
-    An account trading N symbols runs N instances (see :class:`trader.strategy.InstrumentRouter`):
-    pass ``n_instruments`` for the default ``1/N`` sizing and a distinct ``name`` per instance so
-    client order ids stay unique.
-    """
+    Config = ThresholdConfig
+    default_name = "thr"
 
-    def __init__(
-        self, config: ThresholdConfig, instrument: Instrument, *, n_instruments: int = 1, name: str | None = None
-    ) -> None:
-        if n_instruments < 1:
-            raise ValueError(f"n_instruments={n_instruments} must be >= 1")
-        self.config = config
-        self.instrument = instrument
-        self.fraction = config.fraction if config.fraction is not None else 1.0 / n_instruments
-        self._name = name or config.order_id_prefix
-        self._seq = 0
+    def __init__(self, config: ThresholdConfig, instruments: list[Instrument]) -> None:
+        super().__init__(config, instruments)
+        self.params = config
+        self.fraction = config.fraction if config.fraction is not None else 1.0 / len(self.instruments)
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def _next_id(self, kind: str) -> str:
-        self._seq += 1
-        return f"{self.name}-{self._seq:06d}-{kind}"
-
-    def _mine(self, key: str) -> bool:
-        return key == self.instrument.key
-
-    def _cancel_all(self, ctx: StrategyContext) -> list[OrderIntent]:
-        inst = self.instrument
-        return [OrderIntent("cancel", o.client_id, inst.exchange, inst.symbol) for o in ctx.orders_for(inst.key)]
+    def _cancel_all(self, key: str, ctx: StrategyContext) -> list[OrderIntent]:
+        return [OrderIntent.cancel(o) for o in ctx.orders_for(key)]
 
     def on_signal(self, signal: Signal, ctx: StrategyContext) -> list[OrderIntent]:
-        if not self._mine(signal.instrument_key):
+        key = signal.instrument_key
+        inst = self.instruments.get(key)
+        if inst is None:
             return []
-        inst = self.instrument
-        pos = ctx.position(inst.key)
-        if signal.probability >= self.config.threshold:
-            if not pos.is_flat or ctx.orders_for(inst.key):
+        pos = ctx.position(key)
+        if signal.probability >= self.params.threshold:
+            if not pos.is_flat or ctx.orders_for(key):
                 return []  # already long, or an entry is on its way
-            price = ctx.last_price(inst.key)
-            if price is None:
-                return []  # no bar seen yet: cannot size; the next signal will be acted on
-            free = ctx.cash - ctx.committed_cash()  # other symbols' entries not filled yet
-            budget = min(self.fraction * ctx.equity, free * (1.0 - self.config.cash_reserve))
-            if budget <= 0:
-                return []  # no free cash: the other positions use it all
-            qty = round_qty(budget / price, inst.qty_decimals)
+            qty = ctx.entry_qty(key, self.fraction, self.params.cash_reserve)
             if qty <= 0:
-                return []
-            return [
-                OrderIntent(
-                    "submit",
-                    self._next_id(ENTRY),
-                    inst.exchange,
-                    inst.symbol,
-                    Side.BUY,
-                    OrderType.MARKET,
-                    qty,
-                    tag=ENTRY,
-                )
-            ]
-        intents = self._cancel_all(ctx)
+                return []  # no bar seen yet, or no free cash: the next signal will be acted on
+            return [OrderIntent.market(self.next_id(ENTRY), inst, Side.BUY, qty, tag=ENTRY)]
+        intents = self._cancel_all(key, ctx)
         if pos.qty > 0:
-            intents.append(
-                OrderIntent(
-                    "submit",
-                    self._next_id(EXIT),
-                    inst.exchange,
-                    inst.symbol,
-                    Side.SELL,
-                    OrderType.MARKET,
-                    pos.qty,
-                    reduce_only=True,
-                    tag=EXIT,
-                )
-            )
+            intents.append(OrderIntent.market(self.next_id(EXIT), inst, Side.SELL, pos.qty, reduce_only=True, tag=EXIT))
         return intents
 
     def on_fill(self, fill: Fill, ctx: StrategyContext) -> list[OrderIntent]:
-        if not self._mine(fill.instrument_key):
+        key = fill.instrument_key
+        inst = self.instruments.get(key)
+        if inst is None:
             return []
-        inst = self.instrument
-        pos = ctx.position(inst.key)
+        pos = ctx.position(key)
+        p = self.params
         if fill.tag == ENTRY and pos.qty > 0:
-            group = f"{self.name}-oco-{self._seq + 1:06d}"
+            group = f"{self.name}-oco-{self.seq + 1:06d}"
             intents: list[OrderIntent] = []
-            if self.config.stop_loss_pct is not None:
-                trigger = round_price(fill.price * (1 - self.config.stop_loss_pct), inst.price_decimals)
-                intents.append(
-                    OrderIntent(
-                        "submit",
-                        self._next_id(STOP),
-                        inst.exchange,
-                        inst.symbol,
-                        Side.SELL,
-                        OrderType.STOP,
-                        pos.qty,
-                        trigger,
-                        True,
-                        group,
-                        STOP,
-                    )
-                )
-            if self.config.take_profit_pct is not None:
-                limit = round_price(fill.price * (1 + self.config.take_profit_pct), inst.price_decimals)
-                intents.append(
-                    OrderIntent(
-                        "submit",
-                        self._next_id(TAKE_PROFIT),
-                        inst.exchange,
-                        inst.symbol,
-                        Side.SELL,
-                        OrderType.LIMIT,
-                        pos.qty,
-                        limit,
-                        True,
-                        group,
-                        TAKE_PROFIT,
-                    )
-                )
+            if p.stop_loss_pct is not None:
+                trigger = round_price(fill.price * (1 - p.stop_loss_pct), inst.price_decimals)
+                intents.append(OrderIntent.stop(self.next_id(STOP), inst, Side.SELL, pos.qty, trigger,
+                                                reduce_only=True, oco_group=group, tag=STOP))
+            if p.take_profit_pct is not None:
+                limit = round_price(fill.price * (1 + p.take_profit_pct), inst.price_decimals)
+                intents.append(OrderIntent.limit(self.next_id(TAKE_PROFIT), inst, Side.SELL, pos.qty, limit,
+                                                 reduce_only=True, oco_group=group, tag=TAKE_PROFIT))
             return intents
         if fill.tag in (EXIT, STOP, TAKE_PROFIT) and pos.is_flat:
-            return self._cancel_all(ctx)
+            return self._cancel_all(key, ctx)
         return []
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> list[OrderIntent]:

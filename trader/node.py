@@ -1,72 +1,49 @@
-"""The trading engine and its clock.
+"""The trading node: the only way a strategy runs.
 
-The engine wires one data feed to one strategy (possibly an
-:class:`~trader.strategy.InstrumentRouter` over one strategy per instrument), the risk engine,
-one execution client and the portfolio of one account (one cash balance, one position per
-instrument). Backtest, paper and live differ only in who calls :meth:`Engine.on_event` (a sorted
-list or a Kafka feed), the clock, and the execution client.
+A :class:`TradingNode` holds strategies, the risk engine, one execution client, the portfolio
+of one account (one cash balance, one position per instrument) and a clock, and is driven by an
+:class:`~trader.feeds.base.EventFeed`. Backtest, paper and live are configurations of it
+(:mod:`trader.build`): which feed (a frame or Kafka), which clock, which execution client, and
+whether a simulated venue (:class:`~trader.execution.base.MarketSimulator`) turns bars into fills.
 
 Events are processed in :func:`event_sort_key` order: by ``available_time`` (when each became
 knowable), bars before signals at the same instant (a signal about bar ``t`` is scored once
-``t`` has closed), then by instrument and event time. For each bar the engine:
+``t`` has closed), then by instrument and event time. For each valid bar the node:
 
-1. lets the execution client process the bar (fills of resting and pending orders, each
-   passed to the portfolio and then to ``strategy.on_fill``);
+1. lets the simulated venue, if any, process the bar (fills of resting and pending orders, each
+   passed to the portfolio and then to the owning strategy's ``on_fill``);
 2. marks the portfolio to the close, feeds equity to the risk engine and records it (one
    equity point per close time: the bars of other instruments closing at the same instant
    update that point, so the curve is the account's, marked with every price known then);
-3. calls ``strategy.on_bar``.
+3. appends the bar to the instrument's bounded history and calls every strategy trading it.
 
-Every intent goes through the risk engine; cancels always pass.
+A bar that breaks the candle rule arrives as a :class:`~trader.feeds.base.SkippedBar`; a flat
+bar beyond ``max_flat_bars`` in a run is stale (:mod:`cryptolake.bars`). Both are skipped,
+counted by reason and listed, identically whatever the feed. Bars before ``start_time`` only
+warm up history, stale runs and last prices. Every intent goes through the risk engine;
+cancels always pass. A signal id seen before is ignored (counted).
 """
 
 from __future__ import annotations
 
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
-from cryptolake.errors import DataValidationError
+from cryptolake.bars import STALE, StaleTracker, is_flat
+from cryptolake.errors import ConfigError, DataValidationError
 from cryptolake.logs import get_logger
+from trader.clock import SimClock
 from trader.domain import Bar, Fill, Instrument, Order, OrderIntent, OrderStatus, Rejection, Signal
-from trader.execution.base import ExecutionClient, ReconciliationError
+from trader.execution.base import ExecutionClient, MarketSimulator, ReconciliationError
+from trader.feeds.base import Event, EventFeed, SkippedBar, event_sort_key
 from trader.portfolio import Portfolio, Trade
 from trader.risk import AccountExposure, RiskEngine
 from trader.strategy import Strategy, StrategyContext
 
 log = get_logger(__name__)
-
-Event = Bar | Signal
-
-
-def event_sort_key(event: Event) -> tuple[datetime, int, str, datetime]:
-    """The one ordering of events used by backtest and live alike."""
-    if isinstance(event, Bar):
-        return event.close_time, 0, event.instrument_key, event.open_time
-    return event.available_time, 1, event.instrument_key, event.bar_time
-
-
-class SimClock:
-    """A clock that only moves when an event says so (deterministic, never reads wall time)."""
-
-    def __init__(self) -> None:
-        self._now: datetime | None = None
-
-    def now(self) -> datetime:
-        if self._now is None:
-            raise RuntimeError("the clock has not been set: no event processed yet")
-        return self._now
-
-    def advance(self, ts: datetime) -> None:
-        """Move the clock to ``ts`` (never backwards)."""
-        if self._now is not None and ts < self._now:
-            raise DataValidationError("ts", ts, f"is before the clock's time {self._now.isoformat()}")
-        self._now = ts
-
-    def catch_up(self, ts: datetime) -> None:
-        """Move forward to ``ts`` if it is later; an earlier time (an open-price fill) keeps the clock."""
-        if self._now is None or ts > self._now:
-            self._now = ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +59,8 @@ class EquityPoint:
 
 
 @dataclass
-class EngineChanges:
-    """What changed since the previous :meth:`Engine.drain_changes` (for incremental persistence)."""
+class NodeChanges:
+    """What changed since the previous :meth:`TradingNode.drain_changes` (for incremental persistence)."""
 
     orders: list[Order] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
@@ -91,70 +68,145 @@ class EngineChanges:
     trades: list[Trade] = field(default_factory=list)
 
 
-class Engine:
-    """Routes events to the strategy and orders to the venue; keeps the books."""
+class TradingNode:
+    """Routes events to strategies and orders to the venue; keeps the books."""
 
     def __init__(
         self,
-        strategy: Strategy,
+        strategies: Sequence[Strategy],
         risk: RiskEngine,
         client: ExecutionClient,
         portfolio: Portfolio,
-        instruments: list[Instrument],
+        instruments: Sequence[Instrument],
+        *,
         clock: SimClock | None = None,
+        simulator: MarketSimulator | None = None,
+        start_time: datetime | None = None,
+        max_flat_bars: int | None = None,
     ) -> None:
-        self.strategy = strategy
+        names = [s.name for s in strategies]
+        if not strategies or len(set(names)) != len(names):
+            raise ConfigError(f"a node needs strategies with unique names (they prefix client order ids): {names}")
+        self.strategies = list(strategies)
         self.risk = risk
         self.client = client
+        self.simulator = simulator
         self.portfolio = portfolio
         self.instruments = {i.key: i for i in instruments}
         self.clock = clock or SimClock()
+        self.start_time = start_time
+        self.max_flat_bars = max_flat_bars
+        self._by_instrument = {k: [s for s in strategies if k in s.instruments] for k in self.instruments}
+        depth = max([s.history_bars for s in strategies] + [1])
+        self.history: dict[str, deque[Bar]] = {k: deque(maxlen=depth) for k in self.instruments}
+        self._stale = {k: StaleTracker(max_flat_bars) for k in self.instruments} if max_flat_bars else {}
         self.orders: dict[str, Order] = {}
+        self._owner: dict[str, Strategy] = {}
         self.fills: list[Fill] = []
         self.equity: list[EquityPoint] = []
         self.rejections: list[Rejection] = []
+        self.skipped: list[SkippedBar] = []
+        self.counts: Counter[str] = Counter()
+        self.seen_signals: set[str] = set()
         self.events_processed = 0
-        self._last_key: tuple[datetime, int, str, datetime] | None = None
+        self.last_key: tuple[datetime, int, str, datetime] | None = None
         self._dirty: set[str] = set()
         self._drained = {"fills": 0, "equity": 0, "trades": 0}
         self._started = False
+        self.initial_equity = portfolio.equity()  # a carried account starts from its snapshot's equity
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         """Reconcile with the venue; refuse to trade if it disagrees with the books."""
+        if self._started:
+            return
         report = self.client.reconcile()
         ours = {k: p.qty for k, p in self.portfolio.positions.items() if p.qty}
         if report.positions != ours:
-            raise ReconciliationError(f"venue positions {report.positions} != engine positions {ours}")
+            raise ReconciliationError(f"venue positions {report.positions} != node positions {ours}")
         known = {o.client_id for o in self.orders.values() if o.is_open}
         venue = {o.client_id for o in report.open_orders}
         if venue != known:
-            raise ReconciliationError(f"venue open orders {sorted(venue)} != engine open orders {sorted(known)}")
+            raise ReconciliationError(f"venue open orders {sorted(venue)} != node open orders {sorted(known)}")
         self._started = True
-        log.info("engine.started", extra={"instruments": sorted(self.instruments), "strategy": self.strategy.name})
+        log.info("node.started", extra={"instruments": sorted(self.instruments), "strategies": self.names})
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.strategies]
+
+    def owner_of(self, client_id: str) -> str:
+        """The name of the strategy that sent the order ``client_id``."""
+        return self._owner[client_id].name
+
+    def adopt(self, order: Order, strategy: Strategy) -> None:
+        """Take over an order sent in an earlier run of this account (see :mod:`trader.snapshot`)."""
+        if self._started:
+            raise ConfigError("orders are adopted before the node starts")
+        self.orders[order.client_id] = order
+        self._owner[order.client_id] = strategy
+
+    def run(self, feed: EventFeed, *, checkpoint: Callable[[], None] | None = None,
+            progress: Callable[[int], None] | None = None) -> None:
+        """Process every batch of ``feed``; after each, ``checkpoint`` (persist) and then the feed's commit."""
+        self.start()
+        for batch in feed.batches():
+            for event in batch:
+                self.on_event(event)
+            if checkpoint is not None:
+                checkpoint()
+            feed.commit()
+            if progress is not None:
+                progress(len(batch))
 
     def on_event(self, event: Event) -> None:
-        """Process one bar or signal. Events must arrive in :func:`event_sort_key` order."""
-        if not self._started:
-            self.start()
+        """Process one event. Events must arrive in :func:`event_sort_key` order."""
+        self.start()
         key = event_sort_key(event)
-        if self._last_key is not None and key <= self._last_key:
-            raise DataValidationError("event", key, f"out of order or duplicate (last processed {self._last_key})")
-        self._last_key = key
+        if self.last_key is not None and key <= self.last_key:
+            raise DataValidationError("event", key, f"out of order or duplicate (last processed {self.last_key})")
         if event.instrument_key not in self.instruments:
             raise DataValidationError(
-                "instrument", event.instrument_key, f"not traded by this engine ({sorted(self.instruments)})"
+                "instrument", event.instrument_key, f"not traded by this node ({sorted(self.instruments)})"
             )
+        self.last_key = key
         self.events_processed += 1
-        if isinstance(event, Bar):
-            self._on_bar(event)
-        else:
-            self.clock.advance(event.available_time)
-            self._route(self.strategy.on_signal(event, self._ctx()))
+        if isinstance(event, Signal):
+            self._on_signal(event)
+            return
+        warm = self.start_time is not None and event.open_time < self.start_time
+        tracker = self._stale.get(event.instrument_key)
+        flat = is_flat(event.open, event.high, event.low, event.close, event.volume)
+        if tracker is not None and tracker.update(bool(flat)) and isinstance(event, Bar):
+            event = SkippedBar.of(event, (STALE,))
+        if isinstance(event, SkippedBar):
+            if not warm:
+                self.skipped.append(event)
+                self.counts["skipped_bars"] += 1
+                for reason in event.reasons:
+                    self.counts[f"skipped_{reason}"] += 1
+            return
+        if warm:
+            self.history[event.instrument_key].append(event)
+            self.portfolio.mark(event.instrument_key, event.close)
+            self.counts["warmup_bars"] += 1
+            return
+        self._on_bar(event)
 
     # --- handlers -------------------------------------------------------------------------
+    def _on_signal(self, signal: Signal) -> None:
+        if signal.signal_id and signal.signal_id in self.seen_signals:
+            self.counts["duplicate_signals"] += 1
+            return
+        if signal.signal_id:
+            self.seen_signals.add(signal.signal_id)
+        self.clock.advance(signal.available_time)
+        for s in self._by_instrument[signal.instrument_key]:
+            self._route(s, s.on_signal(signal, self._ctx()))
+
     def _on_bar(self, bar: Bar) -> None:
-        self.client.process_bar(bar, self._on_fill)
+        if self.simulator is not None:
+            self.simulator.process_bar(bar, self._on_fill)
         self.clock.advance(bar.close_time)
         key = bar.instrument_key
         p = self.portfolio
@@ -172,15 +224,19 @@ class Engine:
             self._drained["equity"] = min(self._drained["equity"], len(self.equity) - 1)
         else:
             self.equity.append(point)
-        self._route(self.strategy.on_bar(bar, self._ctx()))
+        self.history[key].append(bar)
+        for s in self._by_instrument[key]:
+            self._route(s, s.on_bar(bar, self._ctx()))
 
     def _on_fill(self, fill: Fill) -> None:
         self.clock.catch_up(fill.ts)
         self.portfolio.apply(fill)
         self.fills.append(fill)
         self._dirty.add(fill.client_id)
+        owner = self._owner.get(fill.client_id)
         # OCO siblings cancelled by the venue are refreshed by drain_changes (it re-queries open orders)
-        self._route(self.strategy.on_fill(fill, self._ctx()))
+        if owner is not None:
+            self._route(owner, owner.on_fill(fill, self._ctx()))
 
     def _ctx(self) -> StrategyContext:
         p = self.portfolio
@@ -191,13 +247,15 @@ class Engine:
             positions=MappingProxyType(dict(p.positions)),
             last_prices=MappingProxyType(dict(p.last_prices)),
             open_orders=tuple(self.client.open_orders()),
+            instruments=MappingProxyType(self.instruments),
+            bars=MappingProxyType(self.history),
         )
 
-    def _route(self, intents: list[OrderIntent]) -> None:
+    def _route(self, strategy: Strategy, intents: list[OrderIntent]) -> None:
         now = self.clock.now()
         for intent in intents:
-            if intent.instrument_key not in self.instruments:
-                self._reject(intent, now, f"instrument {intent.instrument_key!r} not traded by this engine")
+            if intent.instrument_key not in strategy.instruments:
+                self._reject(intent, now, f"instrument {intent.instrument_key!r} not traded by {strategy.name}")
                 continue
             if intent.is_cancel:
                 self.client.cancel(intent.client_id, now)
@@ -213,6 +271,7 @@ class Engine:
             if isinstance(decision, Rejection):
                 self._reject(intent, now, decision.reason)
                 continue
+            self._owner[decision.client_id] = strategy
             placed = self.client.submit(decision, now)
             self.orders[placed.client_id] = placed
             self._dirty.add(placed.client_id)
@@ -253,14 +312,14 @@ class Engine:
         """Every order (including risk rejections), refreshed from the venue."""
         return [self._refresh(cid) for cid in list(self.orders)]
 
-    def drain_changes(self) -> EngineChanges:
+    def drain_changes(self) -> NodeChanges:
         """Orders, fills, equity points and trades new or changed since the last call."""
         dirty = self._dirty | {cid for cid, o in self.orders.items() if o.is_open}
         self._dirty = set()
         orders = [self._refresh(cid) for cid in self.orders if cid in dirty]
         d = self._drained
-        changes = EngineChanges(
-            orders, self.fills[d["fills"] :], self.equity[d["equity"] :], self.portfolio.trades[d["trades"] :]
+        changes = NodeChanges(
+            orders, self.fills[d["fills"]:], self.equity[d["equity"]:], self.portfolio.trades[d["trades"]:]
         )
         d["fills"], d["equity"], d["trades"] = len(self.fills), len(self.equity), len(self.portfolio.trades)
         return changes
