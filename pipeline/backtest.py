@@ -1,0 +1,111 @@
+"""Backtests over the lake: any strategy over silver's bars, optionally with a model's signals.
+
+What ``cryptolake backtest`` and the market pipeline's trade task read: bars through
+``cryptolake/sql/trading_bars.sql`` (every silver bar, so the trader's candle rule skips and counts
+the invalid ones exactly as the Kafka feed does) and signals through ``trading_signals.sql``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cryptolake.errors import DataValidationError
+from cryptolake.queries import sql_text
+from cryptolake.settings import Settings, get_settings
+from trader.backtest import run_backtest
+from trader.build import warmup_for
+from trader.config import TraderConfig
+from trader.domain import timeframe_delta
+from trader.report import write_report
+from trader.results import BacktestResult
+
+
+@dataclass(frozen=True)
+class LakeBacktest:
+    """A finished backtest over the lake and where its report is."""
+
+    result: BacktestResult
+    report_path: Path
+    start: datetime
+    end: datetime
+    bars: int
+
+
+def _query(name: str, params: dict[str, Any], settings: Settings) -> pd.DataFrame:
+    from cryptolake import duck
+
+    con = duck.connect(settings)
+    try:
+        missing = {"trading_bars": "silver_bars", "trading_signals": "gold_signals"}[name]
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if missing not in tables:
+            raise DataValidationError("lake", missing, "table not in the lake: run `make main` (or the DAG) first")
+        frame: pd.DataFrame = con.execute(sql_text(name), params).df()
+    finally:
+        con.close()
+    return frame
+
+
+def trading_bars(config: TraderConfig, start: datetime, end: datetime, settings: Settings) -> pd.DataFrame:
+    """Every silver bar of the config's series opening in ``[start, end)``, in time order."""
+    params = {"exchange": config.exchange, "timeframe": config.timeframe, "symbols": list(config.symbols),
+              "start": start, "end": end}
+    return _query("trading_bars", params, settings)
+
+
+def trading_signals(config: TraderConfig, model_version: str, start: datetime, end: datetime,
+                    settings: Settings) -> pd.DataFrame:
+    """The signals ``model_version`` published for the config's series about bars in ``[start, end)``."""
+    params = {"exchange": config.exchange, "timeframe": config.timeframe, "symbols": list(config.symbols),
+              "model_version": model_version, "start": start, "end": end}
+    return _query("trading_signals", params, settings)
+
+
+def bar_range(config: TraderConfig, settings: Settings) -> tuple[datetime, datetime]:
+    """The first bar's open time and the last bar's close of the config's series in the lake."""
+    far = datetime.fromisoformat("2000-01-01T00:00:00+00:00"), datetime.fromisoformat("2100-01-01T00:00:00+00:00")
+    bars = trading_bars(config, *far, settings)
+    if bars.empty:
+        raise DataValidationError(
+            "symbols", list(config.symbols), f"no {config.timeframe} bars of {config.exchange} in silver.bars"
+        )
+    first, last = pd.Timestamp(bars.open_time.min()), pd.Timestamp(bars.open_time.max())
+    return first.to_pydatetime(), (last + timeframe_delta(config.timeframe)).to_pydatetime()
+
+
+def run_lake_backtest(
+    config: TraderConfig,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model_version: str | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> LakeBacktest:
+    """Backtest ``config`` over the lake's bars in ``[start, end)`` (default: all of them); write a report."""
+    settings = settings or get_settings()
+    if start is None or end is None:
+        first, last = bar_range(config, settings)
+        start, end = start or first, end or last
+    if end <= start:
+        raise DataValidationError("end", end.isoformat(), f"must be after start {start.isoformat()}")
+    tf = timeframe_delta(config.timeframe)
+    bars = trading_bars(config, start - warmup_for(config) * tf, end, settings)
+    in_window = bars[pd.to_datetime(bars.open_time, utc=True) >= pd.Timestamp(start)]
+    if in_window.empty:
+        raise DataValidationError("start", start.isoformat(), f"no bars of {list(config.symbols)} in [start, end)")
+    signals = trading_signals(config, model_version, start, end, settings) if model_version else None
+    names = "+".join(s.name or s.kind.rsplit(":", 1)[-1] for s in config.strategies)
+    run_id = f"backtest-{names}-{start:%Y%m%d%H%M}-{end:%Y%m%d%H%M}"
+    until = pd.Timestamp(in_window.open_time.max()).to_pydatetime()
+    result = run_backtest(bars, signals, config, run_id=run_id, start_time=start, until_bar_time=until,
+                          model_version=model_version, progress=progress)
+    report = write_report(settings.paths.artifacts_dir / "backtests" / run_id / "report.html", result,
+                          initial_cash=config.initial_cash, title=f"cryptolake backtest: {names}", bars=in_window)
+    return LakeBacktest(result, report, start, end, len(in_window))
