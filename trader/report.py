@@ -53,7 +53,8 @@ img { max-width: 100%; display: block; margin: 1rem 0; }
 {% endfor %}</table>
 <table id="skipped"><tr><th>open time</th><th>symbol</th><th>reasons</th></tr>
 {% for t, sym, why in skipped_rows %}<tr><td>{{ t }}</td><td>{{ sym }}</td><td class="name">{{ why }}</td></tr>
-{% endfor %}</table>{% if skipped_total > skipped_rows|length %}<p>(first {{ skipped_rows|length }} shown)</p>{% endif %}
+{% endfor %}</table>
+{% if skipped_total > skipped_rows|length %}<p>(first {{ skipped_rows|length }} shown)</p>{% endif %}
 {% endif %}
 {% for chart in charts %}<h2>{{ chart.title }}</h2>
 <img alt="{{ chart.title }}" src="data:image/png;base64,{{ chart.png }}">

@@ -1,0 +1,92 @@
+"""`cryptolake backtest`: any strategy over the lake's bars; prints the metrics and the report's path."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from cryptolake.errors import CryptolakeError
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name}={value!r} is not an ISO date or time") from exc
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param {pair!r} must be field=value")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw  # a bare string
+    return out
+
+
+def backtest(
+    strategy: str = typer.Option(..., help="Strategy: a registered name, module:Class or path/to/file.py:Class"),
+    symbols: str = typer.Option("", help="Comma-separated symbols (default: the configured market's)"),
+    start: str = typer.Option(None, help="First bar open time, ISO (default: the first bar in the lake)"),
+    end: str = typer.Option(None, help="End, exclusive, ISO (default: after the last bar in the lake)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="Strategy config field=value (JSON value); repeat"),
+    exchange: str = typer.Option("", help="Venue (default: the configured market's)"),
+    timeframe: str = typer.Option("", help="Bar timeframe (default: the configured market's)"),
+    cash: float = typer.Option(10_000.0, help="Initial cash of the account, in the quote currency"),
+    model_version: str = typer.Option(None, help="Also feed this model's signals from gold.signals"),
+) -> None:
+    """Backtest a strategy over the lake's bars (the embedded history after `make main`).
+
+    The strategy runs in the same trading node as paper trading, over silver.bars; invalid and stale
+    bars are skipped and counted. Prints the metrics table and writes an HTML report.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from cryptolake.settings import get_settings
+    from pipeline.backtest import run_lake_backtest
+    from trader.config import TraderConfig
+
+    settings = get_settings()
+    market = settings.market
+    config_raw = {
+        "exchange": exchange or market.exchange,
+        "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()) or market.symbols,
+        "timeframe": timeframe or market.timeframe,
+        "price_decimals": 8,
+        "initial_cash": cash,
+        "strategies": ({"kind": strategy, **_params(param)},),
+    }
+    console = Console(stderr=True)
+    try:
+        config = TraderConfig.model_validate(config_raw)
+        with Progress(TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("events", total=None)
+            run = run_lake_backtest(config, start=_when(start, "start"), end=_when(end, "end"),
+                                    model_version=model_version, settings=settings,
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except (CryptolakeError, ValueError) as exc:
+        console.print(f"[red]backtest failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    result = run.result
+    table = Table(title=f"{strategy} on {', '.join(config.symbols)}: {run.start:%Y-%m-%d} to {run.end:%Y-%m-%d}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else str(value))
+    table.add_row("bars", f"{run.bars:,}")
+    table.add_row("skipped bars", str(result.stats.get("skipped_bars", 0)))
+    Console().print(table)
+    typer.echo(f"report: {run.report_path}")
