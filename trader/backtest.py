@@ -156,8 +156,8 @@ def signals_from_frame(
     df: pd.DataFrame, config: TraderConfig, flt: EventFilter | None = None, counts: Counter[str] | None = None
 ) -> list[Signal]:
     """Signals from a frame with ``bar_time`` (or ``event_time``), ``probability``, ``available_time``,
-    ``symbol`` (optional for one symbol) and optional ``direction`` (default: sign of probability - 0.5)
-    and ``model_version``. Rows outside the run are dropped and counted, as in live."""
+    ``symbol`` (optional for one symbol) and optional ``direction`` (default: sign of probability - 0.5),
+    ``model_version`` and ``signal_id``. Rows outside the run are dropped and counted, as in live."""
     if "bar_time" not in df.columns and "event_time" in df.columns:
         df = df.rename(columns={"event_time": "bar_time"})
     _require(df, ("bar_time", "probability", "available_time"), "signals")
@@ -191,10 +191,11 @@ def signals_from_frame(
     else:
         dirs = [1 if p > 0.5 else (-1 if p < 0.5 else 0) for p in probs]
     vers = versions[kept.index].tolist() if versions is not None else ["unversioned"] * len(kept)
+    ids = kept["signal_id"].astype(str).tolist() if "signal_id" in kept.columns else [""] * len(kept)
     ex, tf = config.exchange, config.timeframe
     return [
-        Signal(ex, sym, tf, b, p, d, v, a)
-        for sym, b, p, d, v, a in zip(syms, bar_times, probs, dirs, vers, avail, strict=True)
+        Signal(ex, sym, tf, b, p, d, v, a, i)
+        for sym, b, p, d, v, a, i in zip(syms, bar_times, probs, dirs, vers, avail, ids, strict=True)
     ]
 
 

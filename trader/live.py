@@ -248,6 +248,7 @@ def decode(record: Record, payload: Any = None) -> Event:
             msg.direction,
             msg.model_version,
             from_ms(msg.available_time),
+            msg.signal_id,
         )
     raise DataValidationError("topic", record.topic, "the trader does not consume this topic")
 
