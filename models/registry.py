@@ -12,8 +12,9 @@ model folder counts only once its entry is in the index, and the index is replac
 (temporary file + rename), so a crash leaves the old index or the new one, never half of one.
 
 Champion policy: ``champion(as_of)`` is the *promoted* model with the latest ``trained_at <= as_of``
-(ties broken by version), so a run for a past interval uses the champion it would have had then,
-and a re-run of that interval picks the same model. Training promotes what it trains; to roll
+(among equal ``trained_at``, the one registered last: a re-run of an interval that retrains on
+rewritten tables registers a new version with the same ``trained_at``), so a run for a past
+interval uses the champion it would have had then. Training promotes what it trains; to roll
 back, demote the newer model.
 """
 
@@ -52,6 +53,7 @@ class RegistryEntry(BaseModel):
 
     version: str
     kind: str
+    seq: int  # registration order, 1-based: breaks ties between equal trained_at
     trained_at: datetime
     oos_start: datetime
     promoted: bool = False
@@ -91,8 +93,8 @@ class ModelRegistry:
 
     # --- reading ---------------------------------------------------------------------------
     def versions(self) -> list[RegistryEntry]:
-        """Every registered version with its metadata, oldest ``trained_at`` first."""
-        return sorted(self._read().models.values(), key=lambda e: (e.trained_at, e.version))
+        """Every registered version with its metadata, oldest ``trained_at`` first (then registration order)."""
+        return sorted(self._read().models.values(), key=lambda e: (e.trained_at, e.seq))
 
     def entry(self, version: str) -> RegistryEntry:
         """The index entry of ``version``; ModelNotFoundError if it is not registered."""
@@ -144,7 +146,8 @@ class ModelRegistry:
             if entry is None:
                 self._save_folder(model, version)
                 entry = RegistryEntry(
-                    version=version, kind=model.kind, trained_at=_utc("trained_at", model.trained_at),
+                    version=version, kind=model.kind, seq=max((e.seq for e in index.models.values()), default=0) + 1,
+                    trained_at=_utc("trained_at", model.trained_at),
                     oos_start=_utc("oos_start", model.oos_start), metadata=model.describe(),
                 )
                 log.info("registry.registered", extra={"model_version": version, "kind": model.kind})

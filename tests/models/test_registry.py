@@ -47,9 +47,9 @@ def synthetic_training_set(bars: int, seed: int) -> TrainingSet:
                        symbols=("AAA/USD", "BBB/USD"), start=T0, end=as_of, as_of=as_of)
 
 
-def trained(bars: int, seed: int) -> LstmModel:
+def trained(bars: int, seed: int, trained_at: datetime | None = None) -> LstmModel:
     model = LstmModel(CONFIG)
-    model.fit(synthetic_training_set(bars, seed))
+    model.fit(synthetic_training_set(bars, seed), trained_at=trained_at)
     return model
 
 
@@ -173,6 +173,17 @@ def test_champion_is_the_latest_promoted_model_trained_by_as_of(
     with pytest.raises(ModelNotFoundError, match="no promoted model trained at or before") as info:
         registry.champion(older.trained_at - BAR)
     assert info.value.version == "champion"
+
+
+def test_among_equal_trained_at_the_model_registered_last_is_champion(
+    registry: ModelRegistry, older: LstmModel
+) -> None:
+    retrained = trained(240, seed=9, trained_at=older.trained_at)  # a re-run on rewritten tables
+    assert retrained.model_version != older.model_version and retrained.trained_at == older.trained_at
+    registry.register(retrained, promote=True)
+    registry.register(older, promote=True)
+    assert [e.seq for e in registry.versions()] == [1, 2]
+    assert registry.champion(older.trained_at).version == older.model_version
 
 
 def test_only_promoted_models_are_champions_and_demotion_rolls_back(
