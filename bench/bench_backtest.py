@@ -129,6 +129,7 @@ def timed(fn: Any, repeat: int) -> tuple[float, Any]:
 def live_run(bars: pd.DataFrame, signals: pd.DataFrame, start: datetime | None) -> tuple[float, int, dict[str, Any]]:
     """The streaming trader over in-memory JSON records; returns (seconds, records, stats)."""
     from cryptolake import topics
+    from cryptolake.ids import signal_id
     from cryptolake.schemas import OhlcvV1, SignalV1
     from trader.feeds.kafka_source import Record
     from trader.live import run_live
@@ -167,7 +168,8 @@ def live_run(bars: pd.DataFrame, signals: pd.DataFrame, start: datetime | None) 
             i,
             f"gymcrypto:{s.symbol}",
             SignalV1(
-                schema_version=1,
+                schema_version=2,
+                signal_id=signal_id(s.model_version, "gymcrypto", s.symbol, "30m", t),
                 event_time=t,
                 available_time=a,
                 ingest_time=a,

@@ -74,6 +74,15 @@ class TableNotFoundError(FatalError):
     """A Delta table that must exist does not."""
 
 
+class ModelNotFoundError(FatalError):
+    """The model registry has no model for the version (or no champion for the time) asked for."""
+
+    def __init__(self, version: str, reason: str) -> None:
+        self.version = version
+        self.reason = reason
+        super().__init__(f"model {version!r}: {reason}")
+
+
 class ExchangeError(FatalError):
     """The exchange rejected a request for a reason retrying will not fix."""
 

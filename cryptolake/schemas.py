@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from cryptolake import topics
 from cryptolake.errors import DataValidationError
+from cryptolake.ids import signal_id
 from cryptolake.types import TIMEFRAME_MS
 
 
@@ -100,9 +101,16 @@ class OhlcvV1(Message):
 
 
 class SignalV1(Message):
-    """A model's view of the next bar. ``event_time`` = bar open time; ``available_time`` = when scored."""
+    """A model's view of the next bar. ``event_time`` = bar open time; ``available_time`` = when scored.
+
+    Wire version 2 added ``signal_id`` (:func:`cryptolake.ids.signal_id` of the model version and
+    the bar key), so a re-published signal is recognisably the same one; a version-1 payload has no
+    id and is refused naming ``schema_version``. The class keeps its name: it is the signal contract.
+    """
 
     TOPIC: ClassVar[str] = topics.SIGNALS
+    SCHEMA_VERSION: ClassVar[int] = 2
+    signal_id: str
     exchange: str
     symbol: str
     timeframe: str
@@ -116,6 +124,13 @@ class SignalV1(Message):
         if not (math.isfinite(v) and 0.0 <= v <= 1.0):
             raise ValueError("probability must be in [0, 1]")
         return v
+
+    @model_validator(mode="after")
+    def _id_of_model_and_bar(self) -> SignalV1:
+        expected = signal_id(self.model_version, self.exchange, self.symbol, self.timeframe, self.event_time)
+        if self.signal_id != expected:
+            raise ValueError(f"signal_id must be {expected}, the id of model_version and the bar key")
+        return self
 
     def key(self) -> str:
         return topics.market_key(self.exchange, self.symbol)

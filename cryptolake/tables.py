@@ -126,6 +126,7 @@ SILVER_BARS = TableSpec(
 )
 
 SIGNALS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("signal_id", "STRING"),  # cryptolake.ids.signal_id(model_version, bar key): the MERGE key
     ("exchange", "STRING"),
     ("symbol", "STRING"),
     ("timeframe", "STRING"),
@@ -211,7 +212,7 @@ SIGNALS_TABLE = register(
     TableSpec(
         name="gold.signals",
         columns=(*SIGNALS_COLUMNS, ("bar_date", "DATE")),
-        keys=("exchange", "symbol", "timeframe", "bar_time", "model_version"),
+        keys=("signal_id",),  # one id per (model_version, exchange, symbol, timeframe, bar_time)
         partition_by=("bar_date",),
         description="Model scores per bar, as published to the signals topic",
     )

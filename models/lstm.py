@@ -178,6 +178,8 @@ def _bar_length(frame: pd.DataFrame) -> timedelta:
 class LstmModel:
     """LSTM classifier of the next bar's direction, implementing the Model interface."""
 
+    kind = "lstm"  # the registry's key for this class
+
     def __init__(self, config: LstmConfig | None = None) -> None:
         self.config = config or LstmConfig()
         self.net: SequenceClassifier | None = None
@@ -192,6 +194,25 @@ class LstmModel:
     @property
     def threshold(self) -> float:
         return self.config.threshold
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        return self.config.feature_columns
+
+    @property
+    def window(self) -> int:
+        return self.config.window
+
+    @property
+    def oos_start(self) -> datetime:
+        return self._fitted_metadata().segments["test"][0]
+
+    @property
+    def trained_at(self) -> datetime:
+        return self._fitted_metadata().trained_at
+
+    def describe(self) -> dict[str, Any]:
+        return self._fitted_metadata().model_dump(mode="json")
 
     def fit(self, dataset: TrainingSet, trained_at: datetime | None = None) -> FitReport:
         """Train on ``dataset``; ``trained_at`` defaults to the dataset's as-of cut (logical time)."""

@@ -170,18 +170,14 @@ def gold(interval: Interval, settings: Settings | None = None) -> dict[str, Any]
     return as_record(run_gold(interval.start, interval.end, settings=settings or get_settings()))
 
 
-def model_dir(settings: Settings, model_version: str) -> Path:
-    """Where a trained model and its metadata are saved."""
-    return settings.paths.artifacts_dir / "models" / model_version
-
-
 def train(interval: Interval, settings: Settings | None = None) -> dict[str, Any]:
-    """Train the LSTM on the interval's point-in-time training set; save it with its metadata.
+    """Train the LSTM on the interval's point-in-time training set; register and promote it.
 
     The as-of cut is the interval's end (logical time), so no label knowable only later is used.
     """
     from models.dataset import load_training_set
     from models.lstm import LstmConfig, LstmModel
+    from models.registry import ModelRegistry
 
     settings = settings or get_settings()
     dataset = load_training_set(settings.market.symbols, interval.start, interval.end, interval.end, settings,
@@ -190,7 +186,9 @@ def train(interval: Interval, settings: Settings | None = None) -> dict[str, Any
     report = model.fit(dataset, trained_at=interval.end)
     meta = model.metadata
     assert meta is not None  # fit() sets it
-    path = model.save(model_dir(settings, meta.model_version))
+    registry = ModelRegistry.for_settings(settings)
+    registry.register(model, promote=True)
+    path = registry.path(meta.model_version)
     return {
         "model_version": meta.model_version,
         "model_path": str(path),
@@ -207,11 +205,12 @@ def train(interval: Interval, settings: Settings | None = None) -> dict[str, Any
 
 def score(interval: Interval, settings: Settings | None = None, *, model: dict[str, Any]) -> dict[str, Any]:
     """Score the model's out-of-sample (test) bars through the streaming scorer; publish signals."""
-    from pipeline.scorer import run_scorer
+    from spark_jobs.gold.scorer import run_scorer
 
     settings = settings or get_settings()
     test_start, test_end = (datetime.fromisoformat(v) for v in model["segments"]["test"])
-    result = run_scorer(model["model_path"], score_from=test_start, score_until=interval.end, settings=settings)
+    result = run_scorer(str(model["model_version"]), score_from=test_start, score_until=interval.end,
+                        settings=settings)
     return {**as_record(result), "test_start": test_start.isoformat(), "test_end": test_end.isoformat(),
             "model_path": model["model_path"]}
 
@@ -250,7 +249,8 @@ def _trade_inputs(settings: Settings, exchange: str, start: datetime, end: datet
             {"exchange": exchange, "start": start, "end": end},
         ).df()
         signals = con.execute(
-            "SELECT symbol, bar_time, probability, direction, model_version, available_time FROM gold_signals "
+            "SELECT signal_id, symbol, bar_time, probability, direction, model_version, available_time "
+            "FROM gold_signals "
             "WHERE exchange = $exchange AND model_version = $mv AND bar_time >= $start AND bar_time < $end "
             "ORDER BY bar_time, symbol",
             {"exchange": exchange, "mv": model_version, "start": start, "end": end},

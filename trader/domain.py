@@ -174,7 +174,7 @@ class Signal:
     direction: int
     model_version: str
     available_time: datetime
-    signal_id: str = ""
+    signal_id: str = ""  # cryptolake.ids.signal_id: the same signal re-published has the same id
 
     def __post_init__(self) -> None:
         _utc("bar_time", self.bar_time)

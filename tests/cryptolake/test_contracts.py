@@ -10,6 +10,7 @@ import pytest
 
 from cryptolake import topics
 from cryptolake.errors import DataValidationError, NetworkError, RateLimitedError
+from cryptolake.ids import signal_id
 from cryptolake.logs import JsonFormatter, register_secret
 from cryptolake.retry import RetryPolicy, call_with_retry
 from cryptolake.schemas import OhlcvV1, SignalV1, validate, validate_for_topic
@@ -81,7 +82,8 @@ def test_unknown_topic_and_non_object_payload_are_rejected() -> None:
 
 
 def test_signal_probability_bounds() -> None:
-    base = {"schema_version": 1, "exchange": "x", "symbol": "BTC/USD", "timeframe": "30m", "direction": 1,
+    base = {"schema_version": 2, "signal_id": signal_id("m1", "x", "BTC/USD", "30m", 1506816000000),
+            "exchange": "x", "symbol": "BTC/USD", "timeframe": "30m", "direction": 1,
             "model_version": "m1", "event_time": 1506816000000, "available_time": 1506817800000,
             "ingest_time": 1506817800000}
     assert validate(SignalV1, {**base, "probability": 0.7}).key() == "x:BTC/USD"

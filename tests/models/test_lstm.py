@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from cryptolake.errors import ConfigError, DataValidationError
+from cryptolake.ids import signal_id
 from cryptolake.tables import FEATURE_COLUMNS
 from models.evaluate import classification_metrics
 from models.lstm import METADATA_FILE, WEIGHTS_FILE, LstmConfig, LstmModel
@@ -109,6 +110,10 @@ def test_score_frame_matches_predict(real_dataset, fitted):
     assert (scored["direction"] == (scored["probability"] >= 0.5).astype(int)).all()
     assert (scored["model_version"] == model.model_version).all()
     assert scored["bar_time"].equals(predicted["ts"])
+    first = scored.iloc[0]
+    bar_ms = int(first["bar_time"].timestamp()) * 1000
+    assert first["signal_id"] == signal_id(model.model_version, first["exchange"], first["symbol"], "30m", bar_ms)
+    assert scored["signal_id"].is_unique
 
 
 def test_score_frame_on_a_scorer_tail_equals_full_predictions(real_dataset, tiny_config, fitted):

@@ -54,7 +54,8 @@ def test_bar_and_signal_views_over_real_bars_and_synthetic_signals(hand_lake):
     write_table(SILVER_BARS, bars, hand_lake)
     # SYNTHETIC signals: two scores for BTC 00:00/00:30 from model m1 (directions 1, 1).
     signals = pd.DataFrame({
-        "exchange": "handmade", "symbol": "BTC/USD", "timeframe": "30m", "bar_time": [T0, T0 + BAR],
+        "signal_id": ["s1", "s2"], "exchange": "handmade", "symbol": "BTC/USD", "timeframe": "30m",
+        "bar_time": [T0, T0 + BAR],
         "probability": [0.7, 0.6], "direction": [1, 1], "model_version": "m1",
         "available_time": [T0 + BAR, T0 + 2 * BAR], "bar_date": [T0.date(), T0.date()],
     })

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from cryptolake import topics
+from cryptolake.ids import signal_id
 from cryptolake.schemas import OhlcvV1, SignalV1
 from tests.trader.conftest import btc_frame, make_config, synthetic_signals
 from trader.backtest import run_backtest
@@ -69,7 +70,8 @@ def _messages(bars: pd.DataFrame, signals: pd.DataFrame, exchange: str = "gymcry
         t = _ms(s.bar_time)
         sigs.append(
             SignalV1(
-                schema_version=1,
+                schema_version=2,
+                signal_id=signal_id("synthetic-test", exchange, "BTC/USD", "30m", t),
                 event_time=t,
                 available_time=_ms(s.available_time),
                 ingest_time=t + 1_801_000,

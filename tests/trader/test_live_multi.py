@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from cryptolake import topics
+from cryptolake.ids import signal_id
 from cryptolake.schemas import OhlcvV1, SignalV1
 from tests.trader.conftest import GYM_SYMBOLS, HALF_HOUR, gym_frame, synthetic_multi_signals
 from tests.trader.test_live import ListDeadLetters, ListSource, _chunks
@@ -59,7 +60,8 @@ def messages(bars: pd.DataFrame, signals: pd.DataFrame, exchange: str) -> tuple[
     ]
     sigs = [
         SignalV1(
-            schema_version=1,
+            schema_version=2,
+            signal_id=signal_id(s["model_version"], exchange, s["symbol"], "30m", _ms(s["bar_time"])),
             event_time=_ms(s["bar_time"]),
             available_time=_ms(s["available_time"]),
             ingest_time=_ms(s["available_time"]) + 900,

@@ -58,7 +58,7 @@ def decode(record: Record, payload: Any = None) -> Event:
     if isinstance(msg, SignalV1):
         return Signal(msg.exchange, msg.symbol, msg.timeframe, from_ms(msg.event_time), msg.probability,
                       msg.direction, msg.model_version, from_ms(msg.available_time),
-                      str(getattr(msg, "signal_id", "") or ""))
+                      msg.signal_id)
     raise DataValidationError("topic", record.topic, "the trader does not consume this topic")
 
 
