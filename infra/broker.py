@@ -255,7 +255,9 @@ def log_tail(settings: Settings | None = None, lines: int = 40) -> str:
 def _format_storage(settings: Settings, props_file: Path, data_dir: Path) -> None:
     if (data_dir / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # the storage tool would read a leading "-" as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     cmd = java_command(settings, STORAGE_TOOL_MAIN, "format", "-t", cluster_id, "-c", str(props_file),
                        "--ignore-formatted")
     # The storage tool needs a small heap only.

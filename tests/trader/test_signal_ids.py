@@ -8,9 +8,11 @@ from cryptolake import topics
 from cryptolake.ids import signal_id
 from cryptolake.schemas import SignalV1
 from tests.trader.conftest import btc_frame, make_config, synthetic_signals
-from trader.backtest import signals_from_frame
-from trader.domain import Signal
-from trader.live import Record, decode
+from trader.build import build_node
+from trader.domain import Bar, Signal
+from trader.feeds.frame import signals_from_frame
+from trader.feeds.kafka import decode
+from trader.feeds.kafka_source import Record
 
 
 def _ms(ts: pd.Timestamp) -> int:
@@ -35,3 +37,18 @@ def test_signals_from_a_frame_take_the_signal_id_column_when_present() -> None:
     assert [s.signal_id for s in signals_from_frame(frame, config)] == ["", "", ""]
     with_ids = frame.assign(signal_id=["a1", "b2", "c3"])
     assert [s.signal_id for s in signals_from_frame(with_ids, config)] == ["a1", "b2", "c3"]
+
+
+def test_the_node_ignores_a_signal_id_it_has_seen() -> None:
+    bars = btc_frame(3, start=1000)
+    node = build_node(make_config())
+    t = [b.to_pydatetime() for b in bars.open_time]
+    half = t[1] - t[0]
+    row = bars.iloc[0]
+    node.on_event(Bar("gymcrypto", "BTC/USD", "30m", t[0], t[1], row.open, row.high, row.low, row.close, row.volume))
+    first = Signal("gymcrypto", "BTC/USD", "30m", t[0], 0.9, 1, "m", t[1], "id-1")  # SYNTHETIC
+    again = Signal("gymcrypto", "BTC/USD", "30m", t[0], 0.9, 1, "m", t[1] + half / 2, "id-1")  # re-published later
+    node.on_event(first)
+    assert len(node.client.open_orders()) == 1  # the entry
+    node.on_event(again)
+    assert node.counts["duplicate_signals"] == 1 and len(node.client.open_orders()) == 1
