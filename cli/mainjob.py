@@ -55,7 +55,7 @@ def load_dag(dag_id: str, settings: Settings) -> Any:
     return bag.dags[dag_id]
 
 
-def run_dag(start: str, end: str, settings: Settings, *, trade: bool = True) -> str:
+def run_dag(start: str, end: str, settings: Settings) -> str:
     """Run the market pipeline DAG once through Airflow (``dag.test``); return the run state."""
     from infra.airflow_home import airflow_env
 
@@ -64,7 +64,7 @@ def run_dag(start: str, end: str, settings: Settings, *, trade: bool = True) -> 
     logical = datetime.fromisoformat(start).astimezone(UTC)
     run = dag.test(
         logical_date=logical,
-        run_conf={"interval_start": start, "interval_end": end, "trade": trade},
+        run_conf={"interval_start": start, "interval_end": end},
     )
     state = str(getattr(run, "state", "unknown"))
     log.info("mainjob.dag_finished", extra={"state": state})

@@ -93,6 +93,18 @@ class MarketSettings(_Frozen):
     )
 
 
+class PipelineSettings(_Frozen):
+    """How the scheduled market pipeline trains, scores and trades one data interval per run."""
+
+    train_lookback_days: int = Field(
+        730, ge=7, description="Training uses the bars of this many days before the interval's end (rolling)"
+    )
+    retrain_every_days: int = Field(
+        7, ge=0, description="Retrain when the champion is this many days old; 0 = every run"
+    )
+    account: str = Field("paper", min_length=1, description="Trading account the runs carry from one to the next")
+
+
 class AltDataSettings(_Frozen):
     """The alternative-data pipeline (news, social, chain): knobs of the silver documents/chain jobs."""
 
@@ -134,6 +146,7 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()
     market: MarketSettings = MarketSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     altdata: AltDataSettings = AltDataSettings()
     log_level: str = Field("INFO", description="Log level")
     seed: int = Field(7, description="Seed for every random number generator")

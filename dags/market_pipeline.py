@@ -1,9 +1,12 @@
 """Market pipeline: ingest -> land -> silver -> gold -> train -> score -> trade, per data interval.
 
-Wiring only: every task calls one function of ``pipeline.market``. By default a run covers
-its data interval; ``interval_start`` / ``interval_end`` params widen it (the main job runs the
-whole embedded history as one interval). Re-running an interval is safe: every task is
-idempotent.
+Wiring only: every task calls one function of ``pipeline.market`` and hands its typed result to
+the next task through XCom. On its ``@daily`` schedule a run processes its own data interval:
+training uses a rolling lookback ending at the interval's end (or reuses the champion when
+retraining is not due), the day's bars are scored and traded, and the trading account carries over
+from the previous interval. ``interval_start`` / ``interval_end`` params widen a run (the main job
+backfills the whole embedded history as one interval). Re-running an interval is safe: every task
+is idempotent.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 DEFAULT_ARGS = {"owner": "cryptolake", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
@@ -20,17 +24,21 @@ def _interval() -> tuple[str, str]:
     ctx = get_current_context()
     params = ctx["params"]
     start, end = params.get("interval_start"), params.get("interval_end")
-    if not (start and end):
+    if bool(start) != bool(end):
+        raise ValueError("market_pipeline: give both params interval_start and interval_end, or neither")
+    if not start:
         lo, hi = ctx.get("data_interval_start"), ctx.get("data_interval_end")
         if lo is None or hi is None:
             raise ValueError("market_pipeline needs a data interval or params interval_start/interval_end")
-        start, end = start or lo.isoformat(), end or hi.isoformat()
+        start, end = lo.isoformat(), hi.isoformat()
     return str(start), str(end)
 
 
 @dag(
     dag_id="market_pipeline",
-    schedule="@daily",
+    # A data-interval timetable: the run for day D covers [D, D + 1 day) (Airflow 3's plain "@daily"
+    # string would give a zero-length interval at the trigger time).
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=datetime(2017, 10, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -39,53 +47,50 @@ def _interval() -> tuple[str, str]:
     params={
         "interval_start": Param(None, type=["null", "string"], description="ISO start; default: data interval"),
         "interval_end": Param(None, type=["null", "string"], description="ISO end; default: data interval"),
-        "trade": Param(True, type="boolean", description="Run the paper trader on the scored test period"),
     },
     doc_md=__doc__,
 )
 def market_pipeline() -> None:
     @task
-    def ingest() -> dict[str, Any]:
+    def ingest() -> Any:
         from pipeline import market
 
         return market.run_task("ingest", *_interval())
 
     @task
-    def land(_: Any) -> dict[str, Any]:
+    def land(_: Any) -> Any:
         from pipeline import market
 
         return market.run_task("land", *_interval())
 
     @task
-    def silver(_: Any) -> dict[str, Any]:
+    def silver(_: Any) -> Any:
         from pipeline import market
 
         return market.run_task("silver", *_interval())
 
     @task
-    def gold(_: Any) -> dict[str, Any]:
+    def gold(_: Any) -> Any:
         from pipeline import market
 
         return market.run_task("gold", *_interval())
 
     @task
-    def train(_: Any) -> dict[str, Any]:
+    def train(_: Any) -> Any:
         from pipeline import market
 
         return market.run_task("train", *_interval())
 
     @task
-    def score(trained: Any) -> dict[str, Any]:
+    def score(trained: Any) -> Any:
         from pipeline import market
 
         return market.run_task("score", *_interval(), model=trained)
 
     @task
-    def trade(scored: Any) -> dict[str, Any]:
+    def trade(scored: Any) -> Any:
         from pipeline import market
 
-        if not get_current_context()["params"].get("trade", True):
-            return {"skipped": "params.trade is false"}
         return market.run_task("trade", *_interval(), scored=scored)
 
     trade(score(train(gold(silver(land(ingest()))))))

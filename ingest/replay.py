@@ -159,7 +159,7 @@ class ReplayResult:
 
     produced: int = 0
     dead_lettered: int = 0
-    skipped_already_landed: int = 0
+    skipped_already_published: int = 0
     per_symbol: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -175,7 +175,8 @@ def replay(
 ) -> ReplayResult:
     """Publish candles to ``market.ohlcv`` keyed ``exchange:symbol``; invalid ones go to the DLQ.
 
-    ``resume_after`` maps a key to the last open time already landed: those candles are not
+    ``resume_after`` maps a key to the last open time already published (see
+    :func:`ingest.published.high_water_marks`): those candles are not
     sent again, which makes a re-run publish nothing new. ``ingest_time`` is passed in (the
     replay of history stamps the candle's close; a live source stamps receipt time).
     """
@@ -188,7 +189,7 @@ def replay(
         for n, candle in enumerate(candles, start=1):
             key = topics.market_key(candle.exchange, candle.symbol)
             if candle.open_time <= resume_after.get(key, -1):
-                result.skipped_already_landed += 1
+                result.skipped_already_published += 1
                 continue
             if speed is not None and last_bar is not None and candle.open_time != last_bar:
                 time.sleep(speed)
@@ -203,7 +204,7 @@ def replay(
         producer.flush()
         result.reasons = dict(producer.stats.reasons)
     log.info("replay.done", extra={"produced": result.produced, "dead_lettered": result.dead_lettered,
-                                   "skipped": result.skipped_already_landed})
+                                   "skipped": result.skipped_already_published})
     return result
 
 

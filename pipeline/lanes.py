@@ -10,7 +10,8 @@ from typing import Any
 
 from cryptolake import topics
 from cryptolake.settings import Settings, get_settings
-from pipeline.market import Interval, as_record
+from pipeline.interval import Interval
+from pipeline.results import as_record
 
 
 def land(topic_names: tuple[str, ...], settings: Settings | None = None) -> dict[str, Any]:

@@ -19,9 +19,9 @@ log = get_logger(__name__)
 
 def task_results_dir(settings: Settings, start: str, end: str) -> Path:
     """Where each task of an interval writes its JSON result (read back for the summary)."""
-    from pipeline.market import Interval, main_artifacts
+    from pipeline.interval import Interval, run_dir
 
-    return main_artifacts(settings, Interval.parse(start, end))
+    return run_dir(settings, Interval.parse(start, end))
 
 
 def load_task_results(settings: Settings, start: str, end: str) -> dict[str, dict[str, Any]]:

@@ -1,16 +1,20 @@
-"""The market pipeline DAG end to end under ``dag.test()``: real candles, a SYNTHETIC fault drill, twice.
+"""The market pipeline DAG under ``dag.test()``: a backfill with a SYNTHETIC fault drill, then days on schedule.
 
-Two symbols over two months keep it to a few minutes. The drill corrupts four candles in flight
-(NaN close, high < low, a duplicate, a late arrival); the run must dead-letter, flag and count
-them, reconcile every layer, trade the scored test period identically on paper and in the
-backtest, and a second run of the same interval must change no count, metric or fill.
+Two symbols keep it to a few minutes. The backfill (two months, as params) corrupts four candles in
+flight (NaN close, high < low, a duplicate, a late arrival); it must dead-letter, flag and count
+them, reconcile every layer and trade the scored test period identically on paper and in the
+backtest; a second run of it changes no count, metric or fill. Then three single-day runs on the
+DAG's own ``@daily`` data intervals: each adds only its day's rows to silver and gold, reuses the
+champion (retraining is not due), and trades the day continuing the previous day's account.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -19,6 +23,7 @@ from cryptolake.settings import Settings, get_settings
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
 START, END = "2018-03-01T00:00:00+00:00", "2018-05-01T00:00:00+00:00"
+DAYS = [datetime(2018, 5, 1, tzinfo=UTC) + timedelta(days=k) for k in range(3)]
 
 
 @pytest.fixture
@@ -31,23 +36,41 @@ def drill_settings(monkeypatch: pytest.MonkeyPatch, airflow_db: Settings) -> Ite
     get_settings.cache_clear()
 
 
-def _run(dagbag, logical: datetime) -> str:
-    run = dagbag.dags["market_pipeline"].test(
-        logical_date=logical, run_conf={"interval_start": START, "interval_end": END, "trade": True}
-    )
+def _backfill(dagbag: Any, logical: datetime) -> str:
+    run = dagbag.dags["market_pipeline"].test(logical_date=logical,
+                                              run_conf={"interval_start": START, "interval_end": END})
     return str(run.state)
 
 
-def test_market_pipeline_runs_reconciles_counts_faults_and_is_idempotent(
-    drill_settings, dagbag, spark, kafka_bootstrap
-) -> None:
+def _day_counts(settings: Settings, day: datetime) -> dict[str, tuple[int, int]]:
+    """(rows opening on ``day``, all rows) of silver.bars and gold.features for this test's exchange."""
+    from cryptolake import duck
+
+    con = duck.connect(settings)
+    try:
+        out = {}
+        for view, col in (("silver_bars", "open_time"), ("gold_features", "ts")):
+            q = (f"SELECT count(*) FILTER (WHERE {col} >= $lo AND {col} < $hi), count(*) FROM {view} "
+                 "WHERE exchange = $ex")
+            row = con.execute(q, {"lo": day, "hi": day + timedelta(days=1), "ex": settings.market.exchange}).fetchone()
+            assert row is not None
+            out[view] = (int(row[0]), int(row[1]))
+    finally:
+        con.close()
+    return out
+
+
+def test_market_pipeline_backfill_then_three_days_on_schedule(drill_settings, dagbag, spark, kafka_bootstrap) -> None:
+    from pipeline.interval import Interval
     from pipeline.mainjob import load_task_results
     from pipeline.report import build_summary
+    from pipeline.trading import trader_config
+    from trader.config import TraderSettings
+    from trader.store import TradeStore
 
     settings = drill_settings
-    assert _run(dagbag, datetime(2018, 3, 1, tzinfo=UTC)) == "success"
+    assert _backfill(dagbag, datetime(2018, 3, 1, tzinfo=UTC)) == "success"
     first = build_summary(load_task_results(settings, START, END), settings, START, END)
-
     r = first["reconciliation"]
     assert set(r["checks"].values()) == {"ok"}
     assert r["source_candles"] == 2927 + 2925  # real BTC and ETH candles of March-April 2018 (a few are missing)
@@ -62,9 +85,34 @@ def test_market_pipeline_runs_reconciles_counts_faults_and_is_idempotent(
     assert first["trading_check"]["paper_fills"] == first["trading_check"]["backtest_fills"]
     assert first["signals"]["scored"] > 0
 
-    assert _run(dagbag, datetime(2018, 3, 2, tzinfo=UTC)) == "success"
+    assert _backfill(dagbag, datetime(2018, 3, 2, tzinfo=UTC)) == "success"
     second = build_summary(load_task_results(settings, START, END), settings, START, END)
     assert second["reconciliation"] == first["reconciliation"]
     assert second["model"]["metrics"] == first["model"]["metrics"]
     assert second["trading"] == first["trading"]
     assert second["trading_check"]["paper_fills"] == first["trading_check"]["paper_fills"]
+
+    results = []
+    for day in DAYS:
+        before = _day_counts(settings, day)
+        assert before["silver_bars"][0] == before["gold_features"][0] == 0
+        run = dagbag.dags["market_pipeline"].test(logical_date=day)  # no params: the DAG's own data interval
+        assert str(run.state) == "success"
+        after = _day_counts(settings, day)
+        for view in ("silver_bars", "gold_features"):
+            added = after[view][1] - before[view][1]
+            assert added == after[view][0] > 0, f"{view}: added {added}, of which on {day:%Y-%m-%d} {after[view][0]}"
+        iv = Interval(day, day + timedelta(days=1))
+        res = load_task_results(settings, iv.start.isoformat(), iv.end.isoformat())
+        assert res["silver"]["rows"] == after["silver_bars"][0]
+        assert res["train"]["retrained"] is False and res["train"]["model_version"] == first["model"]["model_version"]
+        assert res["trade"]["check"]["identical"] is True
+        results.append(res)
+
+    store = TradeStore(TraderSettings().resolved_store_url(settings))
+    account = f"{settings.pipeline.account}@{trader_config(settings).exchange}"
+    assert [t for t in store.account_times(account) if t >= DAYS[0]] == [d + timedelta(days=1) for d in DAYS]
+    for prev, cur in itertools.pairwise(results):
+        assert cur["trade"]["continued_from"] == prev["trade"]["account_as_of"]
+        assert cur["trade"]["metrics"]["initial_cash"] == pytest.approx(prev["trade"]["metrics"]["final_equity"])
+    assert results[0]["trade"]["continued_from"] == END  # the backfill's account
