@@ -46,7 +46,8 @@ def test_bar_and_signal_views_over_real_bars_and_synthetic_signals(hand_lake):
     bars = gym_bars("BTC", rows=96)  # two real days of 30m candles, 2017-10-01 and -02
     bars = bars.assign(
         ingest_time=bars["close_time"], gap_before=False, missing_bars_before=0, flag_high_low=False,
-        flag_negative_volume=False, flag_ohlc_range=False, flag_jump=False, is_valid=True, flag_reasons="",
+        flag_negative_volume=False, flag_ohlc_range=False, flag_jump=False, flag_stale=False, is_valid=True,
+        flag_reasons="",
         duplicates=0, bar_date=bars["open_time"].dt.date,
     )
     bars.loc[5, ["is_valid", "flag_jump"]] = [False, True]

@@ -84,7 +84,7 @@ def test_corrupted_candles_are_flagged_counted_and_nothing_valid_is_lost(spark) 
     del rows[200]  # a missing bar: must be reported on the next one, never invented
     random.Random(3).shuffle(rows)  # out-of-order arrival
 
-    bars = build_bars(_bronze_df(spark, rows), timeframe_ms=TF, jump_threshold=12.0).toPandas()
+    bars = build_bars(_bronze_df(spark, rows), timeframe_ms=TF, jump_threshold=12.0, max_flat_bars=6).toPandas()
     bars = bars.sort_values("open_time").reset_index(drop=True).set_index("open_time")
 
     assert len(bars) == 299
@@ -114,10 +114,10 @@ def test_build_bars_keeps_only_the_requested_timeframe(spark) -> None:
     payload.update(timeframe="1h", available_time=payload["event_time"] + TIMEFRAME_MS["1h"])
     rows.append(bronze_row(payload, offset=99))
     df = _bronze_df(spark, rows)
-    assert build_bars(df, timeframe_ms=TF, jump_threshold=12.0).count() == 30
-    assert build_bars(df, timeframe_ms=TIMEFRAME_MS["1h"], jump_threshold=12.0).count() == 1
+    assert build_bars(df, timeframe_ms=TF, jump_threshold=12.0, max_flat_bars=6).count() == 30
+    assert build_bars(df, timeframe_ms=TIMEFRAME_MS["1h"], jump_threshold=12.0, max_flat_bars=6).count() == 1
     with pytest.raises(DataValidationError, match="jump_threshold"):
-        build_bars(df, timeframe_ms=TF, jump_threshold=0.0)
+        build_bars(df, timeframe_ms=TF, jump_threshold=0.0, max_flat_bars=6)
 
 
 @pytest.mark.spark
@@ -140,7 +140,7 @@ def test_run_silver_bars_merges_an_interval_idempotently(spark, iso_settings: Se
     assert second.gaps == 1 and second.missing_bars == 1
     assert second.duplicates == 1
     assert second.flagged == {"high_below_low": 0, "negative_volume": 1, "open_close_outside_range": 0,
-                              "price_jump": 0}
+                              "price_jump": 0, "stale": 0}
     assert (second.invalid, second.valid) == (1, second.rows - 1)
     assert set(second.flagged) == set(FLAG_REASONS.values())
     assert second.per_series == {"gymcrypto:BTC/USD:30m": 95, "gymcrypto:ETH/USD:30m": 96}
