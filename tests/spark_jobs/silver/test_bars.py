@@ -18,10 +18,13 @@ from cryptolake.settings import Settings
 from cryptolake.tables import SILVER_BARS, bronze_spec
 from cryptolake.types import TIMEFRAME_MS
 from spark_jobs.silver.bars import (
+    CONTEXT_BARS,
     FLAG_REASONS,
     JUMP_MIN_PERIODS,
     build_bars,
+    check_max_flat_bars,
     flag_jumps,
+    flag_series,
     run_silver_bars,
 )
 from tests.conftest import settings_in
@@ -49,6 +52,47 @@ def test_flag_jumps_keeps_a_level_shift_flagged_once() -> None:
     close = silver_bars_pdf("LTC/USD", 120)["close"].to_numpy().copy()
     close[100:] *= 1.3  # a real-looking crash/pump: one jump, then the new level is normal
     assert list(np.flatnonzero(flag_jumps(close, 12.0))) == [100]
+
+
+def test_flag_series_maps_the_candle_rule_onto_the_flag_columns() -> None:
+    bars = silver_bars_pdf("BTC/USD", 120).drop(columns="is_valid")
+    lo, hi = bars.at[20, "low"], bars.at[20, "high"]
+    bars.loc[20, ["high", "low"]] = [lo, hi]  # synthetic: high < low (open and close now outside too)
+    bars.loc[30, "volume"] = np.nan  # synthetic: malformed volume (the producer would refuse it)
+    bars.loc[40, "close"] = 0.0  # synthetic: non-positive price
+    bars.loc[50, "open"] = np.inf  # synthetic: malformed price
+    bars.loc[60, "open"] = bars.at[60, "high"] * 1.001  # synthetic: open above high
+    bars.loc[70, "volume"] = -2.0  # synthetic: negative volume
+    price = bars.at[79, "close"]
+    bars.loc[80:90, ["open", "high", "low", "close", "volume"]] = [price, price, price, price, 0.0]  # frozen
+    shuffled = bars.sample(frac=1.0, random_state=3)
+
+    out = flag_series(shuffled, jump_threshold=12.0, max_flat_bars=6)
+
+    assert out["open_time"].tolist() == bars["open_time"].tolist()
+    reasons = out["flag_reasons"].tolist()
+    assert reasons[20] == "high_below_low,open_close_outside_range"
+    assert out.loc[20, ["flag_high_low", "flag_ohlc_range"]].tolist() == [True, True]
+    assert reasons[30] == "non_finite_volume" and out.at[30, "flag_negative_volume"]
+    assert reasons[40] == "non_positive_price" and out.at[40, "flag_ohlc_range"]
+    assert reasons[50] == "non_finite_price" and out.at[50, "flag_ohlc_range"]
+    assert reasons[60] == "open_close_outside_range"
+    assert reasons[70] == "negative_volume"
+    # a run of 11 flat bars, 6 allowed: its 7th..11th bars are stale
+    assert np.flatnonzero(out["flag_stale"]).tolist() == [86, 87, 88, 89, 90]
+    assert set(reasons[86:91]) == {"stale"}
+    invalid = np.flatnonzero(~out["is_valid"]).tolist()
+    assert invalid == [20, 30, 40, 50, 60, 70, 86, 87, 88, 89, 90]
+    assert all(r == "" for i, r in enumerate(reasons) if i not in invalid)
+    assert tuple(c for c in FLAG_REASONS if c in out.columns) == tuple(FLAG_REASONS)
+
+
+def test_max_flat_bars_is_bounded_by_the_context_silver_reads() -> None:
+    check_max_flat_bars(1)
+    check_max_flat_bars(CONTEXT_BARS)
+    for bad in (0, CONTEXT_BARS + 1, 6.0, True):
+        with pytest.raises(DataValidationError, match=r"market\.max_flat_bars"):
+            check_max_flat_bars(bad)  # type: ignore[arg-type]
 
 
 # --- Spark -----------------------------------------------------------------------------------
