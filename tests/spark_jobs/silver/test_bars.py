@@ -207,3 +207,32 @@ def test_run_silver_bars_refuses_naive_or_empty_intervals(iso_settings: Settings
         run_silver_bars(datetime(2017, 10, 3), datetime(2017, 10, 4, tzinfo=UTC), iso_settings)
     with pytest.raises(DataValidationError, match="end"):
         run_silver_bars(datetime(2017, 10, 4, tzinfo=UTC), datetime(2017, 10, 4, tzinfo=UTC), iso_settings)
+
+
+@pytest.mark.spark
+def test_a_silver_table_from_before_flag_stale_is_upgraded_in_place(spark, iso_settings: Settings, tmp_path) -> None:
+    from dataclasses import replace
+
+    from pyspark.sql import functions as F
+
+    settings = settings_in(tmp_path, iso_settings)
+    rows = bronze_rows("ETH/USD", 144)  # real bars 2017-10-01 .. 2017-10-03
+    _bronze_df(spark, rows).write.format("delta").partitionBy("event_date").save(
+        bronze_spec(topics.MARKET_OHLCV).path(settings))
+    # silver.bars as an earlier release wrote it: no flag_stale column
+    old_spec = replace(SILVER_BARS, columns=tuple(c for c in SILVER_BARS.columns if c[0] != "flag_stale"))
+    old = build_bars(_bronze_df(spark, rows), timeframe_ms=TF, jump_threshold=12.0, max_flat_bars=6)
+    old.drop("flag_stale").where("open_time < TIMESTAMP '2017-10-02 00:00:00'").write.format("delta").partitionBy(
+        "bar_date").save(old_spec.path(settings))
+
+    result = run_silver_bars(datetime(2017, 10, 2, tzinfo=UTC), datetime(2017, 10, 3, tzinfo=UTC), settings)
+
+    assert result.inserted == 48
+    silver = spark.read.format("delta").load(SILVER_BARS.path(settings))
+    assert tuple(silver.columns) == SILVER_BARS.column_names
+    by_day = {r["bar_date"].isoformat(): (r["n"], r["unjudged"]) for r in silver.groupBy("bar_date").agg(
+        F.count("*").alias("n"), F.sum(F.col("flag_stale").isNull().cast("int")).alias("unjudged")).collect()}
+    assert by_day == {"2017-10-01": (48, 48), "2017-10-02": (48, 0)}  # old rows: NULL until re-run
+    rerun = run_silver_bars(datetime(2017, 10, 1, tzinfo=UTC), datetime(2017, 10, 2, tzinfo=UTC), settings)
+    assert (rerun.inserted, rerun.updated) == (0, 48)
+    assert spark.read.format("delta").load(SILVER_BARS.path(settings)).where("flag_stale IS NULL").count() == 0
