@@ -4,7 +4,8 @@ A candle is consistent when its prices are finite and positive, ``low <= open, c
 and its volume is finite and ``>= 0``. The producer's schema check, silver's flags and the
 trader's ``Bar`` all call :func:`candle_problems` (one candle) or :func:`candle_checks`
 (arrays of candles): the two evaluate the same rule body (:func:`_rule`) with scalar or
-vectorised ``isfinite``, so they cannot drift apart.
+vectorised ``isfinite``, so they cannot drift apart. :func:`check_candle` raises on the first
+problem, naming its field (:func:`problem_field`) and value.
 
 Two tiers:
 
