@@ -4,7 +4,8 @@ A candle is consistent when its prices are finite and positive, ``low <= open, c
 and its volume is finite and ``>= 0``. The producer's schema check, silver's flags and the
 trader's ``Bar`` all call :func:`candle_problems` (one candle) or :func:`candle_checks`
 (arrays of candles): the two evaluate the same rule body (:func:`_rule`) with scalar or
-vectorised ``isfinite``, so they cannot drift apart.
+vectorised ``isfinite``, so they cannot drift apart. :func:`check_candle` raises on the first
+problem, naming its field (:func:`problem_field`) and value.
 
 Two tiers:
 
@@ -16,17 +17,20 @@ Two tiers:
 A *stale* bar is one more flat bar (``open == high == low == close`` and ``volume == 0``) in a
 run that is already ``max_flat_bars`` long. The rule is causal (bar ``t`` is judged on bars up
 to ``t``), so a live feed and a batch over the same bars flag the same bars;
-:class:`StaleTracker` holds the run length of one series and :func:`stale_flags` runs it over
-an array.
+:class:`StaleTracker` holds the run length of one series (live: bar by bar) and :func:`stale_flags`
+applies the same rule to an array (batch).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from numbers import Real
 from typing import Any
 
 import numpy as np
+
+from cryptolake.errors import DataValidationError
 
 NON_FINITE_PRICE = "non_finite_price"
 NON_FINITE_VOLUME = "non_finite_volume"
@@ -67,14 +71,62 @@ def _rule(o: Any, h: Any, lo: Any, c: Any, v: Any, isfinite: Callable[[Any], Any
     )
 
 
-def _scalar_isfinite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
+#: Why a candle with each problem is refused, as the reason of a DataValidationError.
+PROBLEM_REASONS: dict[str, str] = {
+    NON_FINITE_PRICE: "must be a finite number",
+    NON_FINITE_VOLUME: "must be a finite number",
+    NON_POSITIVE_PRICE: "must be > 0",
+    HIGH_BELOW_LOW: "must be >= low",
+    OPEN_CLOSE_OUTSIDE_RANGE: "open and close must lie in [low, high]",
+    NEGATIVE_VOLUME: "must be >= 0",
+}
+_PRICES = ("open", "high", "low", "close")
+
+
+def _number(x: Any) -> float:
+    """``x`` as a float; anything that is not a real number (None, a string, a bool) becomes NaN."""
+    return float(x) if isinstance(x, Real) and not isinstance(x, bool) else math.nan
 
 
 def candle_problems(open_: float, high: float, low: float, close: float, volume: float) -> tuple[str, ...]:
     """The problems of one candle (empty when it is consistent), in :data:`CANDLE_PROBLEMS` order."""
-    hits = _rule(open_, high, low, close, volume, _scalar_isfinite)
+    o, h, lo, c, v = (_number(x) for x in (open_, high, low, close, volume))
+    hits = _rule(o, h, lo, c, v, math.isfinite)
     return tuple(name for name, hit in zip(CANDLE_PROBLEMS, hits, strict=True) if hit)
+
+
+def problem_field(
+    problem: str, open_: float, high: float, low: float, close: float, volume: float
+) -> tuple[str, float]:
+    """The field (and its value) a problem of this candle is reported on.
+
+    A price problem names the first offending price; a range problem names ``high`` when
+    ``high`` is below open or close, else ``low``.
+    """
+    prices = dict(zip(_PRICES, (open_, high, low, close), strict=True))
+    if problem == NON_FINITE_PRICE:
+        name = next(n for n, x in prices.items() if not math.isfinite(_number(x)))
+    elif problem == NON_POSITIVE_PRICE:
+        name = next(n for n, x in prices.items() if _number(x) <= 0)
+    elif problem == HIGH_BELOW_LOW:
+        name = "high"
+    elif problem == OPEN_CLOSE_OUTSIDE_RANGE:
+        name = "high" if _number(high) < max(_number(open_), _number(close)) else "low"
+    elif problem in (NON_FINITE_VOLUME, NEGATIVE_VOLUME):
+        return "volume", volume
+    else:
+        raise ValueError(f"unknown candle problem {problem!r}, expected one of {CANDLE_PROBLEMS}")
+    return name, prices[name]
+
+
+def check_candle(
+    open_: float, high: float, low: float, close: float, volume: float, *, tier: frozenset[str] | None = None
+) -> None:
+    """Raise :class:`DataValidationError` on the candle's first problem (of ``tier`` only, if given)."""
+    problems = [p for p in candle_problems(open_, high, low, close, volume) if tier is None or p in tier]
+    if problems:
+        name, value = problem_field(problems[0], open_, high, low, close, volume)
+        raise DataValidationError(name, value, f"{problems[0]}: {PROBLEM_REASONS[problems[0]]}")
 
 
 def candle_checks(
@@ -92,13 +144,18 @@ def is_flat(open_: Any, high: Any, low: Any, close: Any, volume: Any) -> Any:
 
 
 class StaleTracker:
-    """Run length of flat bars of one series; a bar beyond ``max_flat_bars`` in a run is stale."""
+    """Run length of flat bars of one series; a bar beyond ``max_flat_bars`` in a run is stale.
+
+    ``run`` is the length of the flat run the series is in (0 after a bar that is not flat), so a
+    tracker can resume where another stopped.
+    """
 
     __slots__ = ("max_flat_bars", "run")
 
     def __init__(self, max_flat_bars: int, run: int = 0) -> None:
-        if max_flat_bars < 1:
-            raise ValueError(f"max_flat_bars={max_flat_bars} must be >= 1")
+        _check_max_flat_bars(max_flat_bars)
+        if run < 0:
+            raise DataValidationError("run", run, "a run length must be >= 0")
         self.max_flat_bars = max_flat_bars
         self.run = run
 
@@ -108,7 +165,20 @@ class StaleTracker:
         return self.run > self.max_flat_bars
 
 
+def flat_run_lengths(flat: Any) -> np.ndarray:
+    """Length of the flat run each bar of one series ends (0 for a bar that is not flat)."""
+    flat = np.asarray(flat, dtype=bool)
+    idx = np.arange(len(flat))
+    last_not_flat = np.maximum.accumulate(np.where(flat, -1, idx))
+    return np.where(flat, idx - last_not_flat, 0)
+
+
 def stale_flags(flat: Any, max_flat_bars: int) -> np.ndarray:
-    """Stale flags of one series ordered by time (the :class:`StaleTracker` rule over an array)."""
-    tracker = StaleTracker(max_flat_bars)
-    return np.fromiter((tracker.update(bool(f)) for f in np.asarray(flat, dtype=bool)), dtype=bool)
+    """Stale flags of one series ordered by time: the :class:`StaleTracker` rule, vectorised."""
+    _check_max_flat_bars(max_flat_bars)
+    return np.asarray(flat_run_lengths(flat) > max_flat_bars, dtype=bool)
+
+
+def _check_max_flat_bars(max_flat_bars: int) -> None:
+    if isinstance(max_flat_bars, bool) or not isinstance(max_flat_bars, int) or max_flat_bars < 1:
+        raise DataValidationError("max_flat_bars", max_flat_bars, "must be an integer >= 1")

@@ -13,8 +13,10 @@ import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from cryptolake import topics
+from cryptolake.bars import MALFORMED, PROBLEM_REASONS, candle_problems, problem_field
 from cryptolake.errors import DataValidationError
 from cryptolake.ids import signal_id
 from cryptolake.types import TIMEFRAME_MS
@@ -59,7 +61,12 @@ def _finite(name: str, v: float) -> float:
 
 
 class OhlcvV1(Message):
-    """One candle. ``event_time`` = open time, ``available_time`` = close time."""
+    """One candle. ``event_time`` = open time, ``available_time`` = close time.
+
+    Prices and volume are checked with the one candle rule (:mod:`cryptolake.bars`): a malformed
+    candle (a non-finite number) is refused; an inconsistent one (high < low, ...) is a faithful
+    record of a bad print and passes, for silver to flag.
+    """
 
     TOPIC: ClassVar[str] = topics.MARKET_OHLCV
     exchange: str
@@ -70,11 +77,6 @@ class OhlcvV1(Message):
     low: float
     close: float
     volume: float
-
-    @field_validator("open", "high", "low", "close", "volume")
-    @classmethod
-    def _finite_numbers(cls, v: float) -> float:
-        return _finite("price/volume", v)
 
     @field_validator("exchange", "symbol")
     @classmethod
@@ -94,6 +96,19 @@ class OhlcvV1(Message):
     def _close_after_open(self) -> OhlcvV1:
         if self.available_time != self.event_time + TIMEFRAME_MS[self.timeframe]:
             raise ValueError("available_time must equal event_time + timeframe (the candle's close)")
+        return self
+
+    @model_validator(mode="after")
+    def _not_malformed(self) -> OhlcvV1:
+        ohlcv = (self.open, self.high, self.low, self.close, self.volume)
+        malformed = [p for p in candle_problems(*ohlcv) if p in MALFORMED]
+        if malformed:
+            name, value = problem_field(malformed[0], *ohlcv)
+            # A model-level error has no location: the field travels in the context (see error_detail).
+            raise PydanticCustomError(
+                "candle_malformed", "{problem}: {reason}",
+                {"field": name, "value": value, "problem": malformed[0], "reason": PROBLEM_REASONS[malformed[0]]},
+            )
         return self
 
     def key(self) -> str:
@@ -152,10 +167,19 @@ def validate(model: type[Message], payload: Any) -> Message:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err.get("loc", ())) or "payload"
-        value = err.get("input")
-        raise DataValidationError(field, value, err.get("msg", "invalid")) from exc
+        raise DataValidationError(*error_detail(exc.errors()[0])) from exc
+
+
+def error_detail(err: ErrorDetails) -> tuple[str, Any, str]:
+    """``(field, value, reason)`` of one pydantic error, for :class:`DataValidationError`.
+
+    A model-level check names its field in the error's context (pydantic gives it no location).
+    """
+    ctx = err.get("ctx") or {}
+    if "field" in ctx:
+        return str(ctx["field"]), ctx.get("value"), err.get("msg", "invalid")
+    field = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+    return field, err.get("input"), err.get("msg", "invalid")
 
 
 def validate_for_topic(topic: str, payload: Any) -> Message:

@@ -86,6 +86,18 @@ class MarketSettings(_Frozen):
     )
     timeframe: str = Field("30m", description="Bar timeframe of the embedded history")
     jump_threshold: float = Field(12.0, gt=0, description="Robust z-score beyond which a return is a jump")
+    # 6 bars = 3 h of 30m or 6 h of 1h bars without a single trade. A quiet venue's night has runs of
+    # 1-3 such bars (Bittrex ETH/USD: 85 runs of 1-3 hours), a frozen feed has runs of days (Bittrex:
+    # 25 and 1,469 hours). Silver's context (spark_jobs.silver.bars.CONTEXT_BARS = 50) bounds it.
+    max_flat_bars: int = Field(
+        6, ge=1, description="Flat (O=H=L=C), zero-volume bars a run may have; the bars after them are stale"
+    )
+    # 4 h = 8 missed 30m bars or 4 missed 1h bars: far beyond a venue's usual delay, well before a day
+    # of missing data would go unnoticed by a daily run.
+    max_series_age_s: float = Field(
+        4 * 3600.0, gt=0,
+        description="A series whose last bar closed longer than this before the interval's end is stale",
+    )
     corruption_drill: bool = Field(
         False,
         description="Corrupt 4 replayed candles in flight (SYNTHETIC: NaN close, high < low, a duplicate, a late "

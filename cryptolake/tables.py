@@ -111,6 +111,7 @@ BARS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("flag_negative_volume", "BOOLEAN"),
     ("flag_ohlc_range", "BOOLEAN"),
     ("flag_jump", "BOOLEAN"),
+    ("flag_stale", "BOOLEAN"),  # one more flat, zero-volume bar in a run already max_flat_bars long
     ("is_valid", "BOOLEAN"),
     ("flag_reasons", "STRING"),
     ("duplicates", "INT"),
@@ -144,6 +145,28 @@ def register(spec: TableSpec) -> TableSpec:
     """Add a spec to :data:`TABLES` (used by the modules that own gold/trading tables)."""
     TABLES[spec.name] = spec
     return spec
+
+
+SILVER_SERIES_STATUS = register(
+    TableSpec(
+        name="silver.series_status",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            ("timeframe", "STRING"),
+            ("as_of", "TIMESTAMP"),  # the end of the silver run's interval (its logical time)
+            ("last_open_time", "TIMESTAMP"),  # the series' last bar opening before as_of
+            ("last_close_time", "TIMESTAMP"),
+            ("age_s", "DOUBLE"),  # as_of - last_close_time
+            ("max_age_s", "DOUBLE"),  # settings.market.max_series_age_s when judged
+            ("last_bar_stale", "BOOLEAN"),  # the last bar is flag_stale: the feed is frozen
+            ("stale", "BOOLEAN"),
+            ("reason", "STRING"),  # comma-separated: last_bar_too_old, last_bar_stale
+        ),
+        keys=("exchange", "symbol", "timeframe", "as_of"),
+        description="Per series and as_of: how old its last bar is and whether the series is stale",
+    )
+)
 
 
 # --- gold ------------------------------------------------------------------------------

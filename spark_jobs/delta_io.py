@@ -50,11 +50,13 @@ def translate_spark_error(exc: BaseException, what: str) -> CryptolakeError:
 
 
 def ensure_table(spark: SparkSession, spec: TableSpec, settings: Settings | None = None) -> DeltaTable:
-    """The spec's Delta table, created empty if missing; raises if its columns are not the spec's.
+    """The spec's Delta table, created empty if missing, evolved if the spec added columns.
 
     A new table gets the spec's partitioning and description; a table with a raw ``payload``
     column keeps no min/max stats on payload/reason text (they cost CPU on every write and never
-    prune).
+    prune). An existing table that lacks columns the spec has added (and differs in nothing else)
+    gets them, at the spec's position, NULL in its existing rows (:func:`add_missing_columns`);
+    any other difference raises :class:`SchemaMismatchError` saying how to rebuild the table.
     """
     from delta.tables import DeltaTable
     from pyspark.sql.types import StructType
@@ -82,8 +84,34 @@ def ensure_table(spark: SparkSession, spec: TableSpec, settings: Settings | None
     except Exception as exc:  # py4j / Delta errors, translated at the boundary
         raise translate_spark_error(exc, f"create {spec.name} at {path}") from exc
     if actual != spec.column_names:
-        raise SchemaMismatchError(f"{spec.name} at {path} has columns {actual}, spec says {spec.column_names}")
+        add_missing_columns(spark, spec, actual, path)
+        table = DeltaTable.forPath(spark, path)
     return table
+
+
+def add_missing_columns(spark: SparkSession, spec: TableSpec, actual: tuple[str, ...], path: str) -> list[str]:
+    """Delta schema evolution: add the spec's columns a table lacks (``ALTER TABLE ... ADD COLUMNS``).
+
+    Only when the table's columns are the spec's minus some, in the spec's order; returns the
+    columns added. A renamed, dropped or reordered column cannot be evolved into place: that raises.
+    """
+    missing = [c for c in spec.column_names if c not in actual]
+    if tuple(c for c in spec.column_names if c in actual) != actual:
+        raise SchemaMismatchError(
+            f"{spec.name} at {path} has columns {actual}, spec says {spec.column_names}: only new columns are "
+            f"added automatically; rebuild the table (delete {path} and re-run the job that writes {spec.name}, "
+            "e.g. `make main` for the market tables)"
+        )
+    types = dict(spec.columns)
+    for column in missing:
+        i = spec.column_names.index(column)
+        position = "FIRST" if i == 0 else f"AFTER {spec.column_names[i - 1]}"
+        try:
+            spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({column} {types[column]} {position})")
+        except Exception as exc:  # py4j / Delta errors, translated at the boundary
+            raise translate_spark_error(exc, f"add column {column} to {spec.name} at {path}") from exc
+    log.info("delta.table_evolved", extra={"table": spec.name, "path": path, "added": missing})
+    return missing
 
 
 def table_exists(spark: SparkSession, spec: TableSpec, settings: Settings | None = None) -> bool:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from cryptolake.bars import check_candle
 from cryptolake.errors import DataValidationError
 from cryptolake.types import TIMEFRAME_MS, Side
 
@@ -141,13 +142,7 @@ class Bar:
         _utc("close_time", self.close_time)
         if self.close_time - self.open_time != timeframe_delta(self.timeframe):
             raise DataValidationError("close_time", self.close_time, f"must be open_time + {self.timeframe}")
-        for name in ("open", "high", "low", "close"):
-            _finite(name, getattr(self, name), positive=True)
-        _finite("volume", self.volume, non_negative=True)
-        if self.high < max(self.open, self.close, self.low):
-            raise DataValidationError("high", self.high, "must be >= open, close and low")
-        if self.low > min(self.open, self.close):
-            raise DataValidationError("low", self.low, "must be <= open and close")
+        check_candle(self.open, self.high, self.low, self.close, self.volume)  # the one candle rule
 
     @property
     def instrument_key(self) -> str:

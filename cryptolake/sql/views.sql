@@ -39,6 +39,7 @@ SELECT
     count(*) FILTER (WHERE flag_negative_volume) AS negative_volume_flags,
     count(*) FILTER (WHERE flag_ohlc_range) AS ohlc_range_flags,
     count(*) FILTER (WHERE flag_jump) AS jump_flags,
+    count(*) FILTER (WHERE flag_stale) AS stale_flags,
     coalesce(sum(missing_bars_before), 0) AS missing_bars
 FROM silver_bars
 GROUP BY ALL;

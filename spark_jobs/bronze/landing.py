@@ -28,7 +28,7 @@ from cryptolake import topics
 from cryptolake.bus import bootstrap_servers
 from cryptolake.errors import DataValidationError
 from cryptolake.logs import get_logger
-from cryptolake.schemas import SCHEMAS, Message
+from cryptolake.schemas import SCHEMAS, Message, error_detail
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import bronze_spec, dead_letter_spec
 from spark_jobs.delta_io import ensure_table, translate_spark_error
@@ -77,10 +77,8 @@ def check_payload(raw: str | None, model: type[Message] | None) -> CheckResult:
         try:
             msg = model.model_validate_json(raw)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err.get("loc", ())) or "payload"
-            reason = str(DataValidationError(field, _short(err.get("input")), err.get("msg", "invalid")))
-            return reason, None, None, None
+            field, value, why = error_detail(exc.errors()[0])
+            return str(DataValidationError(field, _short(value), why)), None, None, None
         return None, msg.event_time, msg.available_time, msg.ingest_time
     try:
         obj = json.loads(raw)

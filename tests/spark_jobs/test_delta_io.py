@@ -109,3 +109,28 @@ def test_ensure_table_creates_checks_and_merge_is_idempotent(spark, lake_setting
     other = TableSpec(name=SPEC.name, columns=(("k", "STRING"), ("w", "DOUBLE")), keys=("k",))
     with pytest.raises(SchemaMismatchError, match="spec says"):
         ensure_table(spark, other, lake_settings)
+
+
+@pytest.mark.spark
+def test_ensure_table_adds_a_new_spec_column_in_place(spark, lake_settings) -> None:
+    from datetime import date
+
+    # SYNTHETIC: a table written before the spec gained column "w" between "d" and "v"
+    old = TableSpec(name="ops.delta_io_evolve", columns=(("k", "STRING"), ("d", "DATE"), ("v", "DOUBLE")),
+                    keys=("k",), partition_by=("d",))
+    new = TableSpec(name=old.name, columns=(("k", "STRING"), ("d", "DATE"), ("w", "BOOLEAN"), ("v", "DOUBLE")),
+                    keys=("k",), partition_by=("d",))
+    rows = spark.createDataFrame([("a", date(2024, 1, 1), 1.0)], "k STRING, d DATE, v DOUBLE")
+    merge_rows(spark, rows, old, target_filter="true", settings=lake_settings)
+
+    table = ensure_table(spark, new, lake_settings)
+    assert tuple(f.name for f in table.toDF().schema.fields) == new.column_names
+    assert [tuple(r) for r in table.toDF().collect()] == [("a", date(2024, 1, 1), None, 1.0)]
+    fresh = spark.createDataFrame([("a", date(2024, 1, 1), True, 1.0), ("b", date(2024, 1, 1), False, 2.0)],
+                                  new.ddl)
+    metrics = merge_rows(spark, fresh, new, target_filter="true", settings=lake_settings)
+    assert (metrics["inserted"], metrics["updated"]) == (1, 1)  # NULL -> True counts as a change
+
+    renamed = TableSpec(name=old.name, columns=(("k", "STRING"), ("d", "DATE"), ("x", "DOUBLE")), keys=("k",))
+    with pytest.raises(SchemaMismatchError, match="rebuild the table"):
+        ensure_table(spark, renamed, lake_settings)

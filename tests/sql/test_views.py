@@ -47,10 +47,12 @@ def test_bar_and_signal_views_over_real_bars_and_synthetic_signals(hand_lake):
     bars = gym_bars("BTC", rows=96)  # two real days of 30m candles, 2017-10-01 and -02
     bars = bars.assign(
         ingest_time=bars["close_time"], gap_before=False, missing_bars_before=0, flag_high_low=False,
-        flag_negative_volume=False, flag_ohlc_range=False, flag_jump=False, is_valid=True, flag_reasons="",
+        flag_negative_volume=False, flag_ohlc_range=False, flag_jump=False, flag_stale=False, is_valid=True,
+        flag_reasons="",
         duplicates=0, bar_date=bars["open_time"].dt.date,
     )
     bars.loc[5, ["is_valid", "flag_jump"]] = [False, True]
+    bars.loc[[60, 61], ["is_valid", "flag_stale", "flag_reasons"]] = [False, True, "stale"]  # SYNTHETIC flags
     write_table(SILVER_BARS, bars, hand_lake)
     # SYNTHETIC signals: two scores for BTC 00:00/00:30 from model m1 (directions 1, 1).
     signals = pd.DataFrame({
@@ -71,8 +73,9 @@ def test_bar_and_signal_views_over_real_bars_and_synthetic_signals(hand_lake):
     assert daily.loc[0, "open"] == first["open"].iloc[0] and daily.loc[0, "close"] == first["close"].iloc[-1]
     assert daily.loc[0, "high"] == first["high"].max() and daily.loc[0, "low"] == first["low"].min()
     assert daily.loc[0, "volume"] == pytest.approx(first["volume"].sum())
-    assert daily["flagged_bars"].tolist() == [1, 0]
-    assert con.execute("SELECT jump_flags, invalid_bars FROM bar_quality").fetchall() == [(1, 1)]
+    assert daily["flagged_bars"].tolist() == [1, 2]
+    quality = con.execute("SELECT jump_flags, stale_flags, invalid_bars FROM bar_quality").fetchall()
+    assert quality == [(1, 2, 3)]
     latest = con.execute("SELECT bar_time, probability FROM latest_signals").fetchall()
     assert [(t.isoformat(), p) for t, p in latest] == [((T0 + BAR).isoformat(), 0.6)]
     # Hand-made labels: BTC 00:00 went up (+0.01), 00:30 went down (-0.02) -> one hit of two.

@@ -43,3 +43,15 @@ def test_intent_validation() -> None:
 def test_round_qty_floors_to_lot_without_float_noise() -> None:
     assert round_qty(0.3, 1) == 0.3
     assert round_qty(1.23456789, 4) == 1.2345
+
+
+def test_bar_applies_the_one_candle_rule_and_names_the_first_problem() -> None:
+    # SYNTHETIC candles: each refused on the field cryptolake.bars names
+    close = T + timedelta(minutes=30)
+    cases = [((1, 2, 1, float("nan"), 0), "close"), ((1, 2, 1, 1, -1), "volume"), ((1, 2, 3, 1, 0), "high"),
+             ((0, 2, 1, 1, 0), "open"), ((1, 2, 1.5, 1.8, 0), "low")]
+    for (o, h, lo, c, v), field in cases:
+        with pytest.raises(DataValidationError) as info:
+            Bar("x", "BTC/USD", "30m", T, close, o, h, lo, c, v)
+        assert info.value.field == field
+    assert Bar("x", "BTC/USD", "30m", T, close, 1, 1, 1, 1, 0).volume == 0  # flat is consistent

@@ -33,6 +33,13 @@ def test_valid_candle_passes_and_yields_its_three_times():
                                                           1_700_000_100_500)
 
 
+def test_malformed_candle_names_the_field_the_candle_rule_found():
+    # SYNTHETIC: a NaN volume is malformed (cryptolake.bars.MALFORMED); high < low only inconsistent
+    assert reason_of(json.dumps({**CANDLE, "volume": float("nan")}), OhlcvV1) == (
+        "invalid volume=nan: non_finite_volume: must be a finite number")
+    assert check_payload(json.dumps({**CANDLE, "high": 0.4}), OhlcvV1)[0] is None
+
+
 def test_schema_failure_names_field_and_value():
     bad = {**CANDLE, "timeframe": "7m"}
     _, *times = check_payload(json.dumps(bad), OhlcvV1)

@@ -57,7 +57,7 @@ def _bars(open_times: pd.Series, symbol: str, exchange: str, with_prices: pd.Dat
     for c in ("open", "high", "low", "close", "volume"):
         out[c] = with_prices[c].to_numpy() if with_prices is not None else np.nan
     out["ingest_time"] = pd.Timestamp(CLOCK())
-    for c in ("gap_before", "flag_high_low", "flag_negative_volume", "flag_ohlc_range", "flag_jump"):
+    for c in ("gap_before", "flag_high_low", "flag_negative_volume", "flag_ohlc_range", "flag_jump", "flag_stale"):
         out[c] = False
     out["missing_bars_before"], out["is_valid"], out["flag_reasons"], out["duplicates"] = 0, True, "", 0
     out["bar_date"] = out["open_time"].dt.date

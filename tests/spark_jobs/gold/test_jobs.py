@@ -35,7 +35,7 @@ def _silver_pdf() -> pd.DataFrame:
     bars["ingest_time"] = bars["close_time"]
     bars["gap_before"] = False
     bars["missing_bars_before"] = 0
-    for c in ("flag_high_low", "flag_negative_volume", "flag_ohlc_range", "flag_jump"):
+    for c in ("flag_high_low", "flag_negative_volume", "flag_ohlc_range", "flag_jump", "flag_stale"):
         bars[c] = False
     bars.loc[~bars["is_valid"], "flag_jump"] = True
     bars["flag_reasons"] = np.where(bars["is_valid"], "", "price_jump")

@@ -18,10 +18,13 @@ from cryptolake.settings import Settings
 from cryptolake.tables import SILVER_BARS, bronze_spec
 from cryptolake.types import TIMEFRAME_MS
 from spark_jobs.silver.bars import (
+    CONTEXT_BARS,
     FLAG_REASONS,
     JUMP_MIN_PERIODS,
     build_bars,
+    check_max_flat_bars,
     flag_jumps,
+    flag_series,
     run_silver_bars,
 )
 from tests.conftest import settings_in
@@ -49,6 +52,47 @@ def test_flag_jumps_keeps_a_level_shift_flagged_once() -> None:
     close = silver_bars_pdf("LTC/USD", 120)["close"].to_numpy().copy()
     close[100:] *= 1.3  # a real-looking crash/pump: one jump, then the new level is normal
     assert list(np.flatnonzero(flag_jumps(close, 12.0))) == [100]
+
+
+def test_flag_series_maps_the_candle_rule_onto_the_flag_columns() -> None:
+    bars = silver_bars_pdf("BTC/USD", 120).drop(columns="is_valid")
+    lo, hi = bars.at[20, "low"], bars.at[20, "high"]
+    bars.loc[20, ["high", "low"]] = [lo, hi]  # synthetic: high < low (open and close now outside too)
+    bars.loc[30, "volume"] = np.nan  # synthetic: malformed volume (the producer would refuse it)
+    bars.loc[40, "close"] = 0.0  # synthetic: non-positive price
+    bars.loc[50, "open"] = np.inf  # synthetic: malformed price
+    bars.loc[60, "open"] = bars.at[60, "high"] * 1.001  # synthetic: open above high
+    bars.loc[70, "volume"] = -2.0  # synthetic: negative volume
+    price = bars.at[79, "close"]
+    bars.loc[80:90, ["open", "high", "low", "close", "volume"]] = [price, price, price, price, 0.0]  # frozen
+    shuffled = bars.sample(frac=1.0, random_state=3)
+
+    out = flag_series(shuffled, jump_threshold=12.0, max_flat_bars=6)
+
+    assert out["open_time"].tolist() == bars["open_time"].tolist()
+    reasons = out["flag_reasons"].tolist()
+    assert reasons[20] == "high_below_low,open_close_outside_range"
+    assert out.loc[20, ["flag_high_low", "flag_ohlc_range"]].tolist() == [True, True]
+    assert reasons[30] == "non_finite_volume" and out.at[30, "flag_negative_volume"]
+    assert reasons[40] == "non_positive_price" and out.at[40, "flag_ohlc_range"]
+    assert reasons[50] == "non_finite_price" and out.at[50, "flag_ohlc_range"]
+    assert reasons[60] == "open_close_outside_range"
+    assert reasons[70] == "negative_volume"
+    # a run of 11 flat bars, 6 allowed: its 7th..11th bars are stale
+    assert np.flatnonzero(out["flag_stale"]).tolist() == [86, 87, 88, 89, 90]
+    assert set(reasons[86:91]) == {"stale"}
+    invalid = np.flatnonzero(~out["is_valid"]).tolist()
+    assert invalid == [20, 30, 40, 50, 60, 70, 86, 87, 88, 89, 90]
+    assert all(r == "" for i, r in enumerate(reasons) if i not in invalid)
+    assert tuple(c for c in FLAG_REASONS if c in out.columns) == tuple(FLAG_REASONS)
+
+
+def test_max_flat_bars_is_bounded_by_the_context_silver_reads() -> None:
+    check_max_flat_bars(1)
+    check_max_flat_bars(CONTEXT_BARS)
+    for bad in (0, CONTEXT_BARS + 1, 6.0, True):
+        with pytest.raises(DataValidationError, match=r"market\.max_flat_bars"):
+            check_max_flat_bars(bad)  # type: ignore[arg-type]
 
 
 # --- Spark -----------------------------------------------------------------------------------
@@ -84,7 +128,7 @@ def test_corrupted_candles_are_flagged_counted_and_nothing_valid_is_lost(spark) 
     del rows[200]  # a missing bar: must be reported on the next one, never invented
     random.Random(3).shuffle(rows)  # out-of-order arrival
 
-    bars = build_bars(_bronze_df(spark, rows), timeframe_ms=TF, jump_threshold=12.0).toPandas()
+    bars = build_bars(_bronze_df(spark, rows), timeframe_ms=TF, jump_threshold=12.0, max_flat_bars=6).toPandas()
     bars = bars.sort_values("open_time").reset_index(drop=True).set_index("open_time")
 
     assert len(bars) == 299
@@ -114,10 +158,10 @@ def test_build_bars_keeps_only_the_requested_timeframe(spark) -> None:
     payload.update(timeframe="1h", available_time=payload["event_time"] + TIMEFRAME_MS["1h"])
     rows.append(bronze_row(payload, offset=99))
     df = _bronze_df(spark, rows)
-    assert build_bars(df, timeframe_ms=TF, jump_threshold=12.0).count() == 30
-    assert build_bars(df, timeframe_ms=TIMEFRAME_MS["1h"], jump_threshold=12.0).count() == 1
+    assert build_bars(df, timeframe_ms=TF, jump_threshold=12.0, max_flat_bars=6).count() == 30
+    assert build_bars(df, timeframe_ms=TIMEFRAME_MS["1h"], jump_threshold=12.0, max_flat_bars=6).count() == 1
     with pytest.raises(DataValidationError, match="jump_threshold"):
-        build_bars(df, timeframe_ms=TF, jump_threshold=0.0)
+        build_bars(df, timeframe_ms=TF, jump_threshold=0.0, max_flat_bars=6)
 
 
 @pytest.mark.spark
@@ -140,7 +184,7 @@ def test_run_silver_bars_merges_an_interval_idempotently(spark, iso_settings: Se
     assert second.gaps == 1 and second.missing_bars == 1
     assert second.duplicates == 1
     assert second.flagged == {"high_below_low": 0, "negative_volume": 1, "open_close_outside_range": 0,
-                              "price_jump": 0}
+                              "price_jump": 0, "stale": 0}
     assert (second.invalid, second.valid) == (1, second.rows - 1)
     assert set(second.flagged) == set(FLAG_REASONS.values())
     assert second.per_series == {"gymcrypto:BTC/USD:30m": 95, "gymcrypto:ETH/USD:30m": 96}
@@ -163,3 +207,32 @@ def test_run_silver_bars_refuses_naive_or_empty_intervals(iso_settings: Settings
         run_silver_bars(datetime(2017, 10, 3), datetime(2017, 10, 4, tzinfo=UTC), iso_settings)
     with pytest.raises(DataValidationError, match="end"):
         run_silver_bars(datetime(2017, 10, 4, tzinfo=UTC), datetime(2017, 10, 4, tzinfo=UTC), iso_settings)
+
+
+@pytest.mark.spark
+def test_a_silver_table_from_before_flag_stale_is_upgraded_in_place(spark, iso_settings: Settings, tmp_path) -> None:
+    from dataclasses import replace
+
+    from pyspark.sql import functions as F
+
+    settings = settings_in(tmp_path, iso_settings)
+    rows = bronze_rows("ETH/USD", 144)  # real bars 2017-10-01 .. 2017-10-03
+    _bronze_df(spark, rows).write.format("delta").partitionBy("event_date").save(
+        bronze_spec(topics.MARKET_OHLCV).path(settings))
+    # silver.bars as an earlier release wrote it: no flag_stale column
+    old_spec = replace(SILVER_BARS, columns=tuple(c for c in SILVER_BARS.columns if c[0] != "flag_stale"))
+    old = build_bars(_bronze_df(spark, rows), timeframe_ms=TF, jump_threshold=12.0, max_flat_bars=6)
+    old.drop("flag_stale").where("open_time < TIMESTAMP '2017-10-02 00:00:00'").write.format("delta").partitionBy(
+        "bar_date").save(old_spec.path(settings))
+
+    result = run_silver_bars(datetime(2017, 10, 2, tzinfo=UTC), datetime(2017, 10, 3, tzinfo=UTC), settings)
+
+    assert result.inserted == 48
+    silver = spark.read.format("delta").load(SILVER_BARS.path(settings))
+    assert tuple(silver.columns) == SILVER_BARS.column_names
+    by_day = {r["bar_date"].isoformat(): (r["n"], r["unjudged"]) for r in silver.groupBy("bar_date").agg(
+        F.count("*").alias("n"), F.sum(F.col("flag_stale").isNull().cast("int")).alias("unjudged")).collect()}
+    assert by_day == {"2017-10-01": (48, 48), "2017-10-02": (48, 0)}  # old rows: NULL until re-run
+    rerun = run_silver_bars(datetime(2017, 10, 1, tzinfo=UTC), datetime(2017, 10, 2, tzinfo=UTC), settings)
+    assert (rerun.inserted, rerun.updated) == (0, 48)
+    assert spark.read.format("delta").load(SILVER_BARS.path(settings)).where("flag_stale IS NULL").count() == 0
