@@ -96,8 +96,11 @@ def test_market_pipeline_backfill_then_three_days_on_schedule(drill_settings, da
     for day in DAYS:
         before = _day_counts(settings, day)
         assert before["silver_bars"][0] == before["gold_features"][0] == 0
-        run = dagbag.dags["market_pipeline"].test(logical_date=day)  # no params: the DAG's own data interval
+        # no interval params: the DAG's own @daily data interval (dag.test keeps the last conf, so reset it)
+        run = dagbag.dags["market_pipeline"].test(logical_date=day,
+                                                  run_conf={"interval_start": None, "interval_end": None})
         assert str(run.state) == "success"
+        assert (run.data_interval_start, run.data_interval_end) == (day, day + timedelta(days=1))
         after = _day_counts(settings, day)
         for view in ("silver_bars", "gold_features"):
             added = after[view][1] - before[view][1]
