@@ -118,11 +118,33 @@ def _count(con: Any, view: str, where: str, params: dict[str, Any]) -> int:
     return int(con.execute(f"SELECT count(*) FROM {view} WHERE {where}", params).fetchone()[0])
 
 
+def quality_counts(settings: Settings, start: str, end: str) -> dict[str, Any]:
+    """Gaps, missing bars, invalid bars and each flag of this exchange's silver bars in ``[start, end)``.
+
+    From the lake, not from the silver task's counters: the lake may hold other venues' bars.
+    """
+    from cryptolake import duck
+    from spark_jobs.silver.bars import FLAG_REASONS
+
+    flags = ", ".join(f"count(*) FILTER (WHERE {c})" for c in FLAG_REASONS)
+    sql = (f"SELECT count(*) FILTER (WHERE gap_before), coalesce(sum(missing_bars_before), 0), "
+           f"count(*) FILTER (WHERE NOT is_valid), {flags} FROM silver_bars WHERE exchange = $exchange "
+           "AND open_time >= $start::TIMESTAMPTZ AND open_time < $end::TIMESTAMPTZ")
+    con = duck.connect(settings)
+    try:
+        row = con.execute(sql, {"exchange": settings.market.exchange, "start": start, "end": end}).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    gaps, missing, invalid, *counts = (int(v) for v in row)
+    return {"gaps": gaps, "missing_bars": missing, "invalid_bars": invalid,
+            "flagged": dict(zip(FLAG_REASONS.values(), counts, strict=True))}
+
+
 def build_summary(results: dict[str, dict[str, Any]], settings: Settings, start: str, end: str) -> dict[str, Any]:
     """Everything the main job reports, from the lake and the task results."""
     ingest, train, trade = results["ingest"], results["train"], results["trade"]
     recon = reconcile(settings, start, end, int(ingest["candles_in_interval"]))
-    silver = results["silver"]
     return {
         "interval": {"start": start, "end": end},
         "exchange": settings.market.exchange,
@@ -133,10 +155,7 @@ def build_summary(results: dict[str, dict[str, Any]], settings: Settings, start:
             "producer_dead_letters": recon["producer_dead_letters"],
             "landing_quarantined": recon["landing_quarantined"],
             "duplicates": recon["duplicates"],
-            "gaps": silver.get("gaps", 0),
-            "missing_bars": silver.get("missing_bars", 0),
-            "flagged": silver.get("flagged", {}),
-            "invalid_bars": silver.get("invalid", 0),
+            **quality_counts(settings, start, end),
         },
         "model": {
             "model_version": train["model_version"],

@@ -6,6 +6,7 @@ those the main job's summary (:mod:`pipeline.report`) reads from the recorded JS
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
@@ -92,6 +93,19 @@ class TradeResult:
     check: TradeCheck
     exported: dict[str, int]
     report_path: str
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (XCom is strict JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return finite(value.item())
+    return value
 
 
 def as_record(obj: Any) -> dict[str, Any]:

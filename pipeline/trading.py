@@ -19,7 +19,7 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings
 from pipeline.backtest import trading_bars, trading_signals
 from pipeline.interval import Interval, run_dir
-from pipeline.results import ScoreResult, TradeCheck, TradeResult
+from pipeline.results import ScoreResult, TradeCheck, TradeResult, finite
 from trader.backtest import run_backtest
 from trader.build import warmup_for
 from trader.config import TraderConfig, TraderSettings
@@ -102,9 +102,9 @@ def trade(interval: Interval, settings: Settings, scored: ScoreResult) -> TradeR
     return TradeResult(
         run_id=live.run_id, account=account_id,
         continued_from=account.as_of.isoformat() if account is not None else None,
-        account_as_of=interval.end.isoformat(), metrics=live.metrics,
-        stats={k: v for k, v in live.stats.items() if isinstance(v, int | float | str)},
-        by_symbol=[{str(k): v for k, v in row.items()} for row in live.by_symbol.to_dict(orient="records")],
+        account_as_of=interval.end.isoformat(), metrics=finite(live.metrics),
+        stats=finite({k: v for k, v in live.stats.items() if isinstance(v, int | float | str)}),
+        by_symbol=finite(live.by_symbol.to_dict(orient="records")),
         check=TradeCheck(len(live.fills), len(backtest.fills), identical, str(in_window.open_time.min()),
                          str(until), int(live.stats.get("skipped_bars", 0))),
         exported=exported, report_path=str(report),

@@ -18,7 +18,7 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings
 from models.registry import ModelRegistry, RegistryEntry
 from pipeline.interval import Interval
-from pipeline.results import TrainResult
+from pipeline.results import TrainResult, finite
 
 log = get_logger(__name__)
 
@@ -46,7 +46,7 @@ def _result(entry: RegistryEntry, *, retrained: bool, reason: str, lookback_star
         model_version=entry.version, retrained=retrained, reason=reason, trained_at=entry.trained_at.isoformat(),
         oos_start=entry.oos_start.isoformat(), lookback_start=lookback_start.isoformat(), rows=rows,
         samples=dict(meta.get("samples", {})), segments={k: list(v) for k, v in meta.get("segments", {}).items()},
-        metrics=dict(meta.get("metrics", {})), calibration=list(meta.get("calibration", [])),
+        metrics=finite(dict(meta.get("metrics", {}))), calibration=finite(list(meta.get("calibration", []))),
         table_versions=dict(meta.get("table_versions", {})),
     )
 

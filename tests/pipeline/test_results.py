@@ -27,3 +27,13 @@ def test_results_record_as_plain_json() -> None:
     assert as_record(TradeCheck(3, 3, True, None, None))["identical"] is True
     with pytest.raises(TypeError, match="str"):
         as_record("no")
+
+
+def test_non_finite_numbers_become_none_for_xcom() -> None:
+    import numpy as np
+
+    from pipeline.results import finite
+
+    got = finite({"sharpe": float("nan"), "calmar": float("inf"), "n": np.int64(3), "rows": [{"x": np.float64(1.5)}]})
+    assert got == {"sharpe": None, "calmar": None, "n": 3, "rows": [{"x": 1.5}]}
+    assert json.dumps(got)
