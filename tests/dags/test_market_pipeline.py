@@ -130,7 +130,7 @@ def test_market_pipeline_backfill_then_three_days_on_schedule(drill_settings, da
 
     store = TradeStore(TraderSettings().resolved_store_url(settings))
     account = f"{settings.pipeline.account}@{trader_config(settings).exchange}"
-    assert [t for t in store.account_times(account) if t >= DAYS[0]] == [d + timedelta(days=1) for d in DAYS]
+    assert [t for t in store.account_times(account) if t > DAYS[0]] == [d + timedelta(days=1) for d in DAYS]
     for prev, cur in itertools.pairwise(results):
         assert cur["trade"]["continued_from"] == prev["trade"]["account_as_of"]
         assert cur["trade"]["metrics"]["initial_cash"] == pytest.approx(prev["trade"]["metrics"]["final_equity"])
