@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from cli.options import parse_time
 from cryptolake.settings import DEFAULT_SHARED_DATA
 
 if TYPE_CHECKING:
@@ -24,17 +25,6 @@ DATASETS: dict[str, str] = {
     "raphtory": "chain/raphtory transactions (native transfers) -> chain.transfers",
     "etherscan": "chain/etherscan_daily chart exports -> chain.daily_stats",
 }
-
-
-def parse_time(value: str | None, name: str) -> datetime | None:
-    """ISO 8601 -> UTC-aware datetime (a date or naive time is read as UTC); None stays None."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise typer.BadParameter(f"--{name} {value!r}: not an ISO 8601 time ({exc})") from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def connectors_for(dataset: str, data: Path, since: datetime | None, until: datetime | None) -> list[Connector]:

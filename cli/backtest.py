@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import typer
 
+from cli.options import parse_time
 from cryptolake.errors import CryptolakeError
-
-
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{name}={value!r} is not an ISO date or time") from exc
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
@@ -74,7 +64,7 @@ def backtest(
         with Progress(TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
                       TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task("events", total=None)
-            run = run_lake_backtest(config, start=_when(start, "start"), end=_when(end, "end"),
+            run = run_lake_backtest(config, start=parse_time(start, "start"), end=parse_time(end, "end"),
                                     model_version=model_version, settings=settings,
                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (CryptolakeError, ValueError) as exc:

@@ -24,6 +24,7 @@ from cryptolake.types import TIMEFRAME_MS, Side
 __all__ = [
     "AccountState",
     "Bar",
+    "Candle",
     "Fill",
     "HasInstrument",
     "Instrument",
@@ -123,8 +124,8 @@ class Instrument:
 
 
 @dataclass(frozen=True, slots=True)
-class Bar:
-    """One closed candle. Known (available) at ``close_time``."""
+class Candle:
+    """The fields of one candle as received, before any rule is applied (see :class:`Bar`)."""
 
     exchange: str
     symbol: str
@@ -137,13 +138,6 @@ class Bar:
     close: float
     volume: float
 
-    def __post_init__(self) -> None:
-        _utc("open_time", self.open_time)
-        _utc("close_time", self.close_time)
-        if self.close_time - self.open_time != timeframe_delta(self.timeframe):
-            raise DataValidationError("close_time", self.close_time, f"must be open_time + {self.timeframe}")
-        check_candle(self.open, self.high, self.low, self.close, self.volume)  # the one candle rule
-
     @property
     def instrument_key(self) -> str:
         return f"{self.exchange}:{self.symbol}"
@@ -151,6 +145,18 @@ class Bar:
     @property
     def available_time(self) -> datetime:
         return self.close_time
+
+
+@dataclass(frozen=True, slots=True)
+class Bar(Candle):
+    """One closed candle that keeps the candle rule. Known (available) at ``close_time``."""
+
+    def __post_init__(self) -> None:
+        _utc("open_time", self.open_time)
+        _utc("close_time", self.close_time)
+        if self.close_time - self.open_time != timeframe_delta(self.timeframe):
+            raise DataValidationError("close_time", self.close_time, f"must be open_time + {self.timeframe}")
+        check_candle(self.open, self.high, self.low, self.close, self.volume)  # the one candle rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,22 +249,25 @@ class OrderIntent:
                    qty, None, reduce_only, None, tag)
 
     @classmethod
-    def limit(
-        cls, client_id: str, instrument: HasInstrument, side: Side, qty: float, price: float, *,
-        reduce_only: bool = False, oco_group: str | None = None, tag: str = "",
-    ) -> OrderIntent:
-        """A limit order at ``price`` (a take-profit when it sells above the market)."""
-        return cls(IntentAction.SUBMIT, client_id, instrument.exchange, instrument.symbol, side, OrderType.LIMIT,
-                   qty, price, reduce_only, oco_group, tag)
+    def limit(cls, client_id: str, instrument: HasInstrument, side: Side, qty: float, price: float,
+              **resting: Any) -> OrderIntent:
+        """A limit order at ``price`` (a take-profit when it sells above the market); ``resting``:
+        ``reduce_only``, ``oco_group``, ``tag``."""
+        return cls._resting(OrderType.LIMIT, client_id, instrument, side, qty, price, **resting)
 
     @classmethod
-    def stop(
-        cls, client_id: str, instrument: HasInstrument, side: Side, qty: float, trigger: float, *,
+    def stop(cls, client_id: str, instrument: HasInstrument, side: Side, qty: float, trigger: float,
+             **resting: Any) -> OrderIntent:
+        """A stop (market once ``trigger`` trades): a stop-loss when it sells below the market."""
+        return cls._resting(OrderType.STOP, client_id, instrument, side, qty, trigger, **resting)
+
+    @classmethod
+    def _resting(
+        cls, kind: OrderType, client_id: str, instrument: HasInstrument, side: Side, qty: float, price: float, *,
         reduce_only: bool = False, oco_group: str | None = None, tag: str = "",
     ) -> OrderIntent:
-        """A stop (market once ``trigger`` trades): a stop-loss when it sells below the market."""
-        return cls(IntentAction.SUBMIT, client_id, instrument.exchange, instrument.symbol, side, OrderType.STOP,
-                   qty, trigger, reduce_only, oco_group, tag)
+        return cls(IntentAction.SUBMIT, client_id, instrument.exchange, instrument.symbol, side, kind, qty, price,
+                   reduce_only, oco_group, tag)
 
     @classmethod
     def cancel(cls, order: Order) -> OrderIntent:

@@ -17,33 +17,9 @@ from cryptolake.settings import get_settings
 from cryptolake.tables import SILVER_BARS
 from tests.conftest import settings_in
 from tests.models.lake_fixture import gym_bars, write_table
+from tests.trader.test_registry import USER_STRATEGY
 
 ROOT = Path(__file__).resolve().parents[2]
-USER = '''
-from trader.domain import OrderIntent, Side
-from trader.strategy import Strategy, StrategyConfig
-
-
-class EveryNConfig(StrategyConfig):
-    n: int = 20
-
-
-class EveryN(Strategy):
-    """SYNTHETIC: buy on every n-th bar while flat, sell on the next n-th."""
-
-    Config = EveryNConfig
-    default_name = "everyn"
-
-    def on_bar(self, bar, ctx):
-        self.count = getattr(self, "count", 0) + 1
-        if self.count % self.config.n:
-            return []
-        pos = ctx.position(bar.instrument_key)
-        if pos.is_flat:
-            return [OrderIntent.market(self.next_id("buy"), bar, Side.BUY, ctx.entry_qty(bar.instrument_key, 0.4))]
-        return [OrderIntent.market(self.next_id("sell"), bar, Side.SELL, pos.qty, reduce_only=True)]
-'''
-
 _DEFAULTS = {"BOOLEAN": False, "INT": 0, "BIGINT": 0, "STRING": "", "DOUBLE": 0.0}
 
 
@@ -94,15 +70,18 @@ def test_the_example_sma_cross_runs_over_the_lake_and_writes_a_report(bars_lake)
 
 
 def test_a_users_strategy_file_runs_the_same_way(bars_lake, tmp_path) -> None:
-    path = tmp_path / "elsewhere" / "every_n.py"
+    path = tmp_path / "elsewhere" / "hold.py"
     path.parent.mkdir()
-    path.write_text(USER)
+    path.write_text(USER_STRATEGY)  # the SYNTHETIC buy-and-hold of the registry tests
     start = pd.Timestamp(gym_bars("BTC", 1, skip=20_100).open_time[0]).isoformat()
-    code, out = _backtest("--strategy", f"{path}:EveryN", "--symbols", "BTC/USD", "--start", start, "-p", "n=50")
+    code, out = _backtest("--strategy", f"{path}:Hold", "--symbols", "BTC/USD", "--start", start, "--cash", "5000")
     assert code == 0, out
-    # 1,400 bars from the start, a decision every 50 bars: 28 decisions, each filled at the next bar's open,
-    # but the 28th is on the last bar: nothing follows to fill it
-    assert _metric(out, "n_fills") == "27" and _metric(out, "bars") == "1,400"
+    # 1,400 bars from the start: one buy on the first, filled at the second's open, then held to the end
+    assert _metric(out, "n_fills") == "1" and _metric(out, "bars") == "1,400"
+    first_open = gym_bars("BTC", 2, skip=20_100).open[1]
+    assert float(_metric(out, "initial_cash").replace(",", "")) == 5000.0
+    assert float(_metric(out, "fees_paid").replace(",", "")) == pytest.approx(2500 / first_open * first_open * 0.001,
+                                                                               rel=1e-3)
 
 
 def test_a_bad_strategy_reference_fails_with_its_name(bars_lake) -> None:

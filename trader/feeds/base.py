@@ -15,39 +15,20 @@ from datetime import datetime
 from typing import Protocol
 
 from cryptolake.bars import candle_problems
-from trader.domain import Bar, Signal, timeframe_delta
+from trader.domain import Bar, Candle, Signal, timeframe_delta
 
 
 @dataclass(frozen=True, slots=True)
-class SkippedBar:
+class SkippedBar(Candle):
     """A candle the trader does not trade on, with why (``reasons``: names from :mod:`cryptolake.bars`)."""
 
-    exchange: str
-    symbol: str
-    timeframe: str
-    open_time: datetime
-    close_time: datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, bar: Bar, reasons: tuple[str, ...]) -> SkippedBar:
         """A valid bar skipped for another reason (e.g. stale)."""
         return cls(bar.exchange, bar.symbol, bar.timeframe, bar.open_time, bar.close_time, bar.open, bar.high,
                    bar.low, bar.close, bar.volume, reasons)
-
-    @property
-    def instrument_key(self) -> str:
-        return f"{self.exchange}:{self.symbol}"
-
-    @property
-    def available_time(self) -> datetime:
-        return self.close_time
-
 
 Event = Bar | Signal | SkippedBar
 EventKey = tuple[datetime, int, str, datetime]
