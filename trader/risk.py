@@ -209,5 +209,5 @@ class RiskEngine:
         return Order.from_intent(intent, ts)
 
     def _reject(self, intent: OrderIntent, ts: datetime, reason: str) -> Rejection:
-        log.info("risk.rejected", extra={"client_id": intent.client_id, "reason": reason})
+        log.debug("risk.rejected", extra={"client_id": intent.client_id, "reason": reason})
         return Rejection(intent, reason, ts)
