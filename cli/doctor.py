@@ -53,7 +53,7 @@ def check_java(settings: Settings) -> Check:
 
 def check_jars(settings: Settings) -> Check:
     """The Spark (Delta, Kafka source) and Kafka broker jars resolved by infra/pom.xml."""
-    from infra.jars import jar_files
+    from cryptolake.jvm import jar_files
 
     fix = "cryptolake stack jars"
     needed = {"spark": ("delta-spark_", "spark-sql-kafka-0-10_"), "kafka": ("kafka_2.13-", "kafka-clients-")}

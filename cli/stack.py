@@ -28,12 +28,13 @@ def _status_lines(settings: Settings) -> list[str]:
 @app.command("jars")
 def jars(force: bool = typer.Option(False, help="Resolve again even if already complete")) -> None:
     """Resolve the Spark and Kafka jars from Maven Central into the jars folder (idempotent)."""
-    from infra.jars import GROUPS, group_dir, resolve
+    from cryptolake.jvm import jar_dir
+    from infra.jars import GROUPS, resolve
 
     settings = get_settings()
     for group in GROUPS:
         found = resolve(group, settings, force=force)
-        typer.echo(f"{group}: {len(found)} jars in {group_dir(group, settings)}")
+        typer.echo(f"{group}: {len(found)} jars in {jar_dir(group, settings)}")
 
 
 @app.command("up")

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from cryptolake.bus import broker_state_file
 from cryptolake.errors import InfrastructureError
+from cryptolake.jvm import jar_files
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from infra import processes
-from infra.jars import jar_files
 
 log = get_logger(__name__)
 

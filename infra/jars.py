@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from cryptolake.errors import InfrastructureError
+from cryptolake.jvm import jar_dir
 from cryptolake.logs import get_logger
-from cryptolake.settings import Settings, get_settings
+from cryptolake.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
 GROUPS = ("spark", "kafka")
@@ -37,24 +38,9 @@ def pyspark_jar_names() -> set[str]:
     return {artifact_name(p.name) for p in jars.glob("*.jar")}
 
 
-def group_dir(group: str, settings: Settings | None = None) -> Path:
-    return (settings or get_settings()).paths.jars_dir / group
-
-
-def jar_files(group: str, settings: Settings | None = None) -> list[Path]:
-    """The resolved jars of a group, or an InfrastructureError saying how to get them."""
-    folder = group_dir(group, settings)
-    jars = sorted(folder.glob("*.jar"))
-    if not jars:
-        raise InfrastructureError(
-            f"no {group} jars in {folder}; run `cryptolake stack jars` (or `make setup`) to resolve them"
-        )
-    return jars
-
-
 def resolve(group: str, settings: Settings | None = None, *, force: bool = False) -> list[Path]:
     """Copy a group's jars from Maven Central (or ~/.m2) into its folder; idempotent."""
-    folder = group_dir(group, settings)
+    folder = jar_dir(group, settings)
     marker = folder / ".complete"
     if marker.exists() and not force and marker.read_text() == POM.read_text():
         return sorted(folder.glob("*.jar"))
@@ -88,7 +74,7 @@ def main() -> None:
     force = "--force" in sys.argv
     for group in GROUPS:
         jars = resolve(group, force=force)
-        print(f"{group}: {len(jars)} jars in {group_dir(group)}")
+        print(f"{group}: {len(jars)} jars in {jar_dir(group)}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """A registry of the JVMs cryptolake starts, so ``cryptolake stack down`` ends exactly those.
 
-Each entry is ``<state_dir>/pids/<kind>-<pid>.json`` with the pid and its command line at
-registration. ``stop_registered`` signals a pid only if its current command line still matches
-(a recycled pid of someone else's process is never touched) and never looks for processes by
-name: other people's Spark or Kafka JVMs on the same machine are left alone.
+Entries are written by :func:`cryptolake.jvm.register` (``<state_dir>/pids/<kind>-<pid>.json``,
+the pid and its command line at registration). ``stop_registered`` signals a pid only if its
+current command line still matches (a recycled pid of someone else's process is never touched)
+and never looks for processes by name: other people's Spark or Kafka JVMs are left alone.
 """
 
 from __future__ import annotations
@@ -12,36 +12,13 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from cryptolake.jvm import Tracked, cmdline, pids_dir
 from cryptolake.logs import get_logger
-from cryptolake.settings import Settings, get_settings
+from cryptolake.settings import Settings
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Tracked:
-    """A registered process."""
-
-    kind: str
-    pid: int
-    cmdline: str
-
-
-def pids_dir(settings: Settings | None = None) -> Path:
-    return (settings or get_settings()).paths.state_dir / "pids"
-
-
-def cmdline(pid: int) -> str | None:
-    """The command line of ``pid`` (NUL separators as spaces), or None if it does not exist."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip() or None
 
 
 def alive(pid: int) -> bool:
@@ -58,25 +35,6 @@ def alive(pid: int) -> bool:
     state = fields.get("State", "").strip()[:1]
     threads = int(fields.get("Threads", "1").strip() or 1)
     return not (state in ("Z", "X") and threads <= 1)
-
-
-def register(kind: str, pid: int, settings: Settings | None = None) -> Tracked:
-    """Record that cryptolake started ``pid`` (e.g. a Spark driver JVM)."""
-    line = cmdline(pid) or ""
-    folder = pids_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{kind}-{pid}.json").write_text(json.dumps({"kind": kind, "pid": pid, "cmdline": line}))
-    return Tracked(kind, pid, line)
-
-
-def register_spark(spark: Any, settings: Settings | None = None) -> Tracked | None:
-    """Register the driver JVM of a local SparkSession (None when the JVM is remote/unknown)."""
-    try:
-        pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
-    except (AttributeError, TypeError, ValueError) as exc:
-        log.warning("processes.spark_pid_unknown", extra={"error": str(exc)})
-        return None
-    return register("spark", pid, settings)
 
 
 def registered(settings: Settings | None = None) -> list[Tracked]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cryptolake.bus import bootstrap_servers, consumer, translate_kafka_error
+from cryptolake.bus import consumer, translate_kafka_error
 from cryptolake.logs import get_logger
 from cryptolake.retry import call_with_retry
 from cryptolake.settings import Settings
@@ -42,7 +42,6 @@ def _tail(topic: str, after: dict[int, int], settings: Settings) -> dict[str, in
     """Per key the latest ``event_time`` among the records after ``after`` (the un-landed tail)."""
     from kafka.structs import TopicPartition
 
-    bootstrap_servers(settings)  # a clear error when there is no broker
     cons: Any = consumer(group_id=None, settings=settings, consumer_timeout_ms=2000)
     latest: dict[str, int] = {}
     try:

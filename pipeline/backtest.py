@@ -67,16 +67,8 @@ def trading_signals(config: TraderConfig, model_version: str, start: datetime, e
     return _query("trading_signals", params, settings)
 
 
-def bar_range(config: TraderConfig, settings: Settings) -> tuple[datetime, datetime]:
-    """The first bar's open time and the last bar's close of the config's series in the lake."""
-    far = datetime.fromisoformat("2000-01-01T00:00:00+00:00"), datetime.fromisoformat("2100-01-01T00:00:00+00:00")
-    bars = trading_bars(config, *far, settings)
-    if bars.empty:
-        raise DataValidationError(
-            "symbols", list(config.symbols), f"no {config.timeframe} bars of {config.exchange} in silver.bars"
-        )
-    first, last = pd.Timestamp(bars.open_time.min()), pd.Timestamp(bars.open_time.max())
-    return first.to_pydatetime(), (last + timeframe_delta(config.timeframe)).to_pydatetime()
+_FAR_PAST = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
+_FAR_FUTURE = datetime.fromisoformat("2100-01-01T00:00:00+00:00")
 
 
 def run_lake_backtest(
@@ -90,16 +82,18 @@ def run_lake_backtest(
 ) -> LakeBacktest:
     """Backtest ``config`` over the lake's bars in ``[start, end)`` (default: all of them); write a report."""
     settings = settings or get_settings()
-    if start is None or end is None:
-        first, last = bar_range(config, settings)
-        start, end = start or first, end or last
-    if end <= start:
+    if start is not None and end is not None and end <= start:
         raise DataValidationError("end", end.isoformat(), f"must be after start {start.isoformat()}")
     tf = timeframe_delta(config.timeframe)
-    bars = trading_bars(config, start - warmup_for(config) * tf, end, settings)
-    in_window = bars[pd.to_datetime(bars.open_time, utc=True) >= pd.Timestamp(start)]
+    read_from = _FAR_PAST if start is None else start - warmup_for(config) * tf
+    bars = trading_bars(config, read_from, end or _FAR_FUTURE, settings)
+    open_times = pd.to_datetime(bars.open_time, utc=True)
+    start = start or (open_times.min().to_pydatetime() if len(bars) else _FAR_PAST)
+    in_window = bars[open_times >= pd.Timestamp(start)]
     if in_window.empty:
-        raise DataValidationError("start", start.isoformat(), f"no bars of {list(config.symbols)} in [start, end)")
+        raise DataValidationError("symbols", list(config.symbols),
+                                  f"no {config.timeframe} bars of {config.exchange} in silver.bars from {start}")
+    end = end or (pd.Timestamp(in_window.open_time.max()) + tf).to_pydatetime()
     signals = trading_signals(config, model_version, start, end, settings) if model_version else None
     names = "+".join(s.name or s.kind.rsplit(":", 1)[-1] for s in config.strategies)
     run_id = f"backtest-{names}-{start:%Y%m%d%H%M}-{end:%Y%m%d%H%M}"

@@ -11,10 +11,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from cryptolake.errors import InfrastructureError
+from cryptolake.jvm import jar_files, register
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
-from infra.jars import jar_files
-from infra.processes import register_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -75,7 +74,7 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
             raise InfrastructureError(f"could not start Spark ({settings.spark.master}): {exc}") from exc
         spark.sparkContext.setLogLevel("ERROR")
         if settings.spark.master.startswith("local"):
-            register_spark(spark, settings)  # so `cryptolake stack down` can stop this JVM
+            _register_driver(spark, settings)  # so `cryptolake stack down` can stop this JVM
         return spark
 
 
@@ -87,6 +86,16 @@ def stop_spark() -> None:
         active = SparkSession.getActiveSession()
         if active is not None:
             active.stop()
+
+
+def _register_driver(spark: SparkSession, settings: Settings) -> None:
+    """Register the driver JVM of a local session (skipped, with a warning, when its pid is unknown)."""
+    try:
+        pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError) as exc:
+        log.warning("spark.pid_unknown", extra={"error": str(exc)})
+        return
+    register("spark", pid, settings)
 
 
 def _python() -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from trader.build import build_node, run_node, warmup_bars
+from trader.build import build_node, run_node
 from trader.config import TraderConfig, TraderSettings
 from trader.feeds.frame import FrameFeed
 from trader.filters import EventFilter
@@ -47,7 +47,7 @@ def run_backtest(
     """
     node = build_node(config, start_time=start_time, account=account)
     flt = EventFilter.for_run(config, start_time=start_time, until_bar_time=until_bar_time,
-                              model_version=model_version, warmup_bars=warmup_bars(node))
+                              model_version=model_version, warmup_bars=node.warmup_bars)
     feed = FrameFeed(bars, signals, config, flt)
     store = TradeStore(store_url or TraderSettings().resolved_store_url()) if persist_run else None
     done = 0

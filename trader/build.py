@@ -19,7 +19,7 @@ from trader.config import TraderConfig
 from trader.execution.paper import PaperConfig, PaperExecutionClient
 from trader.feeds.base import EventFeed
 from trader.metrics import compute_metrics
-from trader.node import TradingNode
+from trader.node import TradingNode, warmup_bars
 from trader.portfolio import Portfolio
 from trader.results import RunResult, equity_frame, fills_frame, trades_frame
 from trader.risk import RiskEngine
@@ -64,14 +64,9 @@ def build_node(
     return node
 
 
-def warmup_bars(node: TradingNode) -> int:
-    """Bars before the start a feed must deliver: the strategies' history and the stale-run window."""
-    return max([s.history_bars for s in node.strategies] + [node.max_flat_bars or 0])
-
-
 def warmup_for(config: TraderConfig) -> int:
-    """:func:`warmup_bars` of the node ``config`` builds (for callers choosing what to read)."""
-    return warmup_bars(build_node(config))
+    """The warm-up bars of the node ``config`` builds (for callers choosing what to read)."""
+    return warmup_bars(build_strategies(config), config.max_flat_bars)
 
 
 def metrics_for(node: TradingNode, config: TraderConfig) -> dict[str, Any]:

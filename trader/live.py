@@ -13,7 +13,7 @@ import threading
 from datetime import datetime, timedelta
 
 from cryptolake.settings import Settings, get_settings
-from trader.build import build_node, run_node, warmup_bars
+from trader.build import build_node, run_node
 from trader.config import TraderConfig, TraderSettings
 from trader.feeds.kafka import INPUT_TOPICS, KafkaFeed
 from trader.feeds.kafka_source import DeadLetters, KafkaDeadLetters, KafkaSource, Source
@@ -49,7 +49,7 @@ def run_live(
     tsettings = TraderSettings()
     node = build_node(config, start_time=start_time, account=account)
     flt = EventFilter.for_run(config, start_time=start_time, until_bar_time=until_bar_time,
-                              model_version=model_version, warmup_bars=warmup_bars(node))
+                              model_version=model_version, warmup_bars=node.warmup_bars)
     store = TradeStore(store_url or tsettings.resolved_store_url(settings))
     seek = None if flt.bars_from is None else flt.bars_from - timedelta(seconds=tsettings.seek_margin_s)
     src: Source = source or KafkaSource(

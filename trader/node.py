@@ -68,6 +68,11 @@ class NodeChanges:
     trades: list[Trade] = field(default_factory=list)
 
 
+def warmup_bars(strategies: Sequence[Strategy], max_flat_bars: int | None) -> int:
+    """Bars before the start a feed must deliver: the strategies' history and the stale-run window."""
+    return max([s.history_bars for s in strategies] + [max_flat_bars or 0])
+
+
 class TradingNode:
     """Routes events to strategies and orders to the venue; keeps the books."""
 
@@ -134,6 +139,11 @@ class TradingNode:
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.strategies]
+
+    @property
+    def warmup_bars(self) -> int:
+        """See :func:`warmup_bars`."""
+        return warmup_bars(self.strategies, self.max_flat_bars)
 
     def owner_of(self, client_id: str) -> str:
         """The name of the strategy that sent the order ``client_id``."""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from cryptolake import jvm
 from cryptolake.settings import Settings
 from infra import processes
 
@@ -13,7 +14,7 @@ from infra import processes
 def _sleeper() -> subprocess.Popen:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     deadline = time.monotonic() + 10
-    while "time.sleep" not in (processes.cmdline(child.pid) or "") and time.monotonic() < deadline:
+    while "time.sleep" not in (jvm.cmdline(child.pid) or "") and time.monotonic() < deadline:
         time.sleep(0.01)  # registering before exec would record the parent's command line
     return child
 
@@ -27,7 +28,7 @@ def test_registered_process_is_stopped_and_pruned(tmp_path):
     settings = _settings(tmp_path)
     child = _sleeper()
     try:
-        processes.register("spark", child.pid, settings)
+        jvm.register("spark", child.pid, settings)
         assert [t.pid for t in processes.registered(settings)] == [child.pid]
         stopped = processes.stop_registered(settings, kind="spark", timeout_s=5)
         assert [t.pid for t in stopped] == [child.pid]
