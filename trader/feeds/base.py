@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from cryptolake.bars import candle_problems
+from cryptolake.errors import DataValidationError
 from trader.domain import Bar, Candle, Signal, timeframe_delta
 
 
@@ -45,13 +46,16 @@ def decode_bar(
     exchange: str, symbol: str, timeframe: str, open_time: datetime,
     open_: float, high: float, low: float, close: float, volume: float,
 ) -> Bar | SkippedBar:
-    """A candle as a Bar, or as a SkippedBar when it breaks the candle rule."""
+    """A candle as a Bar, or as a SkippedBar when it breaks the candle rule (``Bar`` checks it once)."""
     close_time = open_time + timeframe_delta(timeframe)
-    problems = candle_problems(open_, high, low, close, volume)
-    if problems:
+    try:
+        return Bar(exchange, symbol, timeframe, open_time, close_time, open_, high, low, close, volume)
+    except DataValidationError:
+        problems = candle_problems(open_, high, low, close, volume)
+        if not problems:
+            raise  # not the candle rule (a naive time, say): the record itself is bad
         return SkippedBar(exchange, symbol, timeframe, open_time, close_time, open_, high, low, close, volume,
                           problems)
-    return Bar(exchange, symbol, timeframe, open_time, close_time, open_, high, low, close, volume)
 
 
 class EventFeed(Protocol):
