@@ -186,8 +186,9 @@ class TradingNode:
             return
         warm = self.start_time is not None and event.open_time < self.start_time
         tracker = self._stale.get(event.instrument_key)
-        flat = is_flat(event.open, event.high, event.low, event.close, event.volume)
-        if tracker is not None and tracker.update(bool(flat)) and isinstance(event, Bar):
+        if (tracker is not None and tracker.update(bool(is_flat(event.open, event.high, event.low, event.close,
+                                                               event.volume)))
+                and isinstance(event, Bar)):
             event = SkippedBar.of(event, (STALE,))
         if isinstance(event, SkippedBar):
             if not warm:
