@@ -12,7 +12,7 @@ main: setup
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader pipeline dags cli
+	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader research pipeline dags cli
 	.venv/bin/lint-imports
 
 unit: setup
@@ -20,9 +20,15 @@ unit: setup
 
 test: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader pipeline dags cli
+	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader research pipeline dags cli
 	.venv/bin/lint-imports
 	.venv/bin/pytest -q --durations=15; rc=$$?; .venv/bin/cryptolake stack down >/dev/null 2>&1 || true; exit $$rc
+
+# Benchmarks need the peers (vectorbt, backtesting.py, nautilus_trader...): a bench-only dependency group,
+# never installed by `make setup`. Run one with `make bench B=bench/bench_backtest.py`.
+bench: setup
+	PATH="$$PWD/.state/tools/bin:$$PATH" uv sync --frozen --quiet --group bench
+	.venv/bin/python $(B)
 
 clean:
 	.venv/bin/cryptolake stack down || true

@@ -146,6 +146,17 @@ class AltDataSettings(_Frozen):
         return timedelta(days=self.dedup_lookback_days)
 
 
+class DaskSettings(_Frozen):
+    """Where parallel searches (parameter search, hyperparameter search, walk-forward folds) run."""
+
+    scheduler_address: str = Field(
+        "", description="tcp://host:port of a Dask scheduler; empty = a LocalCluster started for the job"
+    )
+    n_workers: int = Field(2, ge=1, description="Workers of the LocalCluster (one per core on the 2-core default)")
+    threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker")
+    memory_limit: str = Field("4GiB", description="Memory limit per LocalCluster worker")
+
+
 class Settings(BaseSettings):
     """All of cryptolake's settings."""
 
@@ -160,6 +171,7 @@ class Settings(BaseSettings):
     market: MarketSettings = MarketSettings()
     pipeline: PipelineSettings = PipelineSettings()
     altdata: AltDataSettings = AltDataSettings()
+    dask: DaskSettings = DaskSettings()
     log_level: str = Field("INFO", description="Log level")
     seed: int = Field(7, description="Seed for every random number generator")
 

@@ -20,6 +20,21 @@ fi
 command -v java >/dev/null || { echo "Java 17+ is required (apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
 command -v mvn >/dev/null || { echo "Maven is required (apt-get install maven)" >&2; exit 1; }
 
+# Debian packages the tests and the stack use: PostgreSQL (a real server for the store tests, started on a
+# free port by the test set-up), Chromium (headless, for Playwright; never a downloaded browser) and
+# Prometheus (scrapes every process in the monitoring test). Installed only when missing.
+need_deb=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_deb+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need_deb+=(chromium)
+command -v prometheus >/dev/null 2>&1 || need_deb+=(prometheus)
+if (( ${#need_deb[@]} )); then
+  sudo_cmd=""; [[ "$(id -u)" == 0 ]] || sudo_cmd="sudo"
+  log "installing Debian packages: ${need_deb[*]}"
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_deb[@]}" >/dev/null \
+    || { $sudo_cmd apt-get update -qq >/dev/null && $sudo_cmd env DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y -qq --no-install-recommends "${need_deb[@]}" >/dev/null; }
+fi
+
 log "uv sync (locked)"
 uv sync --frozen --quiet
 log "resolving JVM jars"

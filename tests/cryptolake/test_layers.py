@@ -13,7 +13,9 @@ from pathlib import Path
 import cryptolake
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CONTRACTS = frozenset({"cli", "dags", "pipeline", "trader", "ingest", "spark_jobs", "models", "infra"})
+ABOVE_CONTRACTS = frozenset(
+    {"cli", "dags", "pipeline", "research", "trader", "ingest", "spark_jobs", "models", "infra"}
+)
 
 
 def imported_modules(source: str) -> list[tuple[int, str]]:
