@@ -12,7 +12,7 @@ main: setup
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader research pipeline dags cli
+	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader research pipeline api dags cli
 	.venv/bin/lint-imports
 
 unit: setup
@@ -20,7 +20,7 @@ unit: setup
 
 test: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader research pipeline dags cli
+	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader research pipeline api dags cli
 	.venv/bin/lint-imports
 	.venv/bin/pytest -q --durations=15; rc=$$?; .venv/bin/cryptolake stack down >/dev/null 2>&1 || true; exit $$rc
 

@@ -157,6 +157,42 @@ class DaskSettings(_Frozen):
     memory_limit: str = Field("4GiB", description="Memory limit per LocalCluster worker")
 
 
+class AlertSettings(_Frozen):
+    """Which alerts are sent and how often. Destinations are secrets (``CRYPTOLAKE_ALERT_URLS``)."""
+
+    kinds: tuple[str, ...] = Field(
+        ("fill", "kill_switch", "drawdown", "pipeline_failure", "stale_data", "model_promotion"),
+        description="Alert kinds sent; the others are counted and dropped",
+    )
+    dedup_window_s: float = Field(300.0, ge=0, description="The same alert key is sent once per this many seconds")
+    rate_limit_per_min: int = Field(20, ge=1, description="At most this many alerts leave per minute")
+    drawdown_thresholds: tuple[float, ...] = Field(
+        (0.05, 0.10, 0.20), description="Drawdowns (fractions of peak equity) that raise an alert once each"
+    )
+
+
+class ApiSettings(_Frozen):
+    """The dashboard and control API (``cryptolake serve``). Secure by default: HTTPS, no default user."""
+
+    host: str = Field("127.0.0.1", description="Address the API listens on")
+    port: int = Field(8443, ge=0, le=65535, description="Port the API listens on")
+    db_url: str = Field(
+        "", description="SQLAlchemy URL of users, tokens and the audit log; empty = SQLite in state_dir"
+    )
+    cors_origins: tuple[str, ...] = Field((), description="Origins allowed by CORS (exact matches); empty = none")
+    access_ttl_s: int = Field(900, ge=30, description="Lifetime of an access token (JWT)")
+    refresh_ttl_s: int = Field(7 * 86400, ge=60, description="Lifetime of a refresh token (rotated on each use)")
+    max_failed_logins: int = Field(5, ge=1, description="Failed logins in a row that lock an account")
+    lockout_s: int = Field(900, ge=1, description="How long a locked account stays locked")
+    rate_limit_per_min: int = Field(300, ge=1, description="Requests per minute per client address")
+    login_rate_per_min: int = Field(20, ge=1, description="Login attempts per minute per client address")
+    tls_cert: str = Field("", description="PEM certificate; empty = a self-signed one generated in state_dir")
+    tls_key: str = Field("", description="PEM private key of tls_cert")
+    https: bool = Field(True, description="Serve HTTPS (only tests and a TLS-terminating proxy turn it off)")
+    hsts_max_age_s: int = Field(31536000, ge=0, description="Strict-Transport-Security max-age")
+    store_url: str = Field("", description="Trading store the API reads; empty = the trader's store_url")
+
+
 class Settings(BaseSettings):
     """All of cryptolake's settings."""
 
@@ -172,6 +208,8 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     altdata: AltDataSettings = AltDataSettings()
     dask: DaskSettings = DaskSettings()
+    alerts: AlertSettings = AlertSettings()
+    api: ApiSettings = ApiSettings()
     log_level: str = Field("INFO", description="Log level")
     seed: int = Field(7, description="Seed for every random number generator")
 

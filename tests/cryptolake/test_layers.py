@@ -14,7 +14,7 @@ import cryptolake
 
 ROOT = Path(__file__).resolve().parents[2]
 ABOVE_CONTRACTS = frozenset(
-    {"cli", "dags", "pipeline", "research", "trader", "ingest", "spark_jobs", "models", "infra"}
+    {"cli", "api", "dags", "pipeline", "research", "trader", "ingest", "spark_jobs", "models", "infra"}
 )
 
 

@@ -1,0 +1,135 @@
+"""Request and response bodies of the API (they make the OpenAPI schema the tests fuzz against)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoginRequest(_Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(_Body):
+    """API clients send the refresh token in the body; browsers send the cookie plus the CSRF header."""
+
+    refresh_token: str | None = Field(None, min_length=1, max_length=256)
+
+
+class TokenResponse(_Body):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    role: Literal["viewer", "trader", "admin"]
+
+
+class Me(_Body):
+    username: str
+    role: Literal["viewer", "trader", "admin"]
+
+
+class Health(_Body):
+    status: Literal["ok"]
+    version: str
+
+
+class Problem(_Body):
+    detail: str
+
+
+class RunSummary(_Body):
+    run_id: str
+    mode: str
+    status: str
+    last_event: datetime | None
+
+
+class OrderRow(_Body):
+    client_id: str
+    id: str | None
+    exchange: str | None
+    symbol: str | None
+    side: str | None
+    type: str | None
+    qty: float | None
+    price: float | None
+    status: str | None
+    filled_qty: float | None
+    avg_fill_price: float | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    reason: str | None
+    tag: str | None
+
+
+class FillRow(_Body):
+    id: str
+    order_id: str | None
+    client_id: str | None
+    exchange: str | None
+    symbol: str | None
+    side: str | None
+    price: float | None
+    qty: float | None
+    fee: float | None
+    fee_currency: str | None
+    ts: datetime | None
+    liquidity: str | None
+    tag: str | None
+
+
+class PositionRow(_Body):
+    instrument: str
+    exchange: str | None
+    symbol: str | None
+    qty: float | None
+    avg_price: float | None
+    realized_pnl: float | None
+    opened_at: datetime | None
+
+
+class EquityRow(_Body):
+    ts: datetime
+    equity: float | None
+    cash: float | None
+    gross_exposure: float | None
+    open_positions: int | None
+    risk_state: str | None
+
+
+class AuditRow(_Body):
+    id: int
+    ts: datetime
+    username: str | None
+    action: str
+    outcome: str
+    client: str | None
+    detail_json: str
+
+
+class UserRow(_Body):
+    username: str
+    role: str
+    failed_logins: int
+    locked: bool
+    disabled: bool
+
+
+class FieldProblem(_Body):
+    field: str
+    problem: str
+
+
+class ValidationProblem(_Body):
+    """A 422: which fields were wrong and why (the values are never echoed: one may be a password)."""
+
+    detail: str
+    errors: list[FieldProblem]
