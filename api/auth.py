@@ -27,8 +27,6 @@ from cryptolake.settings import ApiSettings
 
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,64}$")
 MIN_PASSWORD = 12
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not-a-password-of-anyone")
 
 
 class Role(StrEnum):
@@ -84,6 +82,10 @@ class AuthService:
         self.settings = settings
         self._secret = secret
         self.clock = clock
+        # A stored hash keeps its own parameters, so raising the cost later still verifies old hashes.
+        self._hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib,
+                                      parallelism=1)
+        self._dummy_hash = self._hasher.hash("not-a-password-of-anyone")
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -103,7 +105,7 @@ class AuthService:
             if conn.execute(select(users.c.username).where(users.c.username == username)).first():
                 raise DataValidationError("username", username, "already exists")
             conn.execute(insert(users).values(
-                username=username, password_hash=_hasher.hash(password), role=role, failed_logins=0,
+                username=username, password_hash=self._hasher.hash(password), role=role, failed_logins=0,
                 locked_until_ms=0, created_ms=self._now_ms(), disabled=False))
 
     def list_users(self) -> list[dict[str, object]]:
@@ -126,7 +128,7 @@ class AuthService:
                 raise AuthError("account locked after repeated failed logins; try again later", status=423)
             ok: bool
             try:
-                ok = _hasher.verify(row["password_hash"], password)
+                ok = self._hasher.verify(row["password_hash"], password)
             except (VerificationError, InvalidHashError):
                 ok = False
             locked = 0
@@ -144,11 +146,10 @@ class AuthService:
             raise AuthError("invalid username or password")
         return self._issue(username, Role(row["role"]), family_id=secrets.token_hex(16))
 
-    @staticmethod
-    def _burn(password: str) -> None:
+    def _burn(self, password: str) -> None:
         """Spend the time a real verification takes, so an unknown username is not faster to reject."""
         with contextlib.suppress(VerificationError, InvalidHashError):
-            _hasher.verify(_DUMMY_HASH, password or "x")
+            self._hasher.verify(self._dummy_hash, password or "x")
 
     def _issue(self, username: str, role: Role, family_id: str) -> TokenPair:
         now = self.clock()

@@ -191,6 +191,9 @@ class ApiSettings(_Frozen):
     https: bool = Field(True, description="Serve HTTPS (only tests and a TLS-terminating proxy turn it off)")
     hsts_max_age_s: int = Field(31536000, ge=0, description="Strict-Transport-Security max-age")
     store_url: str = Field("", description="Trading store the API reads; empty = the trader's store_url")
+    # RFC 9106's second recommended option (t=3, 64 MiB); tests lower it to keep the suite fast.
+    argon2_time_cost: int = Field(3, ge=1, description="argon2id passes per password hash")
+    argon2_memory_kib: int = Field(65536, ge=1024, description="argon2id memory per password hash (KiB)")
 
 
 class Settings(BaseSettings):

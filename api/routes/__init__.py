@@ -6,8 +6,8 @@ from api.schemas import Problem, ValidationProblem
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    """The documented error responses of a route: the given codes, plus 422 and 429 on every route."""
-    documented: dict[int | str, dict[str, object]] = {code: {"model": Problem} for code in codes}
+    """The documented error responses of a route: the given codes, plus 400, 422 and 429 on every route."""
+    documented: dict[int | str, dict[str, object]] = {code: {"model": Problem} for code in (400, *codes)}
     documented[422] = {"model": ValidationProblem}
     documented[429] = {"model": Problem}
     return documented

@@ -1,0 +1,117 @@
+"""Alerts reach a local webhook receiver and a local SMTP server, once each despite repeats."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+
+from cryptolake.alerts import Alert, Alerter, AlertKind, Severity, alert_urls, apprise_sender
+from cryptolake.errors import ConfigError
+from cryptolake.settings import AlertSettings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Hook.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"json://127.0.0.1:{server.server_port}/hook", _Hook.received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def smtp():
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        def __init__(self) -> None:
+            self.messages: list[tuple[str, list[str], str]] = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode()))
+            return "250 OK"
+
+    handler = Handler()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    yield (f"mailto://127.0.0.1:{controller.port}?from=bot@cryptolake.test&to=desk@cryptolake.test&mode=insecure",
+           handler.messages)
+    controller.stop()
+
+
+KILL = Alert(AlertKind.KILL_SWITCH, "Kill switch: HALTED", "drawdown 21% > 20%", key="kill:paper@binance",
+             severity=Severity.CRITICAL)
+
+
+def test_webhook_and_email_receive_each_alert_once_despite_repeats(webhook, smtp) -> None:
+    url_hook, hooks = webhook
+    url_mail, mails = smtp
+    t = [0.0]
+    alerter = Alerter(AlertSettings(dedup_window_s=300), apprise_sender([url_hook, url_mail]), clock=lambda: t[0])
+    sent = [alerter.raise_alert(KILL) for _ in range(5)]
+    assert sent == [True, False, False, False, False]
+    fill = Alert(AlertKind.FILL, "Fill BTC/USDT", "buy 0.01 @ 50000", key="fill:abc")
+    assert alerter.raise_alert(fill) and not alerter.raise_alert(fill)
+    assert len(hooks) == 2 and [h["title"] for h in hooks] == ["Kill switch: HALTED", "Fill BTC/USDT"]
+    assert hooks[0]["type"] == "failure" and hooks[0]["message"] == "drawdown 21% > 20%"
+    assert len(mails) == 2 and mails[0][0] == "bot@cryptolake.test" and mails[0][1] == ["desk@cryptolake.test"]
+    assert "Kill switch: HALTED" in mails[0][2]
+    assert (alerter.counts.sent, alerter.counts.deduplicated) == (2, 5)
+    t[0] += 301  # past the window: the same fact may be said again
+    assert alerter.raise_alert(KILL) and len(hooks) == 3
+
+
+def test_rate_limit_and_kind_filter() -> None:
+    got: list[Alert] = []
+    t = [0.0]
+    alerter = Alerter(AlertSettings(rate_limit_per_min=3, kinds=("fill",)), lambda a: got.append(a) or True,
+                      clock=lambda: t[0])
+    for i in range(5):
+        alerter.raise_alert(Alert(AlertKind.FILL, "fill", str(i), key=f"fill:{i}"))
+    assert [a.body for a in got] == ["0", "1", "2"] and alerter.counts.rate_limited == 2
+    assert not alerter.raise_alert(Alert(AlertKind.DRAWDOWN, "dd", "5%", key="dd:5"))
+    assert alerter.counts.filtered == 1
+    t[0] += 60
+    assert alerter.raise_alert(Alert(AlertKind.FILL, "fill", "5", key="fill:5"))
+
+
+def test_urls_are_secrets_from_the_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("CRYPTOLAKE_ALERT_URLS", raising=False)
+    monkeypatch.delenv("CRYPTOLAKE_ALERT_URLS_FILE", raising=False)
+    assert alert_urls() == ()
+    path = tmp_path / "urls"
+    path.write_text("json://127.0.0.1:1/a\ntgram://123456:ABCDEF/42\n")
+    monkeypatch.setenv("CRYPTOLAKE_ALERT_URLS_FILE", str(path))
+    assert alert_urls() == ("json://127.0.0.1:1/a", "tgram://123456:ABCDEF/42")
+    from cryptolake.logs import redact
+
+    assert redact("sent to tgram://123456:ABCDEF/42") == "sent to ***"
+    monkeypatch.setenv("CRYPTOLAKE_ALERT_URLS", "not-a-url")
+    with pytest.raises(ConfigError, match="CRYPTOLAKE_ALERT_URLS"):
+        alert_urls()
