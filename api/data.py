@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from trader.store import TradeStore, runs
+from trader.store import TradeStore, equity, fills, runs
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -57,3 +57,17 @@ class TradingData:
 
     def equity(self, run_id: str) -> list[dict[str, Any]]:
         return _records(self.store.equity(run_id))
+
+    def fills_after(self, run_id: str, after_ms: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Fills of ``run_id`` stamped after ``after_ms`` (what the live feed has not pushed yet)."""
+        return self._after(fills, run_id, after_ms, limit)
+
+    def equity_after(self, run_id: str, after_ms: int, limit: int = 2000) -> list[dict[str, Any]]:
+        """Equity points of ``run_id`` after ``after_ms``."""
+        return self._after(equity, run_id, after_ms, limit)
+
+    def _after(self, table: Any, run_id: str, after_ms: int, limit: int) -> list[dict[str, Any]]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(table).where(table.c.run_id == run_id, table.c.ts_ms > after_ms)
+                                .order_by(table.c.ts_ms).limit(limit)).mappings().all()
+        return [{k: v for k, v in dict(r).items() if k != "run_id"} for r in rows]
