@@ -17,7 +17,10 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-DEFAULT_ARGS = {"owner": "cryptolake", "retries": 2, "retry_delay": timedelta(seconds=30)}
+from pipeline.alerts import on_task_failure
+
+DEFAULT_ARGS = {"owner": "cryptolake", "retries": 2, "retry_delay": timedelta(seconds=30),
+                "on_failure_callback": on_task_failure}
 
 
 def _interval() -> tuple[str, str]:
