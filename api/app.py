@@ -15,7 +15,7 @@ from api.auth import AuthService
 from api.data import TradingData
 from api.db import db_url, make_engine
 from api.deps import Services
-from api.routes import admin, auth, live, trading
+from api.routes import admin, auth, live, pipeline, trading
 from api.schemas import Health
 from api.security import RateLimit, RateLimiter, SecurityHeaders, security_headers
 from cryptolake import __version__
@@ -86,6 +86,7 @@ def create_app(svc: Services | None = None) -> FastAPI:
     app.include_router(trading.router, prefix=PREFIX)
     app.include_router(admin.router, prefix=PREFIX)
     app.include_router(live.router, prefix=PREFIX)
+    app.include_router(pipeline.router, prefix=PREFIX)
     static = Path(__file__).parent / "static"
     if static.is_dir():
         from fastapi.staticfiles import StaticFiles

@@ -133,3 +133,11 @@ class ValidationProblem(_Body):
 
     detail: str
     errors: list[FieldProblem]
+
+
+class TableFreshness(_Body):
+    table: str
+    version: int
+    last_commit: datetime
+    age_s: float
+    operation: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from tests.api.conftest import PASSWORDS, backtest_run, make_api
 
@@ -187,3 +188,19 @@ def test_trading_endpoints_show_the_stored_run(api) -> None:
     assert [p["instrument"] for p in positions] == ["gymcrypto:BTC/USD"]
     missing = api.client.get("/api/v1/runs/nope/fills", headers=headers)
     assert missing.status_code == 404 and missing.json()["detail"] == "run_id='nope': no such run"
+
+
+def test_pipeline_freshness_lists_every_lake_table(api) -> None:
+    import pandas as pd
+    from deltalake import write_deltalake
+
+    lake = api.svc.settings.paths.lake()
+    frame = pd.DataFrame({"x": [1, 2, 3]})
+    write_deltalake(f"{lake}/silver/bars", frame)
+    write_deltalake(f"{lake}/silver/bars", frame, mode="append")
+    write_deltalake(f"{lake}/gold/features", frame)
+    api.clock.now = time.time() + 60  # a minute after the commits
+    rows = api.client.get("/api/v1/pipeline/freshness", headers=api.bearer("vic")).json()
+    assert {r["table"]: r["version"] for r in rows} == {"silver.bars": 1, "gold.features": 0}
+    assert all(55 <= r["age_s"] <= 120 for r in rows)
+    assert {r["operation"] for r in rows} <= {"WRITE", "CREATE TABLE"}
