@@ -87,9 +87,21 @@ def create_app(svc: Services | None = None) -> FastAPI:
     app.include_router(admin.router, prefix=PREFIX)
     app.include_router(live.router, prefix=PREFIX)
     app.include_router(pipeline.router, prefix=PREFIX)
-    static = Path(__file__).parent / "static"
-    if static.is_dir():
-        from fastapi.staticfiles import StaticFiles
-
-        app.mount("/", StaticFiles(directory=static, html=True), name="ui")
+    _serve_ui(app, Path(__file__).parent / "static")
     return app
+
+
+def _serve_ui(app: FastAPI, static: Path) -> None:
+    """One GET route per file of the page, so nothing under /api/ can fall through to the files
+    (an unknown method on an API path stays a 405 that lists the path's methods)."""
+    from fastapi.responses import FileResponse
+
+    types = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+             ".webmanifest": "application/manifest+json"}
+    for file in sorted(static.iterdir()) if static.is_dir() else []:
+        def send(path: Path = file) -> FileResponse:
+            return FileResponse(path, media_type=types.get(path.suffix, "application/octet-stream"))
+
+        app.add_api_route(f"/{file.name}", send, methods=["GET"], include_in_schema=False)
+        if file.name == "index.html":
+            app.add_api_route("/", send, methods=["GET"], include_in_schema=False)
