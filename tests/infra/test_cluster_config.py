@@ -77,7 +77,7 @@ def test_topic_replication_comes_from_settings() -> None:
     assert topics.replication(three) == (3, {"min.insync.replicas": "2"})
     assert topics.replication(Settings()) == (1, {"min.insync.replicas": "1"})
     bad = Settings().model_copy(update={"kafka": KafkaSettings(replication_factor=1, min_insync_replicas=2)})
-    with pytest.raises(ConfigError, match="min_insync_replicas=2 exceeds kafka.replication_factor=1"):
+    with pytest.raises(ConfigError, match=r"min_insync_replicas=2 exceeds kafka\.replication_factor=1"):
         topics.replication(bad)
 
 
