@@ -31,7 +31,7 @@ def main(start: str, end: str, out: Path) -> None:
     results: dict[str, object] = {"master": settings.spark.master, "lake": settings.paths.lake(), "seconds": {}}
     t_all = time.monotonic()
     t0 = time.monotonic()
-    results["executors"] = len(get_spark(settings).sparkContext._jsc.sc().getExecutorMemoryStatus()) - 1
+    spark = get_spark(settings)
     results["seconds"]["session"] = round(time.monotonic() - t0, 1)  # type: ignore[index]
     upstream: dict[str, object] = {}
     for name in ("ingest", "land", "silver", "gold", "train", "score"):
@@ -40,6 +40,8 @@ def main(start: str, end: str, out: Path) -> None:
         upstream[name] = market.TASKS[name](iv, settings, **kwargs)
         results[name] = as_record(upstream[name])
         results["seconds"][name] = round(time.monotonic() - t0, 1)  # type: ignore[index]
+    # executors that ran the tasks (the driver's own entry excluded; local mode has none)
+    results["executors"] = int(spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()) - 1
     stop_spark()
     con = duck.connect(settings)
     try:
