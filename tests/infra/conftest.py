@@ -17,6 +17,8 @@ def cluster_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
     from infra import cluster, processes
 
     settings = settings_in(Path(tmp_path_factory.mktemp("cluster")), own_state=True)
+    # a shared 2-core machine under load starts JVMs slowly: wait longer than the single broker's default
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"start_timeout_s": 240.0})})
     yield settings
     cluster.down(settings)
     processes.stop_registered(settings)
