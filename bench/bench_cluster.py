@@ -94,7 +94,7 @@ def main() -> None:
             processes.stop_registered(settings)
     local, remote = results
     assert (local["rows"], local["checksum"]) == (remote["rows"], remote["checksum"]), results
-    print(f"same result: {local['rows']} gold rows, sum(ret_1) = {local['checksum']} on both")
+    print(f"same result: {local['rows']} gold rows, sum(log_ret_1) = {local['checksum']} on both")
     print(f"{'configuration':<44}{'start-up s':>12}{'first run s':>13}{'best s':>9}")
     for r, name in ((local, "local[2] (driver runs the tasks)"),
                     (remote, f"standalone, {remote['executors']} workers x 1 core")):
