@@ -6,7 +6,8 @@ import typer
 
 from cryptolake.settings import Settings, get_settings
 
-app = typer.Typer(help="Local stack: JVM jars, the Kafka KRaft broker and the Airflow metadata DB.",
+app = typer.Typer(help="Local stack: JVM jars, the Kafka KRaft broker and the Airflow metadata DB "
+                  "(with --cluster: Spark standalone, three brokers, an S3 store and Dask).",
                   no_args_is_help=True)
 
 
@@ -22,7 +23,9 @@ def _status_lines(settings: Settings) -> list[str]:
     ]
     spark = [t.pid for t in processes.registered(settings) if t.kind == "spark"]
     lines.append(f"spark   : {len(spark)} registered driver JVM(s) {spark if spark else ''}".rstrip())
-    return lines
+    from infra import cluster
+
+    return lines + cluster.status_lines(settings)
 
 
 @app.command("jars")
@@ -38,15 +41,23 @@ def jars(force: bool = typer.Option(False, help="Resolve again even if already c
 
 
 @app.command("up")
-def up(airflow: bool = typer.Option(True, help="Also migrate the Airflow metadata DB")) -> None:
+def up(
+    airflow: bool = typer.Option(True, help="Also migrate the Airflow metadata DB"),
+    cluster: bool = typer.Option(
+        False, "--cluster",
+        help="Also start the local cluster: Spark standalone (master + workers), a 3-broker Kafka cluster, an "
+        "S3 store (moto) and Dask (scheduler + workers); prints the settings that use it",
+    ),
+) -> None:
     """Resolve jars if missing, start the Kafka broker, migrate the Airflow DB, print the status."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from infra import airflow_home, broker
+    from infra import cluster as local_cluster
     from infra.jars import GROUPS, resolve
 
     settings = get_settings()
-    steps = len(GROUPS) + 1 + int(airflow)
+    steps = len(GROUPS) + 1 + int(airflow) + int(cluster)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as progress:
         task = progress.add_task("stack up", total=steps)
         for group in GROUPS:
@@ -60,16 +71,27 @@ def up(airflow: bool = typer.Option(True, help="Also migrate the Airflow metadat
             progress.update(task, description="airflow db migrate (first time: ~1 min)")
             airflow_home.migrate(settings)
             progress.advance(task)
+        if cluster:
+            progress.update(task, description="cluster: object store, 3 brokers, Spark standalone, Dask (~1-2 min)")
+            running = local_cluster.up(settings)
+            progress.advance(task)
     for line in _status_lines(settings):
         typer.echo(line)
+    if cluster:
+        env_file = settings.paths.state_dir / "cluster.env"
+        typer.echo(f"\nrun cryptolake on the cluster with these settings (`source {env_file}`):")
+        for key, value in local_cluster.cluster_env(running, settings).items():
+            typer.echo(f"  {key}={value}")
 
 
 @app.command("down")
 def down() -> None:
-    """Stop the Kafka broker and any Spark JVM cryptolake registered; verify none remain."""
-    from infra import broker, processes
+    """Stop the local cluster (if up), the Kafka broker and any Spark JVM cryptolake registered; verify none remain."""
+    from infra import broker, cluster, processes
 
     settings = get_settings()
+    daemons = cluster.down(settings)
+    typer.echo("cluster : stopped " + ", ".join(f"{n} {k} process(es)" for k, n in daemons.items()))
     stopped = broker.stop(settings)
     typer.echo(f"kafka   : {'stopped' if stopped else 'was not running'}")
     ended = processes.stop_registered(settings, kind="spark")

@@ -67,9 +67,11 @@ def ensure_topics(names: Iterable[str], settings: Settings | None = None, partit
         missing = [t for t in dict.fromkeys(wanted) if t not in existing]
         if missing:
             n = partitions or settings.kafka.default_partitions
+            rf, configs = topics.replication(settings)
             # Another process may create the same topic between list and create: that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1) for t in missing])
+                admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=rf, topic_configs=configs)
+                                     for t in missing])
             log.info("kafka.topics_created", extra={"topics": missing, "partitions": n})
 
 

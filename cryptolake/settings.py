@@ -56,6 +56,12 @@ class KafkaSettings(_Frozen):
     default_partitions: int = Field(3, ge=1, description="Partitions of topics cryptolake creates")
     heap: str = Field("512m", description="Local broker JVM heap")
     start_timeout_s: float = Field(60.0, gt=0, description="How long `stack up` waits for the broker")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of topics cryptolake creates")
+    min_insync_replicas: int = Field(
+        1, ge=1, description="min.insync.replicas of topics cryptolake creates (acks=all needs this many replicas)"
+    )
+    cluster_brokers: int = Field(3, ge=1, description="Brokers `stack up --cluster` starts (KRaft, combined roles)")
+    cluster_heap: str = Field("256m", description="JVM heap of each broker of the local cluster")
 
 
 class SparkSettings(_Frozen):
@@ -68,6 +74,52 @@ class SparkSettings(_Frozen):
     local_ip: str = Field("127.0.0.1", description="SPARK_LOCAL_IP")
     ui_enabled: bool = Field(False, description="Start the Spark UI")
     extra_conf: dict[str, str] = Field(default_factory=dict, description="Any other spark.* settings")
+    executor_memory: str = Field("768m", description="spark.executor.memory (cluster masters only)")
+    executor_cores: int = Field(1, ge=1, description="spark.executor.cores (cluster masters only)")
+    ship_python: bool = Field(
+        True, description="On a cluster master, ship cryptolake's packages to executors as a zip (spark.submit.pyFiles)"
+    )
+    cluster_workers: int = Field(2, ge=1, description="Workers `stack up --cluster` starts (1 core each)")
+    worker_memory: str = Field("1g", description="Memory each local standalone worker offers to executors")
+    daemon_memory: str = Field("256m", description="JVM heap of the local standalone master and workers")
+
+    @property
+    def is_local(self) -> bool:
+        """True for ``local[...]`` masters (the driver runs the tasks itself)."""
+        return self.master.startswith("local")
+
+
+class S3Settings(_Frozen):
+    """An S3-compatible object store for ``s3a://`` lake roots. Keys come from the environment only.
+
+    ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (the standard variables) are read by
+    :meth:`credentials`; they are never settings, never logged.
+    """
+
+    endpoint_url: str = Field("", description="http(s)://host:port of an S3-compatible store; empty = AWS S3")
+    region: str = Field("us-east-1", description="S3 region")
+    path_style: bool = Field(True, description="Path-style addressing (bucket in the path, as local stores need)")
+    bucket: str = Field("cryptolake", description="Bucket `stack up --cluster` creates in the local store")
+
+    def credentials(self) -> tuple[str, str]:
+        """(access key id, secret key) from the environment; the local store accepts any pair."""
+        import os
+
+        key = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        if not (key and secret) and self.endpoint_url.startswith(("http://127.", "http://localhost")):
+            return "cryptolake-local", "cryptolake-local"
+        return key, secret
+
+    @property
+    def ssl(self) -> bool:
+        """Whether the endpoint speaks TLS."""
+        return not self.endpoint_url.startswith("http://")
+
+    @property
+    def host_port(self) -> str:
+        """The endpoint without its scheme (what DuckDB's ``ENDPOINT`` wants)."""
+        return self.endpoint_url.split("://", 1)[-1].rstrip("/")
 
 
 class AirflowSettings(_Frozen):
@@ -155,6 +207,7 @@ class DaskSettings(_Frozen):
     n_workers: int = Field(2, ge=1, description="Workers of the LocalCluster (one per core on the 2-core default)")
     threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker")
     memory_limit: str = Field("4GiB", description="Memory limit per LocalCluster worker")
+    cluster_workers: int = Field(2, ge=1, description="Worker processes `stack up --cluster` starts")
 
 
 class AlertSettings(_Frozen):
@@ -213,6 +266,7 @@ class Settings(BaseSettings):
     dask: DaskSettings = DaskSettings()
     alerts: AlertSettings = AlertSettings()
     api: ApiSettings = ApiSettings()
+    s3: S3Settings = S3Settings()
     log_level: str = Field("INFO", description="Log level")
     seed: int = Field(7, description="Seed for every random number generator")
 

@@ -80,12 +80,19 @@ def choose_port(configured: int, previous: int | None, *, avoid: int | None = No
     return port
 
 
-def render_server_properties(port: int, controller_port: int, data_dir: Path, *, partitions: int = 3) -> str:
-    """The ``server.properties`` of a single-node KRaft broker+controller on 127.0.0.1 (pure)."""
+def render_server_properties(port: int, controller_port: int, data_dir: Path, *, partitions: int = 3,
+                             node_id: int = NODE_ID, voters: str | None = None, replication: int = 1,
+                             min_isr: int = 1) -> str:
+    """The ``server.properties`` of a KRaft broker+controller (combined roles) on 127.0.0.1 (pure).
+
+    One node by default; a cluster node passes its ``node_id``, the static ``voters`` of every
+    controller (``1@127.0.0.1:p1,2@...``) and the replication its internal and new topics get.
+    """
+    internal_isr = str(min(min_isr, replication))
     props = {
         "process.roles": "broker,controller",
-        "node.id": str(NODE_ID),
-        "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -93,16 +100,16 @@ def render_server_properties(port: int, controller_port: int, data_dir: Path, *,
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(data_dir),
         "num.partitions": str(partitions),
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
+        "default.replication.factor": str(replication),
+        "min.insync.replicas": str(min_isr),
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
+        "offsets.topic.replication.factor": str(replication),
         "offsets.topic.num.partitions": "3",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(replication),
+        "transaction.state.log.min.isr": internal_isr,
         "transaction.state.log.num.partitions": "3",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": str(replication),
+        "share.coordinator.state.topic.min.isr": internal_isr,
         "group.initial.rebalance.delay.ms": "0",
         "num.network.threads": "2",
         "num.io.threads": "4",
@@ -140,20 +147,26 @@ logger.broker.level = INFO
 """
 
 
-def java_command(settings: Settings, main_class: str, *args: str) -> list[str]:
-    """``java`` with the broker's classpath, heap and log4j2 config (pure apart from the jar listing)."""
+def java_command(settings: Settings, main_class: str, *args: str, home: Path | None = None,
+                 heap: str | None = None) -> list[str]:
+    """``java`` with the broker's classpath, heap and log4j2 config (pure apart from the jar listing).
+
+    ``home`` (default: the single broker's folder) holds ``log4j2.properties`` and ``logs/``.
+    """
     jars = jar_files("kafka", settings)
     classpath = ":".join(str(p) for p in jars)
-    log4j = kafka_dir(settings) / "log4j2.properties"
+    home = home or kafka_dir(settings)
+    log4j = home / "log4j2.properties"
+    heap = heap or settings.kafka.heap
     return [
         _java(),
-        f"-Xmx{settings.kafka.heap}",
-        f"-Xms{settings.kafka.heap}",
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log4j}",
-        f"-Dkafka.logs.dir={kafka_dir(settings) / 'logs'}",
+        f"-Dkafka.logs.dir={home / 'logs'}",
         "-cp",
         classpath,
         main_class,
@@ -252,14 +265,22 @@ def log_tail(settings: Settings | None = None, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _format_storage(settings: Settings, props_file: Path, data_dir: Path) -> None:
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (never starting with '-', which the storage tool would read as an option)."""
+    cluster_id = "-"
+    while cluster_id.startswith("-"):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
+def format_storage(settings: Settings, props_file: Path, data_dir: Path, cluster_id: str | None = None,
+                   home: Path | None = None) -> None:
+    """Format a node's log dir for KRaft once (every node of a cluster gets the same ``cluster_id``)."""
     if (data_dir / "meta.properties").exists():
         return
-    cluster_id = "-"
-    while cluster_id.startswith("-"):  # the storage tool would read a leading "-" as an option
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = cluster_id or new_cluster_id()
     cmd = java_command(settings, STORAGE_TOOL_MAIN, "format", "-t", cluster_id, "-c", str(props_file),
-                       "--ignore-formatted")
+                       "--ignore-formatted", home=home)
     # The storage tool needs a small heap only.
     cmd = [c for c in cmd if not c.startswith(("-Xmx", "-Xms"))]
     cmd.insert(1, "-Xmx256m")
@@ -297,7 +318,7 @@ def start(settings: Settings | None = None) -> BrokerInfo:
     props_file.write_text(render_server_properties(port, controller_port, data_dir,
                                                    partitions=settings.kafka.default_partitions))
     (home / "log4j2.properties").write_text(LOG4J2)
-    _format_storage(settings, props_file, data_dir)
+    format_storage(settings, props_file, data_dir)
 
     cmd = java_command(settings, KAFKA_MAIN, str(props_file))
     log_path = home / "broker.log"

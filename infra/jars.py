@@ -1,8 +1,9 @@
 """Resolve cryptolake's JVM dependencies from Maven Central with ``infra/pom.xml``.
 
-Two groups land in ``<jars_dir>/spark`` (Delta + Spark's Kafka source, for ``spark.jars``)
-and ``<jars_dir>/kafka`` (the KRaft broker). Jars that pyspark already ships are not
-copied into the spark group, so nothing on ``spark.jars`` shadows Spark's own classes.
+Three groups land in ``<jars_dir>/spark`` (Delta + Spark's Kafka source, for ``spark.jars``),
+``<jars_dir>/kafka`` (the KRaft broker) and ``<jars_dir>/s3`` (hadoop-aws and its AWS SDK bundle,
+for ``s3a://`` lakes). Jars that pyspark already ships are not copied into the spark or s3
+groups, so nothing on Spark's class path shadows Spark's own classes.
 Run at set-up time only; nothing downloads at run time.
 """
 
@@ -20,7 +21,7 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
-GROUPS = ("spark", "kafka")
+GROUPS = ("spark", "kafka", "s3")
 _VERSION_SUFFIX = re.compile(r"-\d[\w.\-]*\.jar$")
 log = get_logger(__name__)
 
@@ -56,7 +57,7 @@ def resolve(group: str, settings: Settings | None = None, *, force: bool = False
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise InfrastructureError(f"mvn failed resolving the {group} jars:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-    if group == "spark":
+    if group in ("spark", "s3"):
         bundled = pyspark_jar_names()
         for jar in tmp.glob("*.jar"):
             if artifact_name(jar.name) in bundled:

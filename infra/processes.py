@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from cryptolake.jvm import Tracked, cmdline, pids_dir
+from cryptolake.errors import InfrastructureError
+from cryptolake.jvm import Tracked, cmdline, pids_dir, register
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings
 
@@ -66,6 +70,8 @@ def stop_registered(settings: Settings | None = None, kind: str | None = None,
         _send(t.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(alive(t.pid) for t in targets):
+        for t in targets:
+            reap(t.pid)
         time.sleep(0.1)
     for t in targets:
         if alive(t.pid):
@@ -76,7 +82,64 @@ def stop_registered(settings: Settings | None = None, kind: str | None = None,
 
 
 def _send(pid: int, sig: signal.Signals) -> None:
+    """Signal ``pid``; its whole group when it leads one (a daemon :func:`spawn` started, with its children)."""
     try:
-        os.kill(pid, sig)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
     except ProcessLookupError:
+        return
+
+
+def listening(port: int, host: str = "127.0.0.1", timeout_s: float = 1.0) -> bool:
+    """True if something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a daemon's log (for error messages)."""
+    if not path.exists():
+        return f"(no log at {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def spawn(kind: str, cmd: Sequence[str], log_path: Path, *, ready: Callable[[], bool], timeout_s: float,
+          settings: Settings | None = None, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None) -> Tracked:
+    """Start a detached daemon (its own session and process group), wait until ``ready()``, register it.
+
+    Registered only once ready, so the recorded command line is the final one (``spark-class`` execs
+    its JVM). A daemon that exits or is not ready within ``timeout_s`` is stopped and reported with
+    its log's tail.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=str(cwd) if cwd else None,
+                                env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.poll() is not None:
+            raise InfrastructureError(f"{kind} exited with code {proc.returncode}:\n{log_tail(log_path)}")
+        if time.monotonic() > deadline:
+            _send(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            raise InfrastructureError(f"{kind} not ready within {timeout_s:.0f}s:\n{log_tail(log_path)}")
+        time.sleep(0.2)
+    tracked = register(kind, proc.pid, settings)
+    log.info("processes.started", extra={"kind": kind, "pid": proc.pid})
+    return tracked
+
+
+
+def reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is our child (so it does not linger as a zombie)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
         return
