@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from numba import njit, prange
 
 from trader.config import TraderConfig
 from trader.domain import Instrument
@@ -244,3 +244,52 @@ def sweep(strategies: Sequence[SignalStrategy], arrays: tuple[np.ndarray, ...], 
     """One result per strategy (parameter set) over the same bars."""
     return [run_vector(s, arrays, cash=cash, paper=paper, instrument=instrument, all_cash=all_cash)
             for s in strategies]
+
+
+@njit(cache=True)
+def _sliding_extreme(x: Any, n: int, is_max: bool) -> Any:
+    """``out[t]`` = max (or min) of ``x[t-n+1 .. t]`` in O(len(x)) (a monotonic queue); NaN before ``n`` bars.
+
+    Max and min are exact in any order, so this equals :func:`trader.strategies.indicators.highest`."""
+    m = len(x)
+    out = np.full(m, np.nan)
+    q = np.empty(m, np.int64)
+    head, tail = 0, 0
+    for t in range(m):
+        while tail > head and ((x[q[tail - 1]] <= x[t]) if is_max else (x[q[tail - 1]] >= x[t])):
+            tail -= 1
+        q[tail] = t
+        tail += 1
+        if q[head] <= t - n:
+            head += 1
+        if t >= n - 1:
+            out[t] = x[q[head]]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def donchian_sweep(o: Any, h: Any, lo: Any, c: Any, channels: Any, exit_channels: Any, cash0: float,
+                   taker_bps: float, slip_bps: float, all_cash: bool, price_dec: int, qty_dec: int) -> Any:
+    """Final equity and closed trades of the breakout strategy (no volume filter, no stops) per parameter set.
+
+    The same decisions as :class:`trader.strategies.breakout.BreakoutStrategy` with ``volume_mult=0``,
+    ``fraction=1``: entry when the close breaks the previous ``channel`` bars' high, exit below the
+    previous ``exit_channel`` bars' low. Parameter sets run in parallel (numba ``prange``)."""
+    k = len(channels)
+    final = np.empty(k)
+    counts = np.empty(k, np.int64)
+    n = len(c)
+    for j in prange(k):
+        hi = _sliding_extreme(h, channels[j], True)
+        low = _sliding_extreme(lo, exit_channels[j], False)
+        lookback = max(channels[j], exit_channels[j]) + 1
+        ent = np.zeros(n, np.bool_)
+        ext = np.zeros(n, np.bool_)
+        for t in range(lookback - 1, n):
+            ent[t] = c[t] > hi[t - 1]
+            ext[t] = c[t] < low[t - 1]
+        trades, equity = simulate(o, h, lo, c, ent, ext, np.full(n, np.nan), cash0, 1.0, 0.01, taker_bps,
+                                  taker_bps, slip_bps, np.nan, np.nan, price_dec, qty_dec, all_cash)
+        final[j] = equity[-1]
+        counts[j] = len(trades)
+    return final, counts
