@@ -84,8 +84,8 @@ def main() -> None:
     tr, bt = node.trades, stats["_trades"]
     bt = bt.sort_values("EntryTime").reset_index(drop=True)
     ours = pd.to_datetime(tr.entry_time, utc=True).dt.tz_localize(None).reset_index(drop=True)
-    same = (len(tr) == len(bt) and (ours == bt.EntryTime).all()
-            and (pd.to_datetime(tr.exit_time, utc=True).dt.tz_localize(None).reset_index(drop=True) == bt.ExitTime).all()
+    ours_exit = pd.to_datetime(tr.exit_time, utc=True).dt.tz_localize(None).reset_index(drop=True)
+    same = (len(tr) == len(bt) and (ours == bt.EntryTime).all() and (ours_exit == bt.ExitTime).all()
             and np.allclose(tr.entry_price.to_numpy(), bt.EntryPrice.to_numpy(), rtol=1e-9, atol=0)
             and np.allclose(tr.exit_price.to_numpy(), bt.ExitPrice.to_numpy(), rtol=1e-9, atol=0))
     print(f"closed trades node {len(tr):,} backtesting.py {len(bt):,}: {'IDENTICAL' if same else 'DIFFER'}")

@@ -32,7 +32,7 @@ S = TypeVar("S", bound=type[Strategy])
 _REGISTRY: dict[str, type[Strategy]] = {}
 _BUILTINS = (
     "trader.strategies.threshold", "trader.strategies.swing", "trader.strategies.breakout",
-    "trader.strategies.daytrade", "trader.strategies.vote", "trader.strategies.mlsignal",
+    "trader.strategies.daytrade", "trader.strategies.vote", "trader.strategies.mlsignal", "trader.strategies.selector",
 )
 
 
