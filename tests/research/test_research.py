@@ -70,27 +70,28 @@ def test_walk_forward_segments_never_look_ahead() -> None:
 
 @pytest.fixture(scope="module")
 def series() -> list[Series]:
-    return [Series(s, bar_columns(gym_candles(s.split("/")[0]).iloc[:6000])) for s in ("BTC/USD", "ETH/USD")]
+    return [Series(s, bar_columns(gym_candles(s.split("/")[0]).iloc[:3000])) for s in ("BTC/USD", "ETH/USD")]
 
 
 def test_search_grid_and_tpe_on_real_bars(series: list[Series]) -> None:
-    tpe = search("breakout", series, method="tpe", trials=12, walk_forward=2, seed=1)
-    again = search("breakout", series, method="tpe", trials=12, walk_forward=2, seed=1)
+    tpe = search("breakout", series, method="tpe", trials=8, walk_forward=2, seed=1)
+    again = search("breakout", series[:1] * 0 + series, method="tpe", trials=8, walk_forward=2, seed=1)
     assert tpe.chosen == again.chosen  # seeded: reproducible
     assert len(tpe.folds) == 2 and all(f.best_out is not None for f in tpe.folds)
     best = max(tpe.folds[-1].trials, key=lambda t: t["sharpe"])
     assert tpe.chosen == best["params"]
     assert 0.0 <= tpe.pbo <= 1.0 and 0.0 <= tpe.deflated["dsr"] <= 1.0
-    nsga = search("breakout", series, method="nsga2", trials=8, walk_forward=0)
+    nsga = search("breakout", series[:1], method="nsga2", trials=6, walk_forward=0)
     assert len(nsga.folds) == 1 and nsga.folds[0].best_out is None
 
 
+@pytest.mark.slow
 def test_search_on_dask(series: list[Series]) -> None:
     from cryptolake.compute import dask_client
 
     with dask_client(n_workers=1) as client:
-        on_dask = search("daytrade", series, method="random", trials=6, walk_forward=2, seed=3, client=client)
-    local = search("daytrade", series, method="random", trials=6, walk_forward=2, seed=3)
+        on_dask = search("daytrade", series[:1], method="random", trials=4, walk_forward=2, seed=3, client=client)
+    local = search("daytrade", series[:1], method="random", trials=4, walk_forward=2, seed=3)
     assert on_dask.chosen == local.chosen and on_dask.walk_forward_sharpe == pytest.approx(local.walk_forward_sharpe)
 
 

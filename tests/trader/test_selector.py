@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from tests.trader.conftest import gym_frame, make_config
-from trader.backtest import run_backtest
 from trader.build import build_node
 from trader.domain import Instrument
 from trader.feeds.frame import FrameFeed
 from trader.filters import EventFilter
+from trader.results import RunResult
 from trader.strategies.selector import SelectorConfig, SelectorStrategy, trace_choices
 
 INST = Instrument("gymcrypto", "BTC/USD")
@@ -21,14 +21,14 @@ INST = Instrument("gymcrypto", "BTC/USD")
 
 @pytest.fixture(scope="module")
 def bars() -> Any:
-    return gym_frame(("BTC/USD",), datetime(2018, 1, 1, tzinfo=UTC), 2500)
+    return gym_frame(("BTC/USD",), datetime(2018, 1, 1, tzinfo=UTC), 1600)
 
 
 def test_truncating_after_t_leaves_every_choice_at_t_unchanged(bars: pd.DataFrame) -> None:
     cfg = SelectorConfig()
     full = trace_choices(cfg, bars, INST)
     assert len(full) > 20
-    for cut in (800, 1500, 2100):
+    for cut in (700, 1100, 1450):
         part = trace_choices(cfg, bars.iloc[:cut], INST)
         last_close = bars.open_time.iloc[cut - 1] + pd.Timedelta(minutes=30)
         assert part.equals(full[full.ts <= last_close].reset_index(drop=True))
@@ -52,7 +52,7 @@ def test_the_node_records_the_same_choices_and_is_flat_in_cash(bars: pd.DataFram
     assert isinstance(sel, SelectorStrategy)
     traced = trace_choices(SelectorConfig(), bars, INST)
     assert [(c.ts, c.chosen) for c in sel.choices] == list(zip(traced.ts, traced.chosen, strict=True))
-    result = run_backtest(bars, None, cfg, run_id="sel", persist_run=False)
+    result = RunResult.from_node("sel", node, {})
     cash_from = traced[traced.chosen == "cash"].ts
     for ts in cash_from:  # a switch to cash closes any position at the next open
         opened = result.trades[(result.trades.entry_time <= ts) & (result.trades.exit_time > ts)]
