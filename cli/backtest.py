@@ -80,3 +80,4 @@ def backtest(
     table.add_row("skipped bars", str(result.stats.get("skipped_bars", 0)))
     Console().print(table)
     typer.echo(f"report: {run.report_path}")
+    typer.echo(f"tearsheet: {run.tearsheet} (summary {run.tearsheet.with_suffix('.png')})")

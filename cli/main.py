@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import altdata, backtest, doctor, exchange, run, serve, sql, stack
+from cli import altdata, backtest, doctor, exchange, optimize, run, serve, sql, stack
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -23,6 +23,7 @@ app.add_typer(altdata.app, name="altdata")
 app.command("doctor")(doctor.doctor)
 app.command("sql")(sql.sql)
 app.command("backtest")(backtest.backtest)
+app.command("optimize")(optimize.optimize)
 app.add_typer(run.app, name="run")
 app.command("serve")(serve.serve)
 app.add_typer(serve.users_app, name="users")

@@ -32,6 +32,7 @@ class LakeBacktest:
 
     result: BacktestResult
     report_path: Path
+    tearsheet: Path
     start: datetime
     end: datetime
     bars: int
@@ -100,6 +101,26 @@ def run_lake_backtest(
     until = pd.Timestamp(in_window.open_time.max()).to_pydatetime()
     result = run_backtest(bars, signals, config, run_id=run_id, start_time=start, until_bar_time=until,
                           model_version=model_version, progress=progress)
-    report = write_report(settings.paths.artifacts_dir / "backtests" / run_id / "report.html", result,
-                          initial_cash=config.initial_cash, title=f"cryptolake backtest: {names}", bars=in_window)
-    return LakeBacktest(result, report, start, end, len(in_window))
+    folder = settings.paths.artifacts_dir / "backtests" / run_id
+    report = write_report(folder / "report.html", result, initial_cash=config.initial_cash,
+                          title=f"cryptolake backtest: {names}", bars=in_window)
+    sheet, _ = backtest_tearsheet(folder / "tearsheet.html", result, in_window, config, title=f"{names} backtest")
+    return LakeBacktest(result, report, sheet, start, end, len(in_window))
+
+
+def backtest_tearsheet(path: Path, result: BacktestResult, bars: pd.DataFrame, config: TraderConfig, *,
+                       title: str) -> tuple[Path, Path]:
+    """The run's tearsheet: equity against an equal-weight buy-and-hold of its symbols and cash."""
+    from research.tearsheet import write_tearsheet
+    from trader.metrics import periods_per_year
+
+    eq = result.equity.set_index(pd.to_datetime(result.equity.ts, utc=True))
+    closes = bars.assign(ts=pd.to_datetime(bars.open_time, utc=True) + timeframe_delta(config.timeframe)).pivot_table(
+        index="ts", columns="symbol", values="close").reindex(eq.index).ffill().bfill()
+    hold = config.initial_cash * (closes / closes.iloc[0]).mean(axis=1)
+    trades = result.trades[["symbol", "entry_time", "exit_time", "entry_price", "exit_price", "qty", "pnl", "fees"]]
+    metrics = {**result.metrics, "buy_and_hold_return": float(hold.iloc[-1] / config.initial_cash - 1),
+               "cash_return": 0.0}
+    return write_tearsheet(path, title=f"cryptolake {title}", equity=eq.equity.astype(float), benchmark=hold,
+                           metrics=metrics, trades=trades, exposure=(eq.open_positions > 0).astype(float),
+                           ppy=periods_per_year(config.timeframe))

