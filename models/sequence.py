@@ -281,7 +281,7 @@ class SequenceModel:
         train_rows = fold.train.contains(ts) & np.isfinite(values).all(axis=1)
         self.standardiser = Standardiser.fit(values[train_rows])
         x_all = self.standardiser.transform(values)
-        log.info("net.fit.start", extra={"net": cfg.net, "samples": samples, "config_hash": cfg.config_hash()[:12]})
+        log.debug("net.fit.start", extra={"net": cfg.net, "samples": samples, "config_hash": cfg.config_hash()[:12]})
 
         def batch(rows: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(gather(x_all, rows, cfg.window))
@@ -338,7 +338,7 @@ class SequenceModel:
             code_version=code_version(), trained_at=trained_at, code_hash=code_hash(),
             feature_selection=dict(dataset.extra.get("feature_selection", {})),
         )
-        log.info("net.fit.done", extra={"model_version": self.metadata.model_version,
+        log.debug("net.fit.done", extra={"model_version": self.metadata.model_version,
                                         "seconds": round(train_seconds, 2), "best_epoch": best_epoch})
         return FitReport(
             metrics=metrics, calibration=calibration, fold=fold, samples=samples, epochs_trained=len(history),
@@ -379,7 +379,7 @@ class SequenceModel:
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(net.state_dict(), folder / WEIGHTS_FILE)
         (folder / METADATA_FILE).write_text(meta.model_dump_json(indent=2))
-        log.info("net.saved", extra={"path": str(folder), "model_version": meta.model_version})
+        log.debug("net.saved", extra={"path": str(folder), "model_version": meta.model_version})
         return folder
 
     @classmethod

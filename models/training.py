@@ -94,7 +94,7 @@ def train_net(
         p_valid = torch.from_numpy(probabilities(net, batch, valid_ends)).clamp(1e-7, 1 - 1e-7)
         valid_loss = float(torch.nn.functional.binary_cross_entropy(p_valid, y_valid).item())
         history.append({"epoch": epoch, "train_loss": total / n, "valid_loss": valid_loss})
-        log.info("net.epoch", extra={**history[-1], "of": cfg.max_epochs})
+        log.debug("net.epoch", extra={**history[-1], "of": cfg.max_epochs})
         if on_epoch is not None:
             on_epoch(history[-1])
         if valid_loss < best_loss - 1e-6:
