@@ -94,7 +94,7 @@ def train(
     console.print(f"{len(dataset.frame):,} rows of {', '.join(dataset.symbols)} ({source}); "
                   f"{len(nets)} nets x {walk_forward} folds on {workers or 'no'} Dask workers")
     if search:
-        from pipeline.search import run_search
+        from models.search import run_search
 
         for net in nets:
             found = run_search(dataset, base.model_copy(update={"net": net}), settings, trials=search,

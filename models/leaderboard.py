@@ -71,7 +71,8 @@ def deflated_sharpe(sharpe: float, trial_sharpes: Sequence[float], bars: int, sk
     if n < 2 or bars < 3:
         return float("nan")
     sd = float(trials.std(ddof=1))
-    expected_max = sd * ((1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / n) + EULER_GAMMA * stats.norm.ppf(1 - 1 / (n * np.e)))
+    z = stats.norm.ppf
+    expected_max = sd * ((1 - EULER_GAMMA) * z(1 - 1 / n) + EULER_GAMMA * z(1 - 1 / (n * np.e)))
     denom = 1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2
     if denom <= 0:
         return float("nan")

@@ -42,7 +42,7 @@ def _scores(x: np.ndarray, y: np.ndarray, method: str, seed: int) -> np.ndarray:
     if method == "l1":
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(penalty="l1", solver="liblinear", C=0.05, random_state=seed).fit(x, y)
+        model = LogisticRegression(l1_ratio=1.0, solver="saga", C=0.05, max_iter=2000, random_state=seed).fit(x, y)
         return np.abs(model.coef_[0])
     if method == "gbm":
         import lightgbm as lgb
@@ -73,5 +73,5 @@ def select_features(x_train: np.ndarray, y_train: np.ndarray, names: Sequence[st
     scores = _scores(x, y, method, seed)
     order = sorted(range(len(names)), key=lambda i: (-scores[i], i))[:k]
     chosen = tuple(names[i] for i in sorted(order))
-    return Selection(method=method, k=k, chosen=chosen, scores={n: float(s) for n, s in zip(names, scores, strict=True)},
-                     train_rows=int(len(y)))
+    named = {n: float(s) for n, s in zip(names, scores, strict=True)}
+    return Selection(method=method, k=k, chosen=chosen, scores=named, train_rows=len(y))

@@ -112,7 +112,7 @@ def train_or_reuse(interval: Interval, settings: Settings) -> TrainResult:
 
 
 def _trade_note(entry: RegistryEntry) -> str:
-    ok, why = entry.may_trade
+    ok, _why = entry.may_trade
     return f"{entry.version} trades" if ok else f"{entry.version} failed the gate, the scorer publishes nothing"
 
 
