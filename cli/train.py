@@ -12,6 +12,7 @@ last-fold model is registered with its lineage and gate decision, and the champi
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def train(
     from pipeline.training import embedded_training_set, lake_training_set, train_models
 
     settings = get_settings()
+    if settings.log_level.upper() != "DEBUG":
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter is not ours
     nets = _nets(model)
     console = Console(stderr=True)
     t0 = time.monotonic()
