@@ -3,7 +3,8 @@
 TA-Lib's ``CDL*`` functions look back a few bars and never ahead, so the value at bar t is a
 function of bars ``<= t``: appending later bars never changes an earlier value (tested). Output is
 keyed like gold.features (exchange, symbol, timeframe, ts) so it joins one to one; values are
-TA-Lib's -100 / 0 / +100 (bearish / none / bullish), scaled to -1 / 0 / +1. Only ``is_valid``
+TA-Lib's -100 / 0 / +100 (bearish / none / bullish; +-80 and +-200 for weak or confirmed
+variants) divided by 100. Only ``is_valid``
 bars are used when the column is present; bars are not modified.
 """
 

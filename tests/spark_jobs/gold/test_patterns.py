@@ -19,6 +19,6 @@ def test_patterns_at_t_do_not_change_when_later_bars_arrive():
     for col in PATTERN_COLUMNS:
         assert np.array_equal(merged[f"{col}_cut"].to_numpy(), merged[f"{col}_full"].to_numpy()), col
     values = full[list(PATTERN_COLUMNS)].to_numpy()
-    assert set(np.unique(values)) <= {-1.0, 0.0, 1.0}
+    assert np.abs(values).max() <= 2.0 and (values == 0).mean() > 0.5  # TA-Lib's +-100 (+-80, +-200) / 100
     assert (full["cdl_doji"] != 0).sum() > 10  # real 30m candles have dojis
     assert pd.api.types.is_datetime64_any_dtype(full["ts"])
