@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import altdata, backtest, doctor, exchange, optimize, run, serve, sql, stack
+from cli import altdata, backtest, doctor, exchange, optimize, run, serve, sql, stack, train
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -27,6 +27,7 @@ app.command("optimize")(optimize.optimize)
 app.add_typer(run.app, name="run")
 app.command("serve")(serve.serve)
 app.add_typer(serve.users_app, name="users")
+app.command("train")(train.train)
 
 
 @app.callback()

@@ -249,6 +249,20 @@ class ApiSettings(_Frozen):
     argon2_memory_kib: int = Field(65536, ge=1024, description="argon2id memory per password hash (KiB)")
 
 
+class ModelSettings(_Frozen):
+    """Training, evaluation and the champion gate of the models (``cryptolake train``, the train task)."""
+
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads per fit (fixed: results depend on it)")
+    cost_bps: float = Field(
+        15.0, ge=0, description="Cost per side in bps for strategy metrics (paper venue: 10 taker fee + 5 slippage)"
+    )
+    embargo_bars: int = Field(4, ge=0, description="Bars dropped after the label-horizon purge between folds")
+    gate_metric: str = Field("auc", description="Out-of-sample metric the champion gate compares (auc, log_loss...)")
+    gate_margin: float = Field(
+        0.0, ge=0, description="How much a challenger must beat the champion and every naive baseline by"
+    )
+
+
 class Settings(BaseSettings):
     """All of cryptolake's settings."""
 
@@ -267,6 +281,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     api: ApiSettings = ApiSettings()
     s3: S3Settings = S3Settings()
+    models: ModelSettings = ModelSettings()
     log_level: str = Field("INFO", description="Log level")
     seed: int = Field(7, description="Seed for every random number generator")
 

@@ -1,6 +1,7 @@
 """Naive baselines every model is reported against, scored on the same test windows.
 
 - ``always_up``: probability 1 for every bar (the base rate in accuracy terms).
+- ``base_rate``: the training rows' up rate as a constant probability (the log-loss/Brier baseline).
 - ``previous_direction``: up if the bar that just closed went up (``log_ret_1 > 0``).
 - ``logistic``: sklearn logistic regression on the same standardised features of the
   window's last bar, fit on the training rows only.
@@ -17,6 +18,14 @@ from cryptolake.errors import DataValidationError
 def always_up(n: int) -> np.ndarray:
     """Probability 1.0 of an up move for ``n`` bars."""
     return np.ones(n, dtype=np.float64)
+
+
+def base_rate(y_train: np.ndarray, n: int) -> np.ndarray:
+    """The training up rate as the probability of every one of ``n`` bars."""
+    y = np.asarray(y_train, dtype=np.float64)
+    if len(y) == 0:
+        raise DataValidationError("y_train", "[]", "needs training labels for a base rate")
+    return np.full(n, float(y.mean()), dtype=np.float64)
 
 
 def previous_direction(last_log_return: np.ndarray) -> np.ndarray:
@@ -36,3 +45,26 @@ def logistic_regression(
     model = LogisticRegression(max_iter=1000, random_state=seed)
     model.fit(x_train, y_train)
     return np.asarray(model.predict_proba(x_test)[:, 1], dtype=np.float64)
+
+
+NAIVE_BASELINES: tuple[str, ...] = ("always_up", "base_rate", "previous_direction", "logistic")
+
+
+def naive_scores(
+    x_last: np.ndarray, last_log_return: np.ndarray | None, labels: np.ndarray,
+    train: np.ndarray, rows: np.ndarray, seed: int,
+) -> dict[str, np.ndarray]:
+    """Every naive baseline's probabilities for ``rows``, fit on ``train`` rows only.
+
+    ``x_last`` holds each bar's standardised features (the window's last bar), ``labels`` the 0/1
+    targets; ``previous_direction`` needs ``log_ret_1`` and is left out without it.
+    """
+    y_train = labels[train].astype(np.int64)
+    out = {
+        "always_up": always_up(len(rows)),
+        "base_rate": base_rate(y_train, len(rows)),
+        "logistic": logistic_regression(x_last[train], y_train, x_last[rows], seed),
+    }
+    if last_log_return is not None:
+        out["previous_direction"] = previous_direction(last_log_return[rows])
+    return out

@@ -21,6 +21,8 @@ class Metrics:
     recall: float
     f1: float
     auc: float
+    log_loss: float = float("nan")
+    brier: float = float("nan")
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -63,7 +65,8 @@ def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshol
     """Accuracy, precision, recall and F1 of ``probability >= threshold``; AUC of ``probability``.
 
     Precision (recall) is 0 when nothing is predicted (present) positive, as sklearn's
-    ``zero_division=0``.
+    ``zero_division=0``. Log loss clips probabilities to [1e-7, 1 - 1e-7] (a 0/1 baseline gets a
+    large but finite loss); Brier is the mean squared error of the probability.
     """
     y, p = check_scores(y_true, probability)
     pred = (p >= threshold).astype(np.int64)
@@ -81,4 +84,13 @@ def classification_metrics(y_true: np.ndarray, probability: np.ndarray, threshol
         recall=float(recall),
         f1=float(f1),
         auc=roc_auc(y, p),
+        log_loss=log_loss(y, p),
+        brier=float(np.mean((p - y) ** 2)),
     )
+
+
+def log_loss(y_true: np.ndarray, probability: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy of clipped probabilities."""
+    y, p = check_scores(y_true, probability)
+    q = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))

@@ -36,14 +36,14 @@ from cryptolake.errors import ConfigError, DataValidationError, ModelNotFoundErr
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings
 from models.base import Model
-from models.lstm import LstmModel
+from models.sequence import NET_KINDS, SequenceModel
 
 log = get_logger(__name__)
 
 INDEX_FILE = "index.json"
 LOCK_FILE = ".lock"
 
-MODEL_KINDS: Mapping[str, type[Model]] = {LstmModel.kind: LstmModel}
+MODEL_KINDS: Mapping[str, type[Model]] = dict.fromkeys(NET_KINDS, SequenceModel)
 
 
 class RegistryEntry(BaseModel):
@@ -58,6 +58,14 @@ class RegistryEntry(BaseModel):
     oos_start: datetime
     promoted: bool = False
     metadata: dict[str, Any]
+    gate: dict[str, Any] | None = None  # the champion gate's decision (models.gate.GateDecision), if one ran
+
+    @property
+    def may_trade(self) -> tuple[bool, str]:
+        """Whether a scorer may publish this model's signals, and why (a failed gate says what it lost to)."""
+        if self.gate is None:
+            return True, "no gate decision recorded (registered without one)"
+        return bool(self.gate.get("passed")), str(self.gate.get("reason", ""))
 
 
 class _Index(BaseModel):
@@ -132,11 +140,15 @@ class ModelRegistry:
         return self.load(self.champion(as_of).version)
 
     # --- writing ---------------------------------------------------------------------------
-    def register(self, model: Model, *, promote: bool = False) -> RegistryEntry:
+    def register(self, model: Model, *, promote: bool = False, gate: Mapping[str, Any] | None = None) -> RegistryEntry:
         """Save ``model`` under its version and index it; a version already registered is left as it is.
 
-        ``promote`` then makes it a champion candidate (see the module's policy).
+        ``promote`` then makes it a champion candidate (see the module's policy); ``gate`` records
+        the champion gate's decision (a model that failed it must not be promoted).
         """
+        if promote and gate is not None and not gate.get("passed"):
+            raise ConfigError(f"model {model.model_version!r} failed the gate and cannot be promoted: "
+                              f"{gate.get('reason')}")
         version = _check_version(model.model_version)
         if model.kind not in self.kinds:
             raise ConfigError(f"model kind {model.kind!r} has no class to load it; known: {sorted(self.kinds)}")
@@ -149,10 +161,13 @@ class ModelRegistry:
                     version=version, kind=model.kind, seq=max((e.seq for e in index.models.values()), default=0) + 1,
                     trained_at=_utc("trained_at", model.trained_at),
                     oos_start=_utc("oos_start", model.oos_start), metadata=model.describe(),
+                    gate=dict(gate) if gate is not None else None,
                 )
                 log.info("registry.registered", extra={"model_version": version, "kind": model.kind})
             elif entry.kind != model.kind:
                 raise ConfigError(f"model {version!r} is registered as kind {entry.kind!r}, not {model.kind!r}")
+            if gate is not None and entry.gate != dict(gate):
+                entry = entry.model_copy(update={"gate": dict(gate)})
             if promote and not entry.promoted:
                 entry = entry.model_copy(update={"promoted": True})
             if index.models.get(version) != entry:
@@ -174,6 +189,8 @@ class ModelRegistry:
             entry = index.models.get(version)
             if entry is None:
                 raise ModelNotFoundError(version, f"not registered in {self.root}")
+            if promoted and not entry.may_trade[0]:
+                raise ConfigError(f"model {version!r} failed the gate and cannot be promoted: {entry.may_trade[1]}")
             if entry.promoted != promoted:
                 entry = entry.model_copy(update={"promoted": promoted})
                 self._write(_Index(models={**index.models, version: entry}))

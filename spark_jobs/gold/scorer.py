@@ -12,6 +12,10 @@ are scored again anyway (a replayed micro-batch, a lost checkpoint), each gets t
 ``signal_id`` (model version + bar key): Kafka carries the same ids again, which consumers skip,
 and the MERGE adds no duplicate row. A model never scores bars before its out-of-sample start.
 
+The champion gate: a model registered as failing it (it did not beat every naive baseline and the
+champion out of sample) never trades. The scorer publishes nothing for it and says why in its
+result (``refused``) and log.
+
 Layer note: ``spark_jobs -> models`` is a named exception of the layer contract (the scorer
 needs the registry and the Model protocol).
 """
@@ -50,6 +54,13 @@ class ScoreResult:
     first_bar: str | None = None
     last_bar: str | None = None
     per_symbol: dict[str, int] = field(default_factory=dict)
+    refused: str | None = None  # why nothing was published (the model failed the champion gate)
+
+
+def gate_refusal(registry: ModelRegistry, model_version: str) -> str | None:
+    """Why ``model_version`` may not publish signals (it failed the champion gate), or None if it may."""
+    ok, why = registry.entry(model_version).may_trade
+    return None if ok else f"model {model_version} failed the champion gate: {why}"
 
 
 def signal_messages(scores: pd.DataFrame) -> list[SignalV1]:
@@ -111,14 +122,19 @@ def run_scorer(
 
     settings = settings or get_settings()
     check_interval(score_from, score_until)
-    model = (registry or ModelRegistry.for_settings(settings)).load(model_version)
+    registry = registry or ModelRegistry.for_settings(settings)
+    model = registry.load(model_version)
     check_out_of_sample(model, score_from)
+    refused = gate_refusal(registry, model_version)
     spark = get_spark(settings)
     window = model.window
     result = ScoreResult(model_version=model_version)
     ensure_topics([topics.SIGNALS], settings)
     features_path = GOLD_FEATURES.path(settings)
     ensure_table(spark, SIGNALS_TABLE, settings)
+    if refused is not None:
+        log.warning("scorer.refused", extra={"model_version": model_version, "reason": refused})
+        return ScoreResult(model_version=model_version, refused=refused)
     context_cols = ["exchange", "symbol", "timeframe", "ts", *model.feature_columns]
     producer = Producer(settings, client_id="cryptolake-scorer")
 

@@ -63,7 +63,7 @@ def test_reported_test_metrics_are_those_of_the_test_windows(real_dataset, tiny_
     assert report.metrics["always_up"].accuracy == pytest.approx(y.mean())
     prev = classification_metrics(y, (merged["log_ret_1"].to_numpy() > 0).astype(float))
     assert report.metrics["previous_direction"].as_dict() == pytest.approx(prev.as_dict())
-    assert set(report.metrics) == {"lstm", "always_up", "previous_direction", "logistic"}
+    assert set(report.metrics) == {"lstm", "always_up", "base_rate", "previous_direction", "logistic"}
     assert int(report.calibration["count"].sum()) == len(test_ends)
 
 

@@ -22,5 +22,5 @@ def test_lstm_rejects_wrong_feature_count():
 
 
 def test_unknown_net_is_named():
-    with pytest.raises(ConfigError, match="'gru'"):
-        build_net("gru", 3)
+    with pytest.raises(ConfigError, match="'rnn'"):
+        build_net("rnn", 3)
