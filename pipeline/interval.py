@@ -110,11 +110,12 @@ def spark_bar(description: str, poll_s: float = 0.5) -> Iterator[None]:
     def follow(bar: StepBar) -> None:
         tracker = None
         while not done.wait(poll_s):
-            sc = SparkContext._active_spark_context
-            if sc is None:
-                continue
-            tracker = tracker or sc.statusTracker()
             try:
+                if tracker is None:
+                    sc = SparkContext._active_spark_context
+                    if sc is None or getattr(sc, "_jsc", None) is None:
+                        continue  # the session is still starting
+                    tracker = sc.statusTracker()
                 for stage_id in tracker.getActiveStageIds():
                     info = tracker.getStageInfo(stage_id)
                     if info is not None:
@@ -136,6 +137,33 @@ def spark_bar(description: str, poll_s: float = 0.5) -> Iterator[None]:
             thread.join(timeout=5)
             total = max(1, sum(t for _, t in seen.values()))
             bar.update(total, total=total)
+
+
+def process_tree_cpu_seconds(root: int | None = None) -> float:
+    """user + system CPU seconds of ``root`` (default: this process) and its live descendants (/proc).
+
+    A step's CPU time does not depend on what else shares the cores, unlike its wall time; the
+    descendants are Spark's JVM and Python workers and the local broker.
+    """
+    import os
+
+    root = os.getpid() if root is None else root
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks[int(d.name)] = int(fields[11]) + int(fields[12])
+            children.setdefault(int(fields[1]), []).append(int(d.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo += children.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_dir(settings: Settings, interval: Interval) -> Path:

@@ -9,16 +9,19 @@ at the interval's start.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptolake import topics
-from cryptolake.logs import get_logger, quiet_libraries
+from cryptolake.logs import NATIVE_LOG_ENV, get_logger, native_output_to, quiet_libraries
 from cryptolake.settings import Settings, get_settings
-from pipeline.interval import Interval, progress, run_dir, spark_bar, step_bar
+from pipeline.interval import Interval, process_tree_cpu_seconds, progress, run_dir, spark_bar, step_bar
 from pipeline.results import IngestResult, LandResult, ScoreResult, TradeResult, TrainResult, as_record
 
 log = get_logger(__name__)
@@ -127,16 +130,19 @@ def run_task(name: str, start: str, end: str, settings: Settings | None = None, 
     settings = settings or get_settings()
     quiet_libraries()  # the task runs under Airflow's logging configuration
     interval = Interval.parse(start, end)
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), process_tree_cpu_seconds()
     step = f"[{list(TASKS).index(name) + 1}/{len(TASKS)}] {name}"
     progress(f"{step}: {interval.start:%Y-%m-%d} .. {interval.end:%Y-%m-%d} ...")
     log.info("task.start", extra={"task": name, "start": start, "end": end})
-    result = TASKS[name](interval, settings, **upstream)
+    native_log = os.environ.get(NATIVE_LOG_ENV)
+    with native_output_to(Path(native_log)) if native_log else contextlib.nullcontext():
+        result = TASKS[name](interval, settings, **upstream)
     seconds = round(time.monotonic() - t0, 2)
-    record = {**as_record(result), "task": name, "seconds": seconds}
+    cpu_seconds = round(process_tree_cpu_seconds() - cpu0, 1)
+    record = {**as_record(result), "task": name, "seconds": seconds, "cpu_seconds": cpu_seconds}
     out = run_dir(settings, interval)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=str))
     log.info("task.done", extra={"task": name, "seconds": seconds})
-    progress(f"{step}: done in {seconds:.0f} s {_headline(record)}")
+    progress(f"{step}: done in {seconds:.0f} s ({cpu_seconds:.0f} CPU s) {_headline(record)}")
     return result
