@@ -167,7 +167,8 @@ def _repoint_handlers(old: Any, new: Any, only: list[logging.StreamHandler[Any]]
         if isinstance(lg, logging.Logger) for h in lg.handlers
     ]
     for h in handlers:
-        if isinstance(h, logging.StreamHandler) and h.stream is old:
+        # logging's last-resort handler reads sys.stderr itself (its stream cannot be set).
+        if isinstance(h, logging.StreamHandler) and type(h).__name__ != "_StderrHandler" and h.stream is old:
             h.setStream(new)
             moved.append(h)
     return moved
