@@ -121,6 +121,10 @@ def native_output_to(path: Path, console_level: int = logging.WARNING) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
+    if _native_depth:  # nested: Python already writes to the console; only make sure fds 1/2 are the file
+        with _fds_to(path):
+            yield path
+        return
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     out = os.fdopen(os.dup(saved[1]), "w", buffering=1, encoding="utf-8")
     err = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8")
@@ -140,8 +144,10 @@ def native_output_to(path: Path, console_level: int = logging.WARNING) -> Iterat
         os.dup2(target, 1)
         os.dup2(target, 2)
         sys.stdout, sys.stderr = out, err
+        _native_depth.append(path)
         yield path
     finally:
+        _native_depth.pop()
         out.flush()
         err.flush()
         sys.stdout, sys.stderr = old_out, old_err
@@ -156,6 +162,25 @@ def native_output_to(path: Path, console_level: int = logging.WARNING) -> Iterat
         _repoint_handlers(err, old_err, only=moved)
         out.close()
         err.close()
+
+
+_native_depth: list[Path] = []  # the paths of the native_output_to blocks this process is in
+
+
+@contextlib.contextmanager
+def _fds_to(path: Path) -> Iterator[None]:
+    """File descriptors 1 and 2 on ``path`` for the block (a framework may have moved them); restored after."""
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        for fd, dup in saved.items():
+            os.dup2(dup, fd)
+            os.close(dup)
+        os.close(target)
 
 
 def _repoint_handlers(old: Any, new: Any, only: list[logging.StreamHandler[Any]] | None = None

@@ -26,6 +26,9 @@ def test_native_writes_go_to_the_log_file_and_python_output_stays_on_the_console
             print("python progress line", file=sys.stderr)
             log.info("quiet.info")
             log.warning("loud.warning")
+            with native_output_to(Path({str(log_file)!r})):  # nested, as a pipeline task inside the main job
+                os.write(2, b"nested native line\\n")
+                print("nested python line", file=sys.stderr)
         print("after the block", file=sys.stderr)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
@@ -37,6 +40,8 @@ def test_native_writes_go_to_the_log_file_and_python_output_stays_on_the_console
     assert "native stderr line" in logged and "child jvm banner" in logged
     assert "quiet.info" in logged and "loud.warning" in logged
     assert "native stderr line" not in console and "child jvm banner" not in console
+    assert "nested python line" in console and "nested native line" in logged
+    assert "nested native line" not in console and "nested python line" not in logged
 
 
 def test_quiet_libraries_sets_levels_and_filters_only_the_named_deprecation() -> None:
