@@ -72,9 +72,9 @@ def bench_stream(capture_path: Path, speed: float, trades: int, producer: Any) -
         if producer is None:
             latencies.append((time.perf_counter() - t) * 1000)
             return
-        # bus.Producer.send_message does not return the future; the bench needs the ack time.
-        future = producer._producer.send(BENCH_TOPIC, key=msg.key(), value=value)
-        future.add_callback(lambda _md, t=t: latencies.append((time.perf_counter() - t) * 1000))
+        # The bench needs the ack time: a delivery callback per record.
+        producer.send_raw(BENCH_TOPIC, msg.key(), value,
+                          on_delivery=lambda _err, _msg, t=t: latencies.append((time.perf_counter() - t) * 1000))
 
     cfg = VenueConfig(exchange_id="binance", symbols=("BTC/USDT",), base_url=ex.base_url)
     stream = TradeStream(cfg, "BTC/USDT", sink)

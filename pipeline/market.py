@@ -9,16 +9,19 @@ at the interval's start.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptolake import topics
-from cryptolake.logs import get_logger
+from cryptolake.logs import NATIVE_LOG_ENV, get_logger, native_output_to, quiet_libraries
 from cryptolake.settings import Settings, get_settings
-from pipeline.interval import Interval, progress, run_dir
+from pipeline.interval import Interval, process_tree_cpu_seconds, progress, run_dir, spark_bar, step_bar
 from pipeline.results import IngestResult, LandResult, ScoreResult, TradeResult, TrainResult, as_record
 
 log = get_logger(__name__)
@@ -42,8 +45,10 @@ def ingest(interval: Interval, settings: Settings) -> IngestResult:
     stream = event_time_order(series)
     if m.corruption_drill:
         stream = corruption_drill(stream)
-    result = replay(stream, ingest_time=close_time_ingest, resume_after=marks, settings=settings,
-                    progress=lambda n: progress(f"      ingest: {n:,} / {total:,} candles"))
+    with step_bar("ingest: validate + produce", total, "candles") as bar:
+        result = replay(stream, ingest_time=close_time_ingest, resume_after=marks, settings=settings,
+                        progress=bar.update)
+        bar.update(total)
     return IngestResult(total, result.produced, result.dead_lettered, result.skipped_already_published,
                         m.corruption_drill, dict(result.per_symbol), dict(result.reasons))
 
@@ -52,8 +57,9 @@ def land(interval: Interval, settings: Settings) -> LandResult:
     """Land market.ohlcv (and its producer-side dead letters) into bronze/quarantine, exactly once."""
     from spark_jobs.bronze.landing import land_dead_letters, land_topic
 
-    landed = land_topic(topics.MARKET_OHLCV, settings=settings)
-    dead = land_dead_letters(topics.MARKET_OHLCV, settings=settings)
+    with spark_bar("land: Kafka -> bronze"):
+        landed = land_topic(topics.MARKET_OHLCV, settings=settings)
+        dead = land_dead_letters(topics.MARKET_OHLCV, settings=settings)
     return LandResult(as_record(landed), as_record(dead))
 
 
@@ -61,21 +67,24 @@ def silver(interval: Interval, settings: Settings) -> Any:
     """Typed, deduplicated, flagged bars for the interval (MERGE): ``spark_jobs.silver.bars.SilverResult``."""
     from spark_jobs.silver.bars import run_silver_bars
 
-    return run_silver_bars(interval.start, interval.end, settings=settings)
+    with spark_bar("silver: bars + flags + MERGE"):
+        return run_silver_bars(interval.start, interval.end, settings=settings)
 
 
 def gold(interval: Interval, settings: Settings) -> Any:
     """Features and labels for the interval: ``spark_jobs.gold.jobs.GoldResult``."""
     from spark_jobs.gold.jobs import run_gold
 
-    return run_gold(interval.start, interval.end, settings=settings)
+    with spark_bar("gold: features + labels"):
+        return run_gold(interval.start, interval.end, settings=settings)
 
 
 def train(interval: Interval, settings: Settings) -> TrainResult:
     """Retrain on the rolling lookback ending at the interval's end, or reuse the champion (pipeline.training)."""
     from pipeline.training import train_or_reuse
 
-    return train_or_reuse(interval, settings)
+    with step_bar("train: LSTM (epochs logged by the model)", None, "steps"):
+        return train_or_reuse(interval, settings)
 
 
 def score(interval: Interval, settings: Settings, *, model: TrainResult) -> ScoreResult:
@@ -84,8 +93,9 @@ def score(interval: Interval, settings: Settings, *, model: TrainResult) -> Scor
     from spark_jobs.gold.scorer import run_scorer
 
     score_from = max(interval.start, datetime.fromisoformat(model.oos_start))
-    result = run_scorer(model.model_version, score_from=score_from, score_until=interval.end, settings=settings,
-                        registry=market_registry(settings))
+    with spark_bar("score: features -> model -> signals"):
+        result = run_scorer(model.model_version, score_from=score_from, score_until=interval.end,
+                            settings=settings, registry=market_registry(settings))
     return ScoreResult(
         model_version=result.model_version, score_from=score_from.isoformat(), score_until=interval.end.isoformat(),
         scored=result.scored, inserted=result.inserted, published=result.published, up_signals=result.up_signals,
@@ -98,7 +108,8 @@ def trade(interval: Interval, settings: Settings, *, scored: ScoreResult) -> Tra
     """Trade the interval on paper and in the backtest, continuing the carried account (pipeline.trading)."""
     from pipeline.trading import trade as trade_interval
 
-    return trade_interval(interval, settings, scored)
+    with step_bar("trade: paper + backtest", None, "steps"):
+        return trade_interval(interval, settings, scored)
 
 
 TASKS: dict[str, Callable[..., Any]] = {
@@ -117,17 +128,21 @@ def _headline(record: dict[str, Any]) -> str:
 def run_task(name: str, start: str, end: str, settings: Settings | None = None, **upstream: Any) -> Any:
     """Run one task for ``[start, end)``; record its result as JSON for the run summary; return the result."""
     settings = settings or get_settings()
+    quiet_libraries()  # the task runs under Airflow's logging configuration
     interval = Interval.parse(start, end)
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), process_tree_cpu_seconds()
     step = f"[{list(TASKS).index(name) + 1}/{len(TASKS)}] {name}"
     progress(f"{step}: {interval.start:%Y-%m-%d} .. {interval.end:%Y-%m-%d} ...")
     log.info("task.start", extra={"task": name, "start": start, "end": end})
-    result = TASKS[name](interval, settings, **upstream)
+    native_log = os.environ.get(NATIVE_LOG_ENV)
+    with native_output_to(Path(native_log)) if native_log else contextlib.nullcontext():
+        result = TASKS[name](interval, settings, **upstream)
     seconds = round(time.monotonic() - t0, 2)
-    record = {**as_record(result), "task": name, "seconds": seconds}
+    cpu_seconds = round(process_tree_cpu_seconds() - cpu0, 1)
+    record = {**as_record(result), "task": name, "seconds": seconds, "cpu_seconds": cpu_seconds}
     out = run_dir(settings, interval)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=str))
     log.info("task.done", extra={"task": name, "seconds": seconds})
-    progress(f"{step}: done in {seconds:.0f} s {_headline(record)}")
+    progress(f"{step}: done in {seconds:.0f} s ({cpu_seconds:.0f} CPU s) {_headline(record)}")
     return result

@@ -56,3 +56,11 @@ def test_a_missing_broken_or_foreign_dag_file_is_a_config_error_naming_it(airflo
     )
     with pytest.raises(ConfigError, match=r"defines \['something_else'\], not 'other'"):
         load_dag("other", settings)
+
+
+def test_timing_line_lists_every_step_and_the_sum() -> None:
+    from cli.mainjob import timing_line
+
+    line = timing_line({"ingest": {"seconds": 10.04}, "land": {"seconds": 30.0}, "train": {"seconds": 5.5}}, 20.0, 80.0)
+    assert line.startswith("timing: ingest 10.0 s | land 30.0 s | train 5.5 s | steps 45.5 s")
+    assert "set-up 20.0 s" in line and "total 80.0 s" in line
