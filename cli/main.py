@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import altdata, backtest, doctor, exchange, run, sql, stack
+from cli import altdata, backtest, doctor, exchange, run, sql, stack, trade
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -24,6 +24,7 @@ app.command("doctor")(doctor.doctor)
 app.command("sql")(sql.sql)
 app.command("backtest")(backtest.backtest)
 app.add_typer(run.app, name="run")
+app.add_typer(trade.app, name="trade")
 
 
 @app.callback()

@@ -35,9 +35,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,6 +130,37 @@ class AmbiguousSubmitError(errors.ExchangeError):
     """A submit whose outcome is unknown (timeout, 5xx): never retried by sending again."""
 
 
+def ccxt_call(exchange: Any, what: str, fn: Callable[[], T], policy: RetryPolicy, *, submit: bool = False,
+              sleep: Callable[[float], None] = time.sleep, on_retry: Callable[[], None] | None = None) -> T:
+    """THE way the trader calls ccxt: errors translated at the boundary, retryable ones retried.
+
+    With ``submit`` only a rate-limit answer is retried (the venue refused before processing); any
+    other retryable failure raises :class:`AmbiguousSubmitError`: the order may exist.
+    """
+    def attempt() -> T:
+        try:
+            return fn()
+        except Exception as exc:  # translated at the boundary, nothing else escapes
+            err = translate(exc, what, exchange)
+            if submit and isinstance(err, errors.RetryableError) and not isinstance(err, errors.RateLimitedError):
+                raise AmbiguousSubmitError(str(err)) from exc
+            if isinstance(err, errors.RetryableError) and on_retry is not None:
+                on_retry()
+            raise err from exc
+
+    return call_with_retry(attempt, policy, what=f"ccxt.{what}", sleep=sleep)
+
+
+def market_instruments(exchange: Any, venue: str, symbols: list[str], policy: RetryPolicy | None = None) -> list[
+        Instrument]:
+    """The instruments of ``symbols`` at the market's precision (price tick; 8 quantity decimals: base fees)."""
+    markets = ccxt_call(exchange, "load_markets", exchange.load_markets, policy or RetryPolicy())
+    missing = [s for s in symbols if s not in markets]
+    if missing:
+        raise errors.ConfigError(f"symbols {missing} are not markets of {venue}")
+    return [Instrument(venue, s, _decimals(markets[s]["precision"]["price"]), 8) for s in symbols]
+
+
 class CcxtExecutionClient(ExecutionClient):
     """Submit, cancel and track orders of one account on a ccxt venue; see the module docstring."""
 
@@ -143,31 +174,18 @@ class CcxtExecutionClient(ExecutionClient):
         self.venue_errors = 0
         self.retries = 0
         self.ack_latency_s: list[float] = []  # sent -> acknowledged, per accepted submit
-        markets = self._call("load_markets", self.exchange.load_markets)
-        missing = [s for s in symbols if s not in markets]
-        if missing:
-            raise errors.ConfigError(f"symbols {missing} are not markets of {config.venue}")
-        self.markets = {s: markets[s] for s in symbols}
-        self.instruments = [self._instrument(s) for s in symbols]
+        self.instruments = market_instruments(self.exchange, config.venue, symbols, config.policy())
+        self.markets = {s: self.exchange.markets[s] for s in symbols}
         self._by_key = {i.key: i for i in self.instruments}
         self._last_trade_id: dict[str, int] = dict(journal.get("last_trade_id", {}) or {})
         self._last_price: dict[str, float] = {}
 
     # --- the one boundary ---------------------------------------------------------------
-    def _call(self, what: str, fn: Callable[[], T], *, submit: bool = False) -> T:
-        def attempt() -> T:
-            try:
-                return fn()
-            except Exception as exc:  # translated at the boundary, nothing else escapes
-                err = translate(exc, what, self.exchange)
-                if submit and isinstance(err, errors.RetryableError) and not isinstance(err, errors.RateLimitedError):
-                    raise AmbiguousSubmitError(str(err)) from exc  # the venue may have accepted it
-                if isinstance(err, errors.RetryableError):
-                    self.retries += 1
-                raise err from exc
-
+    def call(self, what: str, fn: Callable[[], T], *, submit: bool = False) -> T:
+        """``fn`` through :func:`ccxt_call`, counting venue errors (a kill switch watches them)."""
         try:
-            out = call_with_retry(attempt, self.config.policy(), what=f"ccxt.{what}", sleep=self._sleep)
+            out = ccxt_call(self.exchange, what, fn, self.config.policy(), submit=submit, sleep=self._sleep,
+                            on_retry=self._retried)
         except (errors.RetryableError, AmbiguousSubmitError, errors.AuthenticationError):
             self.consecutive_errors += 1
             self.venue_errors += 1
@@ -175,11 +193,12 @@ class CcxtExecutionClient(ExecutionClient):
         self.consecutive_errors = 0
         return out
 
-    # --- instruments and precision -------------------------------------------------------
-    def _instrument(self, symbol: str) -> Instrument:
-        prec = self.markets[symbol]["precision"]
-        return Instrument(self.config.venue, symbol, _decimals(prec["price"]), 8)  # 8: base fees are 1e-8
+    _call = call
 
+    def _retried(self) -> None:
+        self.retries += 1
+
+    # --- instruments and precision -------------------------------------------------------
     def venue_cid(self, client_id: str) -> str:
         cid = f"{self.config.client_id_prefix}{client_id}"
         if not _CID.match(cid):
