@@ -243,12 +243,23 @@ class TradingSession:
             traded = self.node.start_time is None or ev.open_time >= self.node.start_time
             if traded:
                 self.journal.put(last_bar_ms=to_ms(ev.open_time))  # at most once: stored before trading on it
+            t0, marks, acks = time.perf_counter(), len(self._sent()), len(self._acks())
             self.node.on_event(ev)
+            for mark in self._sent()[marks:]:
+                self.metrics.signal_to_sent.labels(self.config.account_id).observe(mark - t0)
+            for ack in self._acks()[acks:]:
+                self.metrics.sent_to_ack.labels(self.config.account_id).observe(ack)
             if traded and not isinstance(ev, SkippedBar):
                 self.bars_traded += 1
                 self.kill.on_bar()
         if events:
             self._count_orders()
+
+    def _sent(self) -> list[float]:
+        return self.client.sent_marks if isinstance(self.client, CcxtExecutionClient) else []
+
+    def _acks(self) -> list[float]:
+        return self.client.ack_latency_s if isinstance(self.client, CcxtExecutionClient) else []
 
     def _count_orders(self) -> None:
         for cid, o in self.node.orders.items():

@@ -174,6 +174,7 @@ class CcxtExecutionClient(ExecutionClient):
         self.venue_errors = 0
         self.retries = 0
         self.ack_latency_s: list[float] = []  # sent -> acknowledged, per accepted submit
+        self.sent_marks: list[float] = []  # perf_counter() as each create_order request leaves
         self.instruments = market_instruments(self.exchange, config.venue, symbols, config.policy())
         self.markets = {s: self.exchange.markets[s] for s in symbols}
         self._by_key = {i.key: i for i in self.instruments}
@@ -254,6 +255,7 @@ class CcxtExecutionClient(ExecutionClient):
         price = order.price if kind == "limit" else None
         sent = self.journal.record(order, S.SUBMITTED, ts)  # write-ahead: on disk before the request
         t0 = time.perf_counter()
+        self.sent_marks.append(t0)
         try:
             resp = self._call("create_order", lambda: self.exchange.create_order(
                 order.symbol, kind, str(order.side), order.qty, price,

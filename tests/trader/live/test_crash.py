@@ -21,7 +21,14 @@ from trader.orders import OrderJournal
 from trader.store import TradeStore
 
 from .conftest import venue_config
-from .trading import duplicate_client_ids, journal_positions, spawn_trader, venue_balances, venue_orders
+from .trading import (
+    duplicate_client_ids,
+    journal_positions,
+    spawn_trader,
+    venue_balances,
+    venue_orders,
+    wait_for,
+)
 
 KILLS = 20
 
@@ -36,22 +43,34 @@ def test_sigkill_at_random_points_then_restart_reconciles_everything(shared_data
         url = f"sqlite:///{tmp_path}/journal.db"
         rng = random.Random(20261202)
         last_states: Counter[str] = Counter()
-        for _ in range(KILLS):
+        for i in range(KILLS):
             proc = spawn_trader(ex, "crash-key", "crash-secret", url)
-            time.sleep(rng.uniform(4.0, 9.0))  # start-up is ~3-5 s: kills land before, during and after orders
+            if i % 5 == 4:  # during start-up: restore, resolution of doubtful orders, reconciliation
+                time.sleep(rng.uniform(0.5, 4.0))
+            else:  # while trading: submits, partial fills, cancels and venue fills are all in flight
+                wait_for(proc, "node.started", timeout=300)
+                time.sleep(rng.uniform(0.2, 4.0))
             proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+            proc.wait(30)
             assert proc.returncode == -signal.SIGKILL
             events = OrderJournal(TradeStore(url), "crash").events()
             if events:
                 last_states[str(events[-1][1])] += 1
         # a clean run after the last kill: it reconciles, trades a few bars and stops on SIGTERM with exit 0
         proc = spawn_trader(ex, "crash-key", "crash-secret", url)
-        time.sleep(12)
+        wait_for(proc, "node.started", timeout=300)
+        time.sleep(4)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err[-3000:]
         assert "state=active" in out, (out, err[-3000:])
+        # the next start resumes from the stored state: no client id is sent twice
+        proc = spawn_trader(ex, "crash-key", "crash-secret", url)
+        wait_for(proc, "node.started", timeout=300)
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "state=active" in out, err[-3000:]
         journal = OrderJournal(TradeStore(url), "crash")
         orders = venue_orders(ex, account)
         assert len(orders) >= 20, f"only {len(orders)} orders reached the venue"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,25 @@ def spawn_trader(venue: LocalExchange, key: str, secret: str, store_url: str, *a
            "--live", "--account", account, "--base-url", venue.base_url, "--store-url", store_url,
            "--poll-interval", "0.2", "--bar-interval", "1.0", "--stale-bars", "30", *args]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(proc: subprocess.Popen[str], text: str, timeout: float = 90.0) -> list[str]:
+    """Read the trader's stderr until a line contains ``text``; returns the lines read (fails on timeout)."""
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        raise AssertionError(f"trader never logged {text!r}: {''.join(lines)[-3000:]}")
+    return lines
 
 
 def venue_orders(venue: LocalExchange, account: str) -> list[Any]:
