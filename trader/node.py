@@ -28,12 +28,13 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
 from cryptolake.bars import STALE, StaleTracker, is_flat
-from cryptolake.errors import ConfigError, DataValidationError
+from cryptolake.errors import ConfigError, DataValidationError, OrderNotFoundError
 from cryptolake.logs import get_logger
 from trader.clock import SimClock
 from trader.domain import Bar, Fill, Instrument, Order, OrderIntent, OrderStatus, Rejection, Signal
@@ -156,11 +157,18 @@ class TradingNode:
         for ccy, cash in report.cash.items():
             if abs(cash - self.portfolio.cash) > max(1e-6, 1e-9 * abs(cash)):
                 out.append(f"venue cash {ccy} {cash} != node cash {self.portfolio.cash}")
-        known = {o.client_id for o in self.orders.values() if o.is_open} - set(report.local_orders)
+        known = {cid for cid, o in self.orders.items() if o.is_open and self._current(cid).is_open}
+        known -= set(report.local_orders)
         venue = {o.client_id for o in report.open_orders}
         if venue != known:
             out.append(f"venue open orders {sorted(venue)} != node open orders {sorted(known)}")
         return out
+
+    def _current(self, client_id: str) -> Order:
+        """The client's current view of an order (the books' copy if the venue never had it)."""
+        with suppress(OrderNotFoundError):
+            self.orders[client_id] = self.client.query(client_id)
+        return self.orders[client_id]
 
     def poll_venue(self, bar: Bar | None = None) -> int:
         """Fills a real venue made since the last poll, booked and passed to their strategies."""
