@@ -179,6 +179,9 @@ class CcxtExecutionClient(ExecutionClient):
         self.markets = {s: self.exchange.markets[s] for s in symbols}
         self._by_key = {i.key: i for i in self.instruments}
         self._last_trade_id: dict[str, int] = dict(journal.get("last_trade_id", {}) or {})
+        for o in journal.open_orders():  # SUBMITTED is stored before sending: INITIALIZED never left this process
+            if o.status is S.INITIALIZED:
+                journal.record(o, S.REJECTED, _now(), reason="never sent: the trader stopped before submitting it")
         self._last_price: dict[str, float] = {}
 
     # --- the one boundary ---------------------------------------------------------------
