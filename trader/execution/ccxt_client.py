@@ -379,11 +379,11 @@ class CcxtExecutionClient(ExecutionClient):
         n = 0
         for t in sorted(trades, key=lambda t: int(t["id"])):
             tid = int(t["id"])
-            self._last_trade_id[symbol] = max(tid, self._last_trade_id.get(symbol, tid))
             order = by_venue_id.get(str(t["order"]))
-            if order is None:
-                log.warning("ccxt.foreign_trade", extra={"symbol": symbol, "trade_id": tid, "order": t["order"]})
-                continue
+            if order is None:  # an order still in doubt (or not ours): the cursor waits here, nothing is skipped
+                log.warning("ccxt.unmatched_trade", extra={"symbol": symbol, "trade_id": tid, "order": t["order"]})
+                break
+            self._last_trade_id[symbol] = max(tid, self._last_trade_id.get(symbol, tid))
             fill = self.fill_of(order, t)
             if self.journal.record_fill(fill):
                 n += 1
