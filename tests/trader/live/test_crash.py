@@ -17,6 +17,7 @@ from collections import Counter
 import pytest
 
 from ingest.localexchange.server import LocalExchange
+from trader.execution.ccxt_client import CcxtExecutionClient, CcxtVenueConfig
 from trader.orders import OrderJournal
 from trader.store import TradeStore
 
@@ -34,7 +35,7 @@ KILLS = 20
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_restart_reconciles_everything(shared_data, tmp_path) -> None:
+def test_sigkill_at_random_points_then_restart_reconciles_everything(shared_data, tmp_path, monkeypatch) -> None:
     ex = LocalExchange(venue_config(shared_data, start_paused=False, candle_step_s=1.0))
     ex.start()
     try:
@@ -71,7 +72,14 @@ def test_sigkill_at_random_points_then_restart_reconciles_everything(shared_data
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0 and "state=active" in out, err[-3000:]
+        # the venue kept filling resting orders after the stop: freeze it, then do what the next start does
+        ex.pause()
+        time.sleep(1.0)
+        monkeypatch.setenv("CRYPTOLAKE__TRADER__API_KEY", "crash-key")
+        monkeypatch.setenv("CRYPTOLAKE__TRADER__API_SECRET", "crash-secret")
         journal = OrderJournal(TradeStore(url), "crash")
+        CcxtExecutionClient(CcxtVenueConfig(base_url=ex.base_url), ["BTC/USDT", "ETH/USDT"], journal).poll(
+            lambda f: None)
         orders = venue_orders(ex, account)
         assert len(orders) >= 20, f"only {len(orders)} orders reached the venue"
         assert duplicate_client_ids(ex, account) == {}
