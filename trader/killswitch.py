@@ -26,7 +26,7 @@ class KillSwitchConfig(BaseModel):
                                          description="Wall seconds per bar (default: the timeframe)")
     max_orders_per_minute: int | None = Field(default=60, ge=1)
     max_reject_rate: float | None = Field(default=None, gt=0, le=1,
-                                          description="HALT when this share of the last reject_window orders failed")
+                                          description="HALT when this share of the last orders was not accepted")
     reject_window: int = Field(default=20, ge=1)
     max_consecutive_venue_errors: int | None = Field(default=5, ge=1)
     halt_daily_loss_pct: float | None = Field(default=None, gt=0, lt=1)

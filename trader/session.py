@@ -265,7 +265,7 @@ class TradingSession:
         for cid, o in self.node.orders.items():
             if cid not in self._orders_seen:
                 self._orders_seen.add(cid)
-                self.kill.on_order(o.status is OrderStatus.REJECTED)
+                self.kill.on_order(o.status in (OrderStatus.REJECTED, OrderStatus.UNKNOWN))  # not accepted
 
     def _check_switches(self) -> None:
         node, j = self.node, self.journal
