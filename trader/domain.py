@@ -53,11 +53,23 @@ class OrderType(StrEnum):
 
 
 class OrderStatus(StrEnum):
+    """The states of an order's life (:mod:`trader.orders` holds the legal transitions)."""
+
     INITIALIZED = "initialized"  # approved by risk, not yet at the venue
+    SUBMITTED = "submitted"  # written ahead, being sent: the venue may or may not have it yet
     ACCEPTED = "accepted"  # resting / waiting at the venue
+    PARTIALLY_FILLED = "partially_filled"
+    PENDING_CANCEL = "pending_cancel"  # cancel written ahead, being sent
     FILLED = "filled"
     CANCELED = "canceled"
     REJECTED = "rejected"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"  # an ambiguous submit (timeout, 5xx): resolved by looking the client id up
+
+
+#: States in which an order may still trade (an UNKNOWN order may be live at the venue).
+OPEN_STATUSES = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.ACCEPTED,
+                           OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL, OrderStatus.UNKNOWN})
 
 
 class Liquidity(StrEnum):
@@ -311,7 +323,7 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        return self.status in (OrderStatus.INITIALIZED, OrderStatus.ACCEPTED)
+        return self.status in OPEN_STATUSES
 
     @classmethod
     def from_intent(cls, intent: OrderIntent, created_at: datetime, **overrides: Any) -> Order:

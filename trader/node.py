@@ -28,19 +28,20 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
 from cryptolake.bars import STALE, StaleTracker, is_flat
-from cryptolake.errors import ConfigError, DataValidationError
+from cryptolake.errors import ConfigError, DataValidationError, OrderNotFoundError
 from cryptolake.logs import get_logger
 from trader.clock import SimClock
 from trader.domain import Bar, Fill, Instrument, Order, OrderIntent, OrderStatus, Rejection, Signal
-from trader.execution.base import ExecutionClient, MarketSimulator, ReconciliationError
+from trader.execution.base import ExecutionClient, MarketSimulator, ReconcileReport, ReconciliationError
 from trader.feeds.base import Event, EventFeed, SkippedBar, event_sort_key
 from trader.portfolio import Portfolio, Trade
-from trader.risk import AccountExposure, RiskEngine
+from trader.risk import AccountExposure, RiskEngine, TradingState
 from trader.strategy import Strategy, StrategyContext
 
 log = get_logger(__name__)
@@ -122,19 +123,70 @@ class TradingNode:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Reconcile with the venue; refuse to trade if it disagrees with the books."""
+        """Reconcile with the venue; refuse to trade (paper) or halt (a real venue) if it disagrees."""
         if self._started:
             return
-        report = self.client.reconcile()
-        ours = {k: p.qty for k, p in self.portfolio.positions.items() if p.qty}
-        if report.positions != ours:
-            raise ReconciliationError(f"venue positions {report.positions} != node positions {ours}")
-        known = {o.client_id for o in self.orders.values() if o.is_open}
-        venue = {o.client_id for o in report.open_orders}
-        if venue != known:
-            raise ReconciliationError(f"venue open orders {sorted(venue)} != node open orders {sorted(known)}")
+        self.reconcile()
         self._started = True
         log.info("node.started", extra={"instruments": sorted(self.instruments), "strategies": self.names})
+
+    def reconcile(self) -> list[str]:
+        """Adopt the venue's new fills, then compare its open orders, positions and cash with the books.
+
+        Returns the mismatches. A simulated venue's mismatch raises :class:`ReconciliationError`; a real
+        venue's (``halt_on_mismatch``) puts the risk engine in HALTED with the reason.
+        """
+        self.client.poll(self._on_fill)
+        report = self.client.reconcile()
+        problems = self._mismatches(report)
+        if problems and not report.halt_on_mismatch:
+            raise ReconciliationError("; ".join(problems))
+        if problems:
+            reason = "reconciliation: " + "; ".join(problems)
+            self.risk.set_state(TradingState.HALTED, self.clock.now(), reason[:500])
+        return problems
+
+    def _mismatches(self, report: ReconcileReport) -> list[str]:
+        out = []
+        ours = {k: p.qty for k, p in self.portfolio.positions.items() if p.qty}
+        for key in sorted(set(ours) | set(report.positions)):
+            tol = report.tolerance.get(key, 0.0)
+            if abs(ours.get(key, 0.0) - report.positions.get(key, 0.0)) > tol:
+                out.append(f"venue positions {report.positions} != node positions {ours}")
+                break
+        for ccy, cash in report.cash.items():
+            if abs(cash - self.portfolio.cash) > max(1e-6, 1e-9 * abs(cash)):
+                out.append(f"venue cash {ccy} {cash} != node cash {self.portfolio.cash}")
+        known = {cid for cid, o in self.orders.items() if o.is_open and self._current(cid).is_open}
+        known -= set(report.local_orders)
+        venue = {o.client_id for o in report.open_orders}
+        if venue != known:
+            out.append(f"venue open orders {sorted(venue)} != node open orders {sorted(known)}")
+        return out
+
+    def _current(self, client_id: str) -> Order:
+        """The client's current view of an order (the books' copy if the venue never had it)."""
+        with suppress(OrderNotFoundError):
+            self.orders[client_id] = self.client.query(client_id)
+        return self.orders[client_id]
+
+    def poll_venue(self, bar: Bar | None = None) -> int:
+        """Fills a real venue made since the last poll, booked and passed to their strategies."""
+        return self.client.poll(self._on_fill, bar)
+
+    def halt(self, reason: str) -> list[Order]:
+        """HALTED with ``reason``; cancel every open order (cancels always pass). Returns the cancelled ones."""
+        now = self.clock.now()
+        self.risk.set_state(TradingState.HALTED, now, reason)
+        out = []
+        for o in self.client.open_orders():
+            done = self.client.cancel(o.client_id, now)
+            if done is not None:
+                out.append(done)
+                if o.client_id in self.orders:
+                    self.orders[o.client_id] = done
+                self._dirty.add(o.client_id)
+        return out
 
     @property
     def names(self) -> list[str]:
@@ -216,6 +268,7 @@ class TradingNode:
             self._route(s, s.on_signal(signal, self._ctx()))
 
     def _on_bar(self, bar: Bar) -> None:
+        self.client.poll(self._on_fill, bar)  # a real venue's fills (a simulated venue fills below)
         if self.simulator is not None:
             self.simulator.process_bar(bar, self._on_fill)
         self.clock.advance(bar.close_time)

@@ -5,11 +5,12 @@ States (as in nautilus_trader):
 * ``ACTIVE``: every intent that passes the limits becomes an order.
 * ``REDUCING``: only orders that reduce the current position pass (entered for the rest of
   the UTC day when the day's loss exceeds ``max_daily_loss_pct``; back to ACTIVE next day).
-* ``HALTED``: nothing but cancels passes (entered when drawdown from the equity peak exceeds
-  ``max_drawdown_pct``; sticky until a person calls :meth:`RiskEngine.set_state`).
+* ``HALTED``: nothing but cancels and exits (orders that reduce a position) passes (entered when
+  drawdown from the equity peak exceeds ``max_drawdown_pct``, or by a kill switch
+  (:mod:`trader.killswitch`); sticky until a person calls :meth:`RiskEngine.set_state`).
 
-Cancels always pass, in every state. Limits are checked against the last known price for
-market orders and the order's own price otherwise.
+Cancels always pass, in every state, and so do exits: a halt must never trap a position.
+Limits are checked against the last known price for market orders and the order's own price otherwise.
 
 Limits are per instrument (``max_order_notional``, ``max_position_notional``, overridable per
 symbol in ``per_symbol``) and account-wide (``max_gross_exposure``: gross notional of all
@@ -110,6 +111,13 @@ class RiskEngine:
         self._day_start_equity = None if start is None else float(str(start))
         self._day, self._reducing_day = day(raw["day"]), day(raw["reducing_day"])
 
+    @property
+    def halt_reason(self) -> str:
+        """Why the engine is HALTED (the reason of the last transition into it), or ''."""
+        if self.state is not TradingState.HALTED:
+            return ""
+        return next((r for _, st, r in reversed(self.transitions) if st is TradingState.HALTED), "restored halt")
+
     def set_state(self, state: TradingState, ts: datetime, reason: str) -> None:
         """Change state (also the operator's way to resume after a halt)."""
         if state is not self.state:
@@ -166,8 +174,8 @@ class RiskEngine:
         signed = intent.qty if intent.side is Side.BUY else -intent.qty
         after = position.qty + signed
         reduces = position.qty != 0 and abs(after) <= abs(position.qty) and after * position.qty >= 0
-        if self.state is TradingState.HALTED:
-            return self._reject(intent, ts, "trading HALTED: only cancels pass")
+        if self.state is TradingState.HALTED and not reduces:
+            return self._reject(intent, ts, f"trading HALTED ({self.halt_reason}): only cancels and exits pass")
         if self.state is TradingState.REDUCING and not reduces:
             return self._reject(intent, ts, f"trading REDUCING: order would not reduce position {position.qty}")
         if intent.reduce_only and not reduces:

@@ -254,6 +254,10 @@ class TradeStore:
         except SQLAlchemyError:
             return "<unparseable url>"
 
+    def tx(self, fn: Any, what: str) -> Any:
+        """Run ``fn(connection)`` in one transaction, retrying a locked or dropped database."""
+        return self._tx(fn, what)
+
     def _tx(self, fn: Any, what: str) -> Any:
         def attempt() -> Any:
             try:

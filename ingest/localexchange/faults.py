@@ -28,6 +28,9 @@ class FaultSettings(BaseModel):
     fail_status: int = Field(503, ge=500, le=599)
     hang_after_accept_s: float = Field(0.0, ge=0, description="Accept the next order, then hang this long")
     stale: bool = Field(False, description="Freeze market data: replay stops, REST keeps answering")
+    max_fill_qty: float = Field(0.0, ge=0, description="Candle markets: a replayed print fills resting orders up to "
+                                                       "this much (partial fills); 0 = the candle's volume")
+    storm_5xx_every: int = Field(0, ge=0, description="In a storm, every Nth answer is a 503 instead of a 429")
     drop_depth_next: int = Field(0, ge=0, description="Withhold the next N depth diffs from websockets "
                                                       "(the book moves on: a sequence gap for clients)")
 
@@ -87,6 +90,9 @@ class FaultState:
         now = time.monotonic() if now is None else now
         s = self.settings
         if now < self.storm_until:
+            if s.storm_5xx_every and (self.rejected_429 + self.rejected_5xx) % s.storm_5xx_every == 0:
+                self.rejected_5xx += 1
+                return 503, 0.0
             self.rejected_429 += 1
             return 429, max(float(s.retry_after_s), 0.0)
         if self.fail_left > 0:

@@ -118,6 +118,7 @@ class LocalExchange:
         for sym, rep in self.markets.items():
             self._sync_engine_book(sym, rep)
         self._accounts: dict[str, str] = {}
+        self._secrets: dict[str, str] = dict(self.config.api_keys)
         for key in self.config.api_keys:
             self._open_account(key)
         self._conns: list[_WsConn] = []
@@ -158,6 +159,13 @@ class LocalExchange:
             tick = Decimal(1).scaleb(-decimals_used(prices))
             step = Decimal(1).scaleb(-max(decimals_used(qtys), 5))
             self._specs[sid] = MarketSpec(sid, base, quote, tick_size=tick, step_size=step)
+
+    def add_account(self, api_key: str, secret: str) -> str:
+        """Open a fresh account (the configured starting balances) for a new key; returns its name."""
+        if api_key in self._secrets:
+            raise ValueError(f"api_key={api_key!r} already has an account")
+        self._secrets[api_key] = secret
+        return self._open_account(api_key)
 
     def _open_account(self, api_key: str) -> str:
         account = f"acct-{len(self._accounts) + 1}"
@@ -319,6 +327,8 @@ class LocalExchange:
             lo = Decimal(repr(candle.low)).quantize(spec.tick_size)
             hi = Decimal(repr(candle.high)).quantize(spec.tick_size)
             vol = Decimal(repr(candle.volume))
+            if self.faults.settings.max_fill_qty:
+                vol = min(vol, Decimal(repr(self.faults.settings.max_fill_qty)))
             self.engine.on_replay_trade(sym, lo, vol, True, candle.open_time)
             self.engine.on_replay_trade(sym, hi, vol, False, candle.open_time)
             self._sync_engine_book(sym, rep)
@@ -492,7 +502,7 @@ class LocalExchange:
         key = request.headers.get("X-MBX-APIKEY")
         if not key:
             raise BinanceApiError(401, -2014, "API-key format invalid.")
-        if key not in self.config.api_keys:
+        if key not in self._secrets:
             raise BinanceApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         if signed:
             sig = params.get("signature")
@@ -501,7 +511,7 @@ class LocalExchange:
                                                   "or malformed.")
             payload = raw.replace(f"&signature={sig}", "").replace(f"signature={sig}&", "").replace(
                 f"signature={sig}", "")
-            expected = hmac.new(self.config.api_keys[key].encode(), payload.encode(), hashlib.sha256).hexdigest()
+            expected = hmac.new(self._secrets[key].encode(), payload.encode(), hashlib.sha256).hexdigest()
             if not hmac.compare_digest(expected, sig):
                 raise BinanceApiError(400, -1022, "Signature for this request is not valid.")
             try:
@@ -702,7 +712,7 @@ class LocalExchange:
         else:
             raise BinanceApiError(400, -1120, f"Invalid interval {interval!r}: {rep.symbol_id} replays no data "
                                               f"at this interval.")
-        return rows[:limit] if start is not None or end is None else rows[-limit:]
+        return rows[:limit] if start is not None else rows[-limit:]  # Binance: no startTime = the latest
 
     @staticmethod
     def _trade_row(t: dict[str, Any]) -> dict[str, Any]:

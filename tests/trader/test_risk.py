@@ -25,7 +25,7 @@ def _cancel() -> OrderIntent:
     return OrderIntent.cancel(Order.from_intent(_buy(1.0, "old"), T))
 
 
-def test_drawdown_beyond_limit_halts_and_only_cancels_pass() -> None:
+def test_drawdown_beyond_limit_halts_and_only_cancels_and_exits_pass() -> None:
     risk = RiskEngine(RiskConfig(max_drawdown_pct=0.2))
     risk.on_equity(1000.0, T)
     risk.on_equity(1200.0, T + timedelta(hours=1))
@@ -34,8 +34,9 @@ def test_drawdown_beyond_limit_halts_and_only_cancels_pass() -> None:
     risk.on_equity(960.0, T + timedelta(hours=3))  # exactly 20 %
     assert risk.state is TradingState.HALTED
     assert "drawdown 0.2000" in risk.transitions[-1][2]
-    rejected = risk.check(_sell(), LONG, 100.0, T)
-    assert isinstance(rejected, Rejection) and "HALTED" in rejected.reason
+    rejected = risk.check(_buy(1.0), LONG, 100.0, T)
+    assert isinstance(rejected, Rejection) and "HALTED (drawdown 0.2000" in rejected.reason
+    assert isinstance(risk.check(_sell(1.0), LONG, 100.0, T), Order)  # an exit is never trapped by a halt
     assert isinstance(risk.check(_cancel(), LONG, 100.0, T), Order)
     risk.on_equity(5000.0, T + timedelta(days=3))  # a halt is sticky
     assert risk.state is TradingState.HALTED

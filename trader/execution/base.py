@@ -27,11 +27,21 @@ class ReconciliationError(FatalError):
 
 @dataclass(frozen=True)
 class ReconcileReport:
-    """What the venue says we have: open orders, net positions by ``exchange:symbol`` and fill count."""
+    """What the venue says we have: open orders, net positions by ``exchange:symbol`` and fill count.
+
+    ``tolerance``: how far a position may differ (per instrument; a real venue's balances are only
+    exact to its precision); ``cash``: the venue's balance per quote currency, when it keeps one;
+    ``halt_on_mismatch``: a real venue's disagreement halts the node (with the reason) instead of
+    refusing to start, so its open orders can still be cancelled and the state inspected.
+    """
 
     open_orders: tuple[Order, ...] = ()
     positions: dict[str, float] = field(default_factory=dict)
     fills: int = 0
+    tolerance: dict[str, float] = field(default_factory=dict)
+    cash: dict[str, float] = field(default_factory=dict)
+    halt_on_mismatch: bool = False
+    local_orders: tuple[str, ...] = ()  # open orders the client holds itself (emulated stops), not at the venue
 
 
 class ExecutionClient(ABC):
@@ -56,6 +66,10 @@ class ExecutionClient(ABC):
     @abstractmethod
     def reconcile(self) -> ReconcileReport:
         """Everything the venue knows, so the engine can check its state before trading."""
+
+    def poll(self, on_fill: FillHandler, bar: Bar | None = None) -> int:
+        """Report fills the venue made since the last call (a real venue; a simulator fills from bars)."""
+        return 0
 
 
 @runtime_checkable

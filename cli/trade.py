@@ -1,0 +1,135 @@
+"""`cryptolake trade`: run a strategy against a venue (paper by default, live on request), kill and reset it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any
+
+import typer
+
+from cli.backtest import _params
+from cryptolake.errors import CryptolakeError
+
+app = typer.Typer(help="Trade a strategy on a venue: paper (default) or live; kill switches; reset.",
+                  no_args_is_help=True)
+
+
+def _journal(account: str, store_url: str | None) -> Any:
+    from trader.config import TraderSettings
+    from trader.orders import OrderJournal
+    from trader.store import TradeStore
+
+    return OrderJournal(TradeStore(store_url or TraderSettings().resolved_store_url()), account)
+
+
+@app.command("run")
+def run(
+    strategy: str = typer.Option(..., help="Strategy: a registered name, module:Class or path/to/file.py:Class"),
+    symbols: str = typer.Option("BTC/USDT", help="Comma-separated symbols"),
+    venue: str = typer.Option("binance", help="ccxt exchange id"),
+    timeframe: str = typer.Option("1h", help="Bar timeframe"),
+    param: list[str] = typer.Option([], "--param", "-p", help="Strategy config field=value (JSON value); repeat"),
+    live: bool = typer.Option(False, "--live/--paper", help="Live orders with the account's keys (default: paper)"),
+    account: str = typer.Option("default", help="Account id: names the journal (state survives restarts)"),
+    base_url: str = typer.Option(None, help="Point every API URL here (the local exchange)"),
+    sandbox: bool = typer.Option(False, help="Use the venue's testnet"),
+    cash: float = typer.Option(10_000.0, help="Paper: initial cash (live: the venue's balance)"),
+    poll_interval: float = typer.Option(1.0, help="Seconds between loops (bars, fills, kill switches)"),
+    bar_interval: float = typer.Option(None, help="Wall seconds per bar for the stale switch (default: timeframe)"),
+    stale_bars: int = typer.Option(3, help="HALT after this many bar intervals without a bar"),
+    max_reject_rate: float = typer.Option(None, help="HALT when this share of the last 20 orders was rejected"),
+    max_venue_errors: int = typer.Option(5, help="HALT after this many venue errors in a row"),
+    max_bars: int = typer.Option(None, help="Stop after this many traded bars"),
+    cancel_on_stop: bool = typer.Option(False, help="Cancel open orders on shutdown (else they rest)"),
+    unknown_orders: str = typer.Option("report", help="Venue orders the journal does not know: report|adopt|cancel"),
+    metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on this port"),
+    store_url: str = typer.Option(None, help="SQLAlchemy URL of the store (default: SQLite under the state dir)"),
+    timeout_ms: int = typer.Option(10_000, help="Venue request timeout"),
+) -> None:
+    """Run the trading node on a venue's live bars until SIGTERM / Ctrl-C (then exit 0, state persisted).
+
+    Paper trading needs no keys (public market data, simulated fills). ``--live`` sends real orders and
+    is refused unless the keys are set (CRYPTOLAKE__TRADER__API_KEY / _API_SECRET or key files).
+    """
+    from rich.console import Console
+
+    from trader.config import TraderConfig, TraderSettings
+    from trader.execution.ccxt_client import CcxtVenueConfig
+    from trader.killswitch import KillSwitchConfig
+    from trader.session import SessionConfig, TradingSession
+    from trader.store import TradeStore
+
+    console = Console(stderr=True)
+    stop = threading.Event()  # first: a SIGTERM during start-up still ends in a clean, persisted stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        venue_cfg = CcxtVenueConfig(exchange_id=venue, base_url=base_url, sandbox=sandbox, timeout_ms=timeout_ms)
+        if live and len(venue_cfg.credentials()) < 2:
+            console.print(f"[red]--live refused:[/red] no API key and secret (set {venue_cfg.api_key_env} and "
+                          f"{venue_cfg.secret_env}, or key files)")
+            raise typer.Exit(2)
+        trader = TraderConfig.model_validate({
+            "exchange": venue, "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()),
+            "timeframe": timeframe, "initial_cash": cash, "strategies": ({"kind": strategy, **_params(param)},)})
+        kill = KillSwitchConfig(stale_bars=stale_bars, bar_interval_s=bar_interval, max_reject_rate=max_reject_rate,
+                                max_consecutive_venue_errors=max_venue_errors)
+        session_cfg = SessionConfig.model_validate({
+            "account_id": account, "mode": "live" if live else "paper", "venue": venue_cfg,
+            "poll_interval_s": poll_interval, "kill": kill, "max_bars": max_bars, "cancel_on_stop": cancel_on_stop,
+            "unknown_orders": unknown_orders, "metrics_port": metrics_port})
+        session = TradingSession(trader, session_cfg, TradeStore(store_url or TraderSettings().resolved_store_url()))
+    except (CryptolakeError, ValueError) as exc:
+        console.print(f"[red]trade failed to start:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    last: dict[str, Any] = {}
+
+    def show(st: dict[str, Any]) -> None:
+        if st != last:
+            last.clear()
+            last.update(st)
+            console.print(f"[{st['state']}] bars={st['bars']} fills={st['fills']} open={st['open_orders']} "
+                          f"equity={st['equity']:,.2f} {st['halt_reason']}", highlight=False)
+
+    try:
+        final = session.run(stop, status=show)
+    except CryptolakeError as exc:
+        console.print(f"[red]trade stopped on an error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(f"stopped: state={final['state']} bars={final['bars']} fills={final['fills']} "
+               f"open_orders={final['open_orders']} equity={final['equity']}")
+    sys.stdout.flush()
+
+
+@app.command("kill")
+def kill(account: str = typer.Option("default", help="Account id"),
+         reason: str = typer.Option("operator", help="Why (stored with the halt)"),
+         store_url: str = typer.Option(None, help="SQLAlchemy URL of the store")) -> None:
+    """Manual kill switch: the running trader HALTs (open orders cancelled) and stays HALTED until reset."""
+    _journal(account, store_url).put(kill=reason)
+    typer.echo(f"kill requested for {account}: {reason}")
+
+
+@app.command("reset")
+def reset(account: str = typer.Option("default", help="Account id"),
+          reason: str = typer.Option("operator", help="Why trading may resume"),
+          store_url: str = typer.Option(None, help="SQLAlchemy URL of the store")) -> None:
+    """Lift a HALT: the trader (running, or at its next start) is ACTIVE again."""
+    j = _journal(account, store_url)
+    risk = j.get("risk")
+    if risk:
+        j.put(risk={**risk, "state": "active"}, halt_reason="")
+    j.put(reset=reason, kill=None)
+    typer.echo(f"reset {account}: {reason}")
+
+
+@app.command("status")
+def status(account: str = typer.Option("default", help="Account id"),
+           store_url: str = typer.Option(None, help="SQLAlchemy URL of the store")) -> None:
+    """The stored state of an account: risk state, halt reason, open orders, fills adopted."""
+    j = _journal(account, store_url)
+    risk = j.get("risk") or {}
+    typer.echo(f"state={risk.get('state', 'active')} halt_reason={j.get('halt_reason', '')!r} "
+               f"open_orders={len(j.open_orders())} fills={len(j.fill_ids)} orders={len(j.orders)}")
