@@ -2,9 +2,11 @@
 
 The trader runs ``cryptolake trade run --live`` in a real subprocess against the local exchange (real
 Binance BTC/USDT and ETH/USDT hourly candles replayed one per second, partial fills by a capped
-replayed print). After each kill it restarts, reconciles, adopts what happened while it was down and
+replayed print, when a limit
+order rests long enough). After each kill it restarts, reconciles, adopts what happened while it was down and
 trades on. Afterwards: no client order id reached the venue twice, every venue trade is a journal
-fill, and the journal's positions and cash equal the venue's balances.
+fill, and the journal's positions and cash equal the venue's balances. The printed summary says in
+which journal state each kill landed (the points actually hit vary with the machine's speed).
 """
 
 from __future__ import annotations
