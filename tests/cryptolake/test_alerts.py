@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -57,6 +58,8 @@ def smtp():
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode()))
             return "250 OK"
 
+    # aiosmtpd logs connection events from its own thread, after pytest may have closed the stream.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     handler = Handler()
     controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
     controller.start()
