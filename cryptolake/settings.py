@@ -102,11 +102,11 @@ class S3Settings(_Frozen):
     bucket: str = Field("cryptolake", description="Bucket `stack up --cluster` creates in the local store")
 
     def credentials(self) -> tuple[str, str]:
-        """(access key id, secret key) from the environment; the local store accepts any pair."""
-        import os
+        """(access key id, secret key) from the environment (or ``*_FILE``); the local store accepts any pair."""
+        from cryptolake.secrets import read_secret
 
-        key = os.environ.get("AWS_ACCESS_KEY_ID", "")
-        secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        key = read_secret("AWS_ACCESS_KEY_ID") or ""
+        secret = read_secret("AWS_SECRET_ACCESS_KEY") or ""
         if not (key and secret) and self.endpoint_url.startswith(("http://127.", "http://localhost")):
             return "cryptolake-local", "cryptolake-local"
         return key, secret

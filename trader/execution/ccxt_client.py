@@ -30,7 +30,6 @@ Every ccxt call goes through :meth:`CcxtExecutionClient._call`: errors translate
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from cryptolake import errors
 from cryptolake.ccxt_compat import point_ccxt_at, translate
 from cryptolake.logs import get_logger, register_secret
 from cryptolake.retry import RetryPolicy, call_with_retry
+from cryptolake.secrets import read_secret
 from trader.domain import Bar, Fill, Instrument, Liquidity, Order, OrderStatus, OrderType, Side
 from trader.execution.base import ExecutionClient, FillHandler, ReconcileReport
 from trader.orders import TERMINAL, OrderJournal
@@ -93,7 +93,7 @@ class CcxtVenueConfig(BaseModel):
         out: dict[str, str] = {}
         for name, file, env in (("apiKey", self.api_key_file, self.api_key_env),
                                 ("secret", self.secret_file, self.secret_env)):
-            value = file.read_text().strip() if file is not None else os.environ.get(env, "")
+            value = file.read_text().strip() if file is not None else (read_secret(env) or "")
             if value:
                 register_secret(value)
                 out[name] = value
