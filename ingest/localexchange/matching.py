@@ -24,6 +24,7 @@ from typing import Literal
 from cryptolake.errors import DataValidationError, InsufficientFundsError, OrderNotFoundError, OrderRejectedError
 
 ZERO = Decimal(0)
+ASSET_STEP = Decimal("0.00000001")  # balances and commissions are kept at 8 decimals, as Binance does
 Side = Literal["BUY", "SELL"]
 
 
@@ -317,13 +318,13 @@ class MatchingEngine:
         quote_bal = self.balance(order.account, spec.quote)
         locked = order.locked
         if order.side == "BUY":
-            commission, asset = qty * rate, spec.base
+            commission, asset = (qty * rate).quantize(ASSET_STEP), spec.base
             use_locked = min(locked, quote)
             quote_bal.locked -= use_locked
             quote_bal.free -= quote - use_locked
             base_bal.free += qty - commission
         else:
-            commission, asset = quote * rate, spec.quote
+            commission, asset = (quote * rate).quantize(ASSET_STEP), spec.quote
             use_locked = min(locked, qty)
             base_bal.locked -= use_locked
             base_bal.free -= qty - use_locked

@@ -133,6 +133,24 @@ def test_matching_engine_partial_fill_and_fees_between_accounts(exchange):
     assert engine is exchange.engine
 
 
+def test_commissions_are_booked_at_the_eight_decimals_the_venue_reports():
+    """A fee with more than 8 decimals is rounded once; the balance moves by exactly what the fill reports."""
+    from ingest.localexchange.matching import MarketSpec, MatchingEngine
+
+    eng = MatchingEngine({"ETHUSDT": MarketSpec("ETHUSDT", "ETH", "USDT")}, taker_fee=Decimal("0.00075"))
+    eng.fund("a", "USDT", Decimal("1000"))
+    eng.reset_replay_book("ETHUSDT", {Decimal("100.01"): Decimal("1")}, {Decimal("100.03"): Decimal("1")})
+    buy = eng.place("a", "ETHUSDT", "BUY", "MARKET", qty=Decimal("0.12347"), time_ms=1)
+    (fill,) = buy.fills
+    assert fill.commission == Decimal("0.00009260")  # 0.12347 * 0.00075 = 0.0000926025
+    assert eng.balance("a", "ETH").free == Decimal("0.12347") - Decimal("0.00009260")
+    sell = eng.place("a", "ETHUSDT", "SELL", "MARKET", qty=Decimal("0.12337"), time_ms=2)
+    assert sell.fills[0].commission == Decimal("0.00925368")  # 12.3382337 * 0.00075 = 0.009253675275
+    assert eng.balance("a", "ETH").free == Decimal("0.0000074")
+    assert eng.balance("a", "USDT").free == (Decimal("1000") - Decimal("0.12347") * Decimal("100.03")
+                                             + Decimal("0.12337") * Decimal("100.01") - Decimal("0.00925368"))
+
+
 def test_ccxt_async_watch_trades_and_order_book(exchange, paths):
     capture = load_capture(paths["capture"])
     recorded = {int(e.data["t"]) for e in capture.of_kind("trade")}
