@@ -62,11 +62,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class _LibraryRootCalls(logging.Filter):
+    """Drops sub-warning records a library logs through the *root* logger (py4j calls ``logging.info``
+    from its garbage-collector thread, also at interpreter exit), which its logger's level cannot reach."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name != "root" or "/py4j/" not in record.pathname
+
+
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     """Install the JSON formatter on the root logger (idempotent)."""
     root = logging.getLogger()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(_LibraryRootCalls())
     root.handlers = [h for h in root.handlers if not getattr(h, "_cryptolake", False)]
     handler._cryptolake = True  # type: ignore[attr-defined]
     root.addHandler(handler)

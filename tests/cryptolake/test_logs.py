@@ -56,3 +56,28 @@ def test_quiet_libraries_sets_levels_and_filters_only_the_named_deprecation() ->
         warnings.warn("Using `httpx` with `starlette.testclient` is deprecated; install x", UserWarning, stacklevel=1)
         warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
+
+
+def test_py4j_root_logger_info_is_dropped_but_its_warnings_and_our_info_are_kept() -> None:
+    """py4j logs retries with ``logging.info`` on the root logger (at exit, into a closed stream)."""
+    import io
+
+    from cryptolake.logs import configure_logging
+
+    buf = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        configure_logging("INFO", stream=buf)
+
+        def record(level: int, path: str, msg: str) -> logging.LogRecord:
+            return logging.LogRecord("root", level, path, 1, msg, None, None)
+
+        root.handle(record(logging.INFO, "/venv/site-packages/py4j/java_gateway.py", "Exception while sending"))
+        root.handle(record(logging.WARNING, "/venv/site-packages/py4j/java_gateway.py", "py4j warns"))
+        root.handle(record(logging.INFO, "/work/main/pipeline/market.py", "ours"))
+    finally:
+        root.setLevel(saved[0])
+        root.handlers = saved[1]
+    lines = buf.getvalue().splitlines()
+    assert [line.split('"event":')[1].split('"')[1] for line in lines] == ["py4j warns", "ours"]
