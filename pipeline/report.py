@@ -162,6 +162,7 @@ def build_summary(results: dict[str, dict[str, Any]], settings: Settings, start:
             "segments": train["segments"],
             "samples": train["samples"],
             "metrics": train["metrics"],
+            "decision": train.get("reason", ""),  # retrained or reused, the gate's verdict, whether it trades
         },
         "signals": {k: results["score"].get(k) for k in ("scored", "up_signals", "first_bar", "last_bar")},
         "trading": trade.get("metrics", {}),
@@ -195,6 +196,7 @@ def print_summary(summary: dict[str, Any], report_path: Path, console: Console |
     for name, metrics in summary["model"]["metrics"].items():
         m.add_row(name, *(_num(metrics.get(c)) for c in cols))
     console.print(m)
+    console.print(f"Model decision: {summary['model'].get('decision', '')}")
     tr = Table(title="Paper trading (test period)")
     tr.add_column("metric")
     tr.add_column("value", justify="right")

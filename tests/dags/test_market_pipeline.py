@@ -98,6 +98,8 @@ def test_market_pipeline_backfill_then_three_days_on_schedule(drill_settings, da
     assert first["trading_check"]["identical"] is True
     assert first["trading_check"]["paper_fills"] == first["trading_check"]["backtest_fills"]
     assert first["signals"]["scored"] > 0
+    decision = first["model"]["decision"]  # the gate's verdict is in the summary, and what it means for trading
+    assert "gate: " in decision and (decision.endswith(" trades") or decision.endswith("publishes nothing"))
 
     assert _backfill(dagbag, datetime(2018, 3, 2, tzinfo=UTC)) == "success"
     second = build_summary(load_task_results(settings, START, END), settings, START, END)
