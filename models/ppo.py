@@ -304,8 +304,8 @@ class PpoMetadata(BaseModel):
     data_as_of: datetime
     segments: dict[str, tuple[datetime, datetime]]
     samples: dict[str, int]
-    metrics: dict[str, dict[str, float | int]]
-    backtest: dict[str, dict[str, dict[str, float]]]
+    metrics: dict[str, dict[str, float | int | None]]  # NaN (e.g. AUC of one class) is saved as None
+    backtest: dict[str, dict[str, dict[str, float | None]]]
     iterations: int
     best_iteration: int
     stopped: str
@@ -349,6 +349,10 @@ def with_bars(frame: pd.DataFrame, bars: pd.DataFrame | None) -> pd.DataFrame:
     out = frame.drop(columns=[c for c in ("open", "close") if c in frame.columns])
     out = out.assign(ts=pd.to_datetime(out["ts"], utc=True))
     return out.merge(prices, on=list(KEY_COLUMNS), how="left", validate="one_to_one")
+
+
+def _finite(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
 
 
 def _bar_length(frame: pd.DataFrame) -> timedelta:
@@ -492,7 +496,8 @@ class PpoModel:
             standardiser_std=self.standardiser.std, table_versions=dict(dataset.table_versions),
             symbols=dataset.symbols, data_start=dataset.start, data_end=dataset.end, data_as_of=dataset.as_of,
             segments={s.name: (s.start.to_pydatetime(), s.end.to_pydatetime()) for s in fold.segments()},
-            samples=samples, metrics={k: m.as_dict() for k, m in metrics.items()}, backtest=backtest,
+            samples=samples, metrics={k: _finite(m.as_dict()) for k, m in metrics.items()},
+            backtest={seg: {k: _finite(v) for k, v in by.items()} for seg, by in backtest.items()},
             iterations=len(history), best_iteration=best_iteration, stopped=stopped,
             train_seconds=round(train_seconds, 3), code_version=code_version(), code_hash=code_hash(),
             trained_at=trained_at, extra={k: v for k, v in dataset.extra.items() if isinstance(v, str)},
