@@ -98,9 +98,9 @@ class Account:
         if r.max_drawdown_pct is not None and self.peak > 0 and equity <= self.peak * (1 - r.max_drawdown_pct):
             self.state = "halted"
             return equity
-        if r.max_daily_loss_pct is not None and self.day_start:
-            if equity <= self.day_start * (1 - r.max_daily_loss_pct) and self.state == "active":
-                self.reducing_day, self.state = day, "reducing"
+        limit = r.max_daily_loss_pct
+        if limit is not None and self.day_start and equity <= self.day_start * (1 - limit) and self.state == "active":
+            self.reducing_day, self.state = day, "reducing"
         return equity
 
     def order(self, long: bool) -> float:

@@ -88,8 +88,8 @@ def test_the_policy_trades_on_the_node_as_in_its_env(fitted: tuple[PpoModel, Ppo
     first, last = decision_ts.min(), decision_ts.max() + pd.Timedelta(minutes=30)
     part = trend[(trend["ts"] >= first) & (trend["ts"] <= last)]
     bars = pd.DataFrame({"symbol": "TREND/USD", "open_time": part["ts"], "open": part["open"],
-                         "high": np.maximum(part["open"], part["close"]), "low": np.minimum(part["open"], part["close"]),
-                         "close": part["close"], "volume": 1.0})
+                         "high": np.maximum(part["open"], part["close"]),
+                         "low": np.minimum(part["open"], part["close"]), "close": part["close"], "volume": 1.0})
     config = TraderConfig(exchange="synthetic", symbol="TREND/USD", strategies=(PpoStrategyConfig(),))
     result = run_backtest(bars, signals, config, run_id="ppo-node", persist_run=False)
     node_return = result.equity["equity"].iloc[-1] / config.initial_cash - 1
