@@ -72,8 +72,6 @@ def _train_ppo(dataset: Any, settings: Any, *, walk_forward: int, fold: int | No
     from models.ppo import PpoConfig
     from pipeline.training import embedded_bars, train_ppo
 
-    if fold is not None and not 1 <= fold <= walk_forward:
-        raise typer.BadParameter(f"--fold {fold}: expected 1..{walk_forward}")
     config = PpoConfig(window=window, hidden_size=hidden, max_iterations=iterations, seed=settings.seed,
                        num_threads=settings.models.torch_threads, embargo_bars=settings.models.embargo_bars,
                        rules=ExecutionRules())
@@ -140,6 +138,8 @@ def train(
     if settings.log_level.upper() != "DEBUG":
         logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter is not ours
     nets = _nets(model) if model != "ppo" else ()
+    if fold is not None and (model != "ppo" or not 1 <= fold <= walk_forward):
+        raise typer.BadParameter(f"--fold {fold}: only with --model ppo, and 1..{walk_forward} (--walk-forward)")
     if model == "ppo" and source != "embedded":
         raise typer.BadParameter("--model ppo trades bar opens the lake's training set does not carry: "
                                  "use --source embedded")

@@ -119,3 +119,22 @@ def test_limits_and_halts_equal_the_node(start: datetime, risk: RiskConfig, seed
     assert account.rejected == len(reasons) > 0
     for what in expect:
         assert reasons.str.contains(what).sum() > 0, what
+
+
+def test_an_order_in_flight_is_not_doubled(slice_bars: pd.DataFrame) -> None:
+    """With 45 minutes of venue latency an order sent at bar t's close fills at bar t + 3's open; the signals
+    while it is on its way send nothing, and the first flat signal after the fill sells what was bought."""
+    bars = slice_bars.iloc[:8].reset_index(drop=True)
+    config = TraderConfig(symbol="BTC/USD", strategies=(PpoStrategyConfig(),),
+                          paper=PaperConfig(latency_ms=45 * 60_000))
+    close_time = bars["open_time"] + pd.Timedelta(minutes=30)
+    signals = pd.DataFrame({"symbol": "BTC/USD", "bar_time": bars["open_time"].iloc[:7],
+                            "available_time": close_time.iloc[:7], "probability": [0.9, 0.8, 0.2, 0.2, 0.2, 0.1, 0.3],
+                            "model_version": "SYNTHETIC"})
+    result = run_backtest(bars, signals, config, run_id="ppo-latency", persist_run=False)
+    fills = result.fills
+    assert list(fills["side"].astype(str)) == ["buy", "sell"]
+    assert fills["qty"].iloc[0] == fills["qty"].iloc[1]
+    assert pd.Timestamp(fills["ts"].iloc[0]) == bars["open_time"].iloc[3]  # sent at bar 0's close
+    assert pd.Timestamp(fills["ts"].iloc[1]) == bars["open_time"].iloc[6]  # sent at bar 3's close
+    assert len(result.orders) == 2  # nothing more while the exit was on its way (bars 4, 5), nothing once flat
