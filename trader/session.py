@@ -128,6 +128,7 @@ class TradingSession:
         self.metrics = TraderMetrics(config.account_id)
         self.bars_traded = 0
         self._orders_seen: set[str] = set()
+        self._halt_enforced = False
         self._stop = threading.Event()
 
     @staticmethod
@@ -193,7 +194,7 @@ class TradingSession:
             self._foreign_orders()
         self.node.start()
         if self.node.risk.state is TradingState.HALTED:
-            self.node.halt(self.node.risk.halt_reason)  # a halt found at start cancels what rests at the venue
+            self._enforce_halt(self.node.risk.halt_reason)  # a halt found at start cancels what rests at the venue
         self._process(first)
         self._persist()
         if self.config.metrics_port is not None:
@@ -220,7 +221,7 @@ class TradingSession:
                 if time.monotonic() >= next_reconcile:
                     next_reconcile = time.monotonic() + self.config.reconcile_interval_s
                     if self.node.reconcile() and self.node.risk.state is TradingState.HALTED:
-                        self.node.halt(self.node.risk.halt_reason)
+                        self._enforce_halt(self.node.risk.halt_reason)
             except CryptolakeError as exc:  # a venue outage must not kill the trader; the switches watch it
                 log.warning("session.step_failed", extra={"error": str(exc), "error_type": type(exc).__name__})
             self._persist()
@@ -273,7 +274,10 @@ class TradingSession:
             node.risk.set_state(TradingState.ACTIVE, node.clock.now(), f"reset by operator: {j.get('reset')}")
             j.put(reset=None, kill=None, halt_reason="")
             self.kill.on_bar()
+            self._halt_enforced = False
         if node.risk.state is TradingState.HALTED:
+            if not self._halt_enforced:  # the risk engine's own halt (drawdown) during the last bars
+                self._enforce_halt(node.risk.halt_reason)
             return
         manual = j.get("kill")
         errors = self.client.consecutive_errors if isinstance(self.client, CcxtExecutionClient) else 0
@@ -282,9 +286,16 @@ class TradingSession:
         reason = f"manual kill: {manual}" if manual else self.kill.check(consecutive_venue_errors=errors,
                                                                           day_loss=day_loss)
         if reason is not None:
-            cancelled = node.halt(reason)
-            log.warning("session.halted", extra={"reason": reason, "cancelled": len(cancelled)})
+            self._enforce_halt(reason)
             self._persist()
+
+    def _enforce_halt(self, reason: str) -> None:
+        """HALTED: cancel every open order; close every position too with ``flatten_on_halt``, except when
+        the halt is a reconciliation mismatch (the books disagree with the venue: a person decides)."""
+        flatten = self.config.kill.flatten_on_halt and not reason.startswith("reconciliation")
+        cancelled = self.node.halt(reason, flatten=flatten)
+        self._halt_enforced = True
+        log.warning("session.halted", extra={"reason": reason, "cancelled": len(cancelled), "flatten": flatten})
 
     def _persist(self) -> None:
         risk = self.node.risk

@@ -153,12 +153,14 @@ def ccxt_call(exchange: Any, what: str, fn: Callable[[], T], policy: RetryPolicy
 
 def market_instruments(exchange: Any, venue: str, symbols: list[str], policy: RetryPolicy | None = None) -> list[
         Instrument]:
-    """The instruments of ``symbols`` at the market's precision (price tick; 8 quantity decimals: base fees)."""
+    """The instruments of ``symbols`` at the market's precision (price tick; 8 quantity decimals: base fees;
+    the amount step as the lot below which a position is dust)."""
     markets = ccxt_call(exchange, "load_markets", exchange.load_markets, policy or RetryPolicy())
     missing = [s for s in symbols if s not in markets]
     if missing:
         raise errors.ConfigError(f"symbols {missing} are not markets of {venue}")
-    return [Instrument(venue, s, _decimals(markets[s]["precision"]["price"]), 8) for s in symbols]
+    return [Instrument(venue, s, _decimals(markets[s]["precision"]["price"]), 8,
+                       float(markets[s]["precision"]["amount"] or 0.0)) for s in symbols]
 
 
 class CcxtExecutionClient(ExecutionClient):
