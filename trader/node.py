@@ -403,7 +403,9 @@ class TradingNode:
             if k != instrument_key and not o.reduce_only and o.tag != "cancel":
                 px = o.price if o.price is not None else p.last_prices.get(k, 0.0)
                 notional[k] = notional.get(k, 0.0) + (o.qty - o.filled_qty) * px
-        return AccountExposure(p.equity(), sum(notional.values()), len(notional))
+        venue = instrument_key.partition(":")[0]  # keys are exchange:symbol
+        on_venue = sum(v for k, v in notional.items() if k.partition(":")[0] == venue)
+        return AccountExposure(p.equity(), sum(notional.values()), len(notional), on_venue)
 
     def _reject(self, intent: OrderIntent, now: datetime, reason: str) -> None:
         self.rejections.append(Rejection(intent, reason, now))

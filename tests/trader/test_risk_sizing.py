@@ -171,3 +171,17 @@ def test_protective_stop_in_the_node_cancels_orders_and_exits_at_the_next_open()
     refused = [r.reason for r in node.rejections if r.intent.client_id == "once-000004-buy"]
     assert refused == ["BTC/USD: protective stop on this bar; orders wait for the next"]
     assert node.portfolio.positions[BTC.key].qty == 0.0 and node.counts["protective_stops"] == 1
+
+
+def test_node_passes_the_venue_notional_of_the_other_instruments() -> None:
+    eth = Instrument("gymcrypto", "ETH/USD", 2, 6)
+    other = Instrument("kraken", "BTC/USD", 2, 6)
+    client = PaperExecutionClient(PaperConfig(), [BTC, eth, other])
+    node = TradingNode([BuyOnce(_BuyOnce(), [BTC])], RiskEngine(RiskConfig()), client,
+                       Portfolio(10_000.0, [BTC, eth, other]), [BTC, eth, other], simulator=client)
+    p = node.portfolio
+    p.positions[eth.key] = Position("gymcrypto", "ETH/USD", qty=2.0, avg_price=50.0)
+    p.positions[other.key] = Position("kraken", "BTC/USD", qty=1.0, avg_price=300.0)
+    p.mark(eth.key, 60.0)
+    got = node._exposure(BTC.key)
+    assert (got.other_gross_notional, got.other_open_positions, got.other_venue_notional) == (420.0, 2, 120.0)
