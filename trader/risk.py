@@ -55,7 +55,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cryptolake.logs import get_logger
 from trader.domain import Bar, Instrument, Order, OrderIntent, Position, Rejection, Side, round_qty
-from trader.strategies.indicators import atr, stdev
 
 YEAR_MS = 365 * 24 * 3600 * 1000
 
@@ -296,6 +295,8 @@ class RiskEngine:
         n = self.config.atr_period
         if self.config.atr_stop_mult is None or len(history) < n + 1:
             return None
+        from trader.strategies.indicators import atr  # numba: imported only when an ATR stop is configured
+
         window = list(history)[-(n + 1):]
         h, lo, c = (cast(Sequence[float], np.array([getattr(b, f) for b in window])) for f in ("high", "low", "close"))
         return float(atr(h, lo, c, n, n))
@@ -306,6 +307,8 @@ class RiskEngine:
         n = self.config.vol_lookback
         if closes is None or len(closes) < n + 1 or key not in self._bar_ms:
             return None
+        from trader.strategies.indicators import stdev  # numba: imported only with a volatility target
+
         c = list(closes)
         r = cast(Sequence[float], np.array([c[i] / c[i - 1] - 1.0 for i in range(1, len(c))]))
         return float(stdev(r, n - 1, n)) * math.sqrt(YEAR_MS / self._bar_ms[key])
