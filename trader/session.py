@@ -129,6 +129,8 @@ class TradingSession:
         self.bars_traded = 0
         self._orders_seen: set[str] = set()
         self._halt_enforced = False
+        self._fill_latencies_seen = 0
+        self.metrics_port: int | None = None  # the port /metrics is served on, once started
         self._stop = threading.Event()
 
     @staticmethod
@@ -198,7 +200,7 @@ class TradingSession:
         self._process(first)
         self._persist()
         if self.config.metrics_port is not None:
-            self.metrics.serve(self.config.metrics_port)
+            self.metrics_port = self.metrics.serve(self.config.metrics_port)
 
     def _wait_bars(self) -> list[Any]:
         while not self._stop.is_set():
@@ -306,6 +308,10 @@ class TradingSession:
         m = self.node.portfolio
         gross = sum(abs(p.qty) * m.last_prices.get(k, p.avg_price) for k, p in m.positions.items())
         errors = self.client.consecutive_errors if isinstance(self.client, CcxtExecutionClient) else 0
+        if isinstance(self.client, CcxtExecutionClient):
+            for lat in self.client.fill_latency_s[self._fill_latencies_seen:]:
+                self.metrics.ack_to_fill.labels(self.config.account_id).observe(lat)
+            self._fill_latencies_seen = len(self.client.fill_latency_s)
         self.metrics.update(self.node.orders.values(), len(self.node.fills), m.equity(), gross, risk.state, errors)
 
     def status(self) -> dict[str, Any]:
@@ -322,6 +328,7 @@ class TradingSession:
             for o in self.client.open_orders():
                 self.client.cancel(o.client_id, now)
         self._persist()
+        self.metrics.close()
         log.info("session.stopped", extra=self.status())
         return self.status()
 

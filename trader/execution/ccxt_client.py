@@ -177,6 +177,8 @@ class CcxtExecutionClient(ExecutionClient):
         self.retries = 0
         self.ack_latency_s: list[float] = []  # sent -> acknowledged, per accepted submit
         self.sent_marks: list[float] = []  # perf_counter() as each create_order request leaves
+        self.fill_latency_s: list[float] = []  # acknowledged -> fill booked, per fill of an order acked in this run
+        self._acked_at: dict[str, float] = {}
         self.instruments = market_instruments(self.exchange, config.venue, symbols, config.policy())
         self.markets = {s: self.exchange.markets[s] for s in symbols}
         self._by_key = {i.key: i for i in self.instruments}
@@ -273,7 +275,8 @@ class CcxtExecutionClient(ExecutionClient):
             return self.journal.record(sent, S.REJECTED, _now(), reason=f"venue busy: {exc}")
         except errors.ExchangeError as exc:
             return self.journal.record(sent, S.REJECTED, _now(), reason=str(exc))
-        self.ack_latency_s.append(time.perf_counter() - t0)
+        self._acked_at[order.client_id] = time.perf_counter()
+        self.ack_latency_s.append(self._acked_at[order.client_id] - t0)
         return self._apply(sent, resp)
 
     def _apply(self, order: Order, resp: dict[str, Any]) -> Order:
@@ -389,6 +392,8 @@ class CcxtExecutionClient(ExecutionClient):
             fill = self.fill_of(order, t)
             if self.journal.record_fill(fill):
                 n += 1
+                if order.client_id in self._acked_at:
+                    self.fill_latency_s.append(time.perf_counter() - self._acked_at[order.client_id])
                 on_fill(fill)
         self.journal.put(last_trade_id=self._last_trade_id)
         return n
