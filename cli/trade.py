@@ -47,6 +47,7 @@ def run(
     metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on this port"),
     store_url: str = typer.Option(None, help="SQLAlchemy URL of the store (default: SQLite under the state dir)"),
     timeout_ms: int = typer.Option(10_000, help="Venue request timeout"),
+    feed: str = typer.Option("rest", help="Live bars: rest (fetch_ohlcv polling) or ws (ccxt.pro watch_ohlcv)"),
     flatten_on_halt: bool = typer.Option(False, help="HALTED also closes every position at market"),
     risk: list[str] = typer.Option([], "--risk", help="RiskConfig field=value (JSON value), e.g. "
                                    "trailing_stop_pct=0.05, vol_target=0.5, loss_cooldown_bars=3; repeat"),
@@ -83,7 +84,7 @@ def run(
         session_cfg = SessionConfig.model_validate({
             "account_id": account, "mode": "live" if live else "paper", "venue": venue_cfg,
             "poll_interval_s": poll_interval, "kill": kill, "max_bars": max_bars, "cancel_on_stop": cancel_on_stop,
-            "unknown_orders": unknown_orders, "metrics_port": metrics_port})
+            "unknown_orders": unknown_orders, "metrics_port": metrics_port, "bar_feed": feed})
         session = TradingSession(trader, session_cfg, TradeStore(store_url or TraderSettings().resolved_store_url()))
     except (CryptolakeError, ValueError) as exc:
         console.print(f"[red]trade failed to start:[/red] {exc}")

@@ -44,7 +44,7 @@ from trader.execution.ccxt_client import (
 )
 from trader.execution.paper import PaperConfig, PaperExecutionClient
 from trader.feeds.base import SkippedBar
-from trader.feeds.ccxt_feed import CcxtBarFeed
+from trader.feeds.ccxt_feed import CcxtBarFeed, WsBarFeed
 from trader.killswitch import KillSwitchConfig, KillSwitches
 from trader.node import TradingNode
 from trader.orders import OrderJournal
@@ -75,6 +75,8 @@ class SessionConfig(BaseModel):
         default="report", description="Venue orders the journal does not know: report (and halt), adopt, cancel")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics here")
     max_bars: int | None = Field(default=None, ge=1, description="Stop after this many traded bars")
+    bar_feed: Literal["rest", "ws"] = Field(
+        default="rest", description="Live bars: REST fetch_ohlcv polling, or ccxt.pro watch_ohlcv (websocket)")
 
 
 class WallClock(SimClock):
@@ -120,9 +122,12 @@ class TradingSession:
                                 clock=WallClock() if live else SimClock(),
                                 simulator=None if live else self.client,  # type: ignore[arg-type]
                                 max_flat_bars=trader.max_flat_bars)
-        self.feed = CcxtBarFeed(self.exchange, config.venue.venue, symbols, trader.timeframe,
-                                after_ms=self.journal.get("last_bar_ms"), warmup_bars=self.node.warmup_bars,
-                                call=call_venue)
+        feed_args: dict[str, Any] = {"after_ms": self.journal.get("last_bar_ms"),
+                                     "warmup_bars": self.node.warmup_bars, "call": call_venue}
+        self.feed = (WsBarFeed(make_ccxt(config.venue, require_keys=False, pro=True), self.exchange,
+                               config.venue.venue, symbols, trader.timeframe, **feed_args)
+                     if config.bar_feed == "ws" else
+                     CcxtBarFeed(self.exchange, config.venue.venue, symbols, trader.timeframe, **feed_args))
         self.kill = KillSwitches(config.kill, config.kill.bar_interval_s or timeframe_delta(trader.timeframe)
                                  .total_seconds())
         self.metrics = TraderMetrics(config.account_id)
@@ -329,6 +334,8 @@ class TradingSession:
                 self.client.cancel(o.client_id, now)
         self._persist()
         self.metrics.close()
+        if isinstance(self.feed, WsBarFeed):
+            self.feed.close()
         log.info("session.stopped", extra=self.status())
         return self.status()
 

@@ -100,11 +100,14 @@ class CcxtVenueConfig(BaseModel):
         return out
 
 
-def make_ccxt(config: CcxtVenueConfig, *, require_keys: bool = True) -> Any:
-    """A synchronous ccxt exchange for ``config``: ``enableRateLimit``, sandbox and local URLs by setting."""
+def make_ccxt(config: CcxtVenueConfig, *, require_keys: bool = True, pro: bool = False) -> Any:
+    """A synchronous ccxt exchange for ``config`` (with ``pro``: the ccxt.pro websocket class):
+    ``enableRateLimit``, sandbox and local URLs by setting."""
     import ccxt
 
-    cls = getattr(ccxt, config.exchange_id, None)
+    if pro:
+        import ccxt.pro  # only a websocket feed pays for importing it
+    cls = getattr(ccxt.pro if pro else ccxt, config.exchange_id, None)
     if cls is None:
         raise errors.ConfigError(f"unknown ccxt exchange id exchange_id={config.exchange_id!r}")
     creds = config.credentials()
