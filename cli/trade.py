@@ -47,6 +47,10 @@ def run(
     metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on this port"),
     store_url: str = typer.Option(None, help="SQLAlchemy URL of the store (default: SQLite under the state dir)"),
     timeout_ms: int = typer.Option(10_000, help="Venue request timeout"),
+    feed: str = typer.Option("rest", help="Live bars: rest (fetch_ohlcv polling) or ws (ccxt.pro watch_ohlcv)"),
+    flatten_on_halt: bool = typer.Option(False, help="HALTED also closes every position at market"),
+    risk: list[str] = typer.Option([], "--risk", help="RiskConfig field=value (JSON value), e.g. "
+                                   "trailing_stop_pct=0.05, vol_target=0.5, loss_cooldown_bars=3; repeat"),
 ) -> None:
     """Run the trading node on a venue's live bars until SIGTERM / Ctrl-C (then exit 0, state persisted).
 
@@ -73,13 +77,14 @@ def run(
             raise typer.Exit(2)
         trader = TraderConfig.model_validate({
             "exchange": venue, "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()),
-            "timeframe": timeframe, "initial_cash": cash, "strategies": ({"kind": strategy, **_params(param)},)})
+            "timeframe": timeframe, "initial_cash": cash, "strategies": ({"kind": strategy, **_params(param)},),
+            "risk": _params(risk)})
         kill = KillSwitchConfig(stale_bars=stale_bars, bar_interval_s=bar_interval, max_reject_rate=max_reject_rate,
-                                max_consecutive_venue_errors=max_venue_errors)
+                                max_consecutive_venue_errors=max_venue_errors, flatten_on_halt=flatten_on_halt)
         session_cfg = SessionConfig.model_validate({
             "account_id": account, "mode": "live" if live else "paper", "venue": venue_cfg,
             "poll_interval_s": poll_interval, "kill": kill, "max_bars": max_bars, "cancel_on_stop": cancel_on_stop,
-            "unknown_orders": unknown_orders, "metrics_port": metrics_port})
+            "unknown_orders": unknown_orders, "metrics_port": metrics_port, "bar_feed": feed})
         session = TradingSession(trader, session_cfg, TradeStore(store_url or TraderSettings().resolved_store_url()))
     except (CryptolakeError, ValueError) as exc:
         console.print(f"[red]trade failed to start:[/red] {exc}")

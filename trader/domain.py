@@ -129,6 +129,7 @@ class Instrument:
     symbol: str
     price_decimals: int = 2
     qty_decimals: int = 6
+    lot: float = 0.0  # the venue's smallest tradable amount: a position below it is dust (flat)
 
     @property
     def key(self) -> str:

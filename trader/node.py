@@ -37,7 +37,7 @@ from cryptolake.bars import STALE, StaleTracker, is_flat
 from cryptolake.errors import ConfigError, DataValidationError, OrderNotFoundError
 from cryptolake.logs import get_logger
 from trader.clock import SimClock
-from trader.domain import Bar, Fill, Instrument, Order, OrderIntent, OrderStatus, Rejection, Signal
+from trader.domain import Bar, Fill, Instrument, Order, OrderIntent, OrderStatus, Rejection, Side, Signal, round_qty
 from trader.execution.base import ExecutionClient, MarketSimulator, ReconcileReport, ReconciliationError
 from trader.feeds.base import Event, EventFeed, SkippedBar, event_sort_key
 from trader.portfolio import Portfolio, Trade
@@ -103,7 +103,8 @@ class TradingNode:
         self.start_time = start_time
         self.max_flat_bars = max_flat_bars
         self._by_instrument = {k: [s for s in strategies if k in s.instruments] for k in self.instruments}
-        depth = max([s.history_bars for s in strategies] + [1])
+        depth = max([s.history_bars for s in strategies] + [risk.config.history_bars, 1])
+        risk.instruments = dict(self.instruments)
         self.history: dict[str, deque[Bar]] = {k: deque(maxlen=depth) for k in self.instruments}
         self._stale = {k: StaleTracker(max_flat_bars) for k in self.instruments} if max_flat_bars else {}
         self.orders: dict[str, Order] = {}
@@ -119,6 +120,7 @@ class TradingNode:
         self._dirty: set[str] = set()
         self._drained = {"fills": 0, "equity": 0, "trades": 0}
         self._started = False
+        self._stopped: dict[str, datetime] = {}  # instrument -> bar close at which a protective stop fired
         self.initial_equity = portfolio.equity()  # a carried account starts from its snapshot's equity
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -174,12 +176,20 @@ class TradingNode:
         """Fills a real venue made since the last poll, booked and passed to their strategies."""
         return self.client.poll(self._on_fill, bar)
 
-    def halt(self, reason: str) -> list[Order]:
-        """HALTED with ``reason``; cancel every open order (cancels always pass). Returns the cancelled ones."""
+    def halt(self, reason: str, *, flatten: bool = False) -> list[Order]:
+        """HALTED with ``reason``; cancel every open order (cancels always pass) and, with ``flatten``, close
+        every position at market (exits pass a halt). Returns the cancelled orders."""
         now = self.clock.now()
         self.risk.set_state(TradingState.HALTED, now, reason)
+        out = self._cancel_open(None, now)
+        if flatten:
+            for key in self.instruments:
+                self._close_position(key, "flatten", f"flatten on halt: {reason}"[:200])
+        return out
+
+    def _cancel_open(self, instrument_key: str | None, now: datetime) -> list[Order]:
         out = []
-        for o in self.client.open_orders():
+        for o in self.client.open_orders(instrument_key):
             done = self.client.cancel(o.client_id, now)
             if done is not None:
                 out.append(done)
@@ -187,6 +197,37 @@ class TradingNode:
                     self.orders[o.client_id] = done
                 self._dirty.add(o.client_id)
         return out
+
+    def _close_position(self, key: str, kind: str, tag: str) -> Order | None:
+        """A reduce-only market order closing the position in ``key`` (above dust), through the risk engine."""
+        pos, inst = self.portfolio.positions[key], self.instruments[key]
+        qty = round_qty(abs(pos.qty), inst.qty_decimals)
+        owners = self._by_instrument[key]
+        if qty <= 0 or qty < inst.lot or not owners:
+            return None
+        owner = owners[0]
+        side = Side.SELL if pos.qty > 0 else Side.BUY
+        intent = OrderIntent.market(owner.next_id(kind), inst, side, qty, reduce_only=True, tag=tag)
+        before = len(self.orders)
+        self._route(owner, [intent])
+        placed = self.orders.get(intent.client_id)
+        log.warning("node.close_position", extra={"instrument": key, "qty": qty, "kind": kind,
+                                                  "status": str(placed.status) if placed else "none",
+                                                  "new_orders": len(self.orders) - before})
+        return placed
+
+    def _protect(self, bar: Bar) -> None:
+        """The risk engine's protective stop for ``bar``'s instrument: cancel its orders, close at market."""
+        key = bar.instrument_key
+        pos, lot = self.portfolio.positions[key], self.instruments[key].lot
+        held = pos if abs(pos.qty) >= lot else replace(pos, qty=0.0)
+        reason = self.risk.on_bar(bar, held, self.history[key])
+        if reason is None:
+            return
+        self.counts["protective_stops"] += 1
+        self._cancel_open(key, self.clock.now())
+        self._close_position(key, "stop", reason[:200])
+        self._stopped[key] = bar.close_time
 
     @property
     def names(self) -> list[str]:
@@ -289,12 +330,16 @@ class TradingNode:
         else:
             self.equity.append(point)
         self.history[key].append(bar)
+        self._protect(bar)
         for s in self._by_instrument[key]:
             self._route(s, s.on_bar(bar, self._ctx()))
 
     def _on_fill(self, fill: Fill) -> None:
         self.clock.catch_up(fill.ts)
+        closed = len(self.portfolio.trades)
         self.portfolio.apply(fill)
+        for t in self.portfolio.trades[closed:]:
+            self.risk.on_trade_closed(fill.instrument_key, t.pnl)
         self.fills.append(fill)
         self._dirty.add(fill.client_id)
         owner = self._owner.get(fill.client_id)
@@ -325,6 +370,10 @@ class TradingNode:
                 self.client.cancel(intent.client_id, now)
                 self._dirty.add(intent.client_id)
                 continue
+            stopped = self._stopped.get(intent.instrument_key)
+            if stopped is not None and stopped == self.history[intent.instrument_key][-1].close_time:
+                self._reject(intent, now, f"{intent.symbol}: protective stop on this bar; orders wait for the next")
+                continue
             decision = self.risk.check(
                 intent,
                 self.portfolio.positions[intent.instrument_key],
@@ -354,7 +403,9 @@ class TradingNode:
             if k != instrument_key and not o.reduce_only and o.tag != "cancel":
                 px = o.price if o.price is not None else p.last_prices.get(k, 0.0)
                 notional[k] = notional.get(k, 0.0) + (o.qty - o.filled_qty) * px
-        return AccountExposure(p.equity(), sum(notional.values()), len(notional))
+        venue = instrument_key.partition(":")[0]  # keys are exchange:symbol
+        on_venue = sum(v for k, v in notional.items() if k.partition(":")[0] == venue)
+        return AccountExposure(p.equity(), sum(notional.values()), len(notional), on_venue)
 
     def _reject(self, intent: OrderIntent, now: datetime, reason: str) -> None:
         self.rejections.append(Rejection(intent, reason, now))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from trader.domain import AccountState, Fill, Instrument, Position, round_qty
+from trader.domain import AccountState, Fill, Instrument, Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,9 @@ class Portfolio:
         signed = fill.signed_qty
         q0 = pos.qty
         raw = q0 + signed
-        q1 = round_qty(raw, inst.qty_decimals) if raw >= 0 else -round_qty(-raw, inst.qty_decimals)
+        # to the nearest lot: q0 and the fill are already on the lot grid, so only float noise is removed
+        # (flooring lost a whole 1e-8 lot whenever the noise of q0 + fill fell below the grid point)
+        q1 = round(raw, inst.qty_decimals) + 0.0
         tr = self.open_trades.get(key)
         if q0 == 0 or (q0 > 0) == (signed > 0):  # opening or adding
             avg = (pos.avg_price * abs(q0) + fill.price * abs(signed)) / abs(q1)

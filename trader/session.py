@@ -44,7 +44,7 @@ from trader.execution.ccxt_client import (
 )
 from trader.execution.paper import PaperConfig, PaperExecutionClient
 from trader.feeds.base import SkippedBar
-from trader.feeds.ccxt_feed import CcxtBarFeed
+from trader.feeds.ccxt_feed import CcxtBarFeed, WsBarFeed
 from trader.killswitch import KillSwitchConfig, KillSwitches
 from trader.node import TradingNode
 from trader.orders import OrderJournal
@@ -75,6 +75,8 @@ class SessionConfig(BaseModel):
         default="report", description="Venue orders the journal does not know: report (and halt), adopt, cancel")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics here")
     max_bars: int | None = Field(default=None, ge=1, description="Stop after this many traded bars")
+    bar_feed: Literal["rest", "ws"] = Field(
+        default="rest", description="Live bars: REST fetch_ohlcv polling, or ccxt.pro watch_ohlcv (websocket)")
 
 
 class WallClock(SimClock):
@@ -120,14 +122,20 @@ class TradingSession:
                                 clock=WallClock() if live else SimClock(),
                                 simulator=None if live else self.client,  # type: ignore[arg-type]
                                 max_flat_bars=trader.max_flat_bars)
-        self.feed = CcxtBarFeed(self.exchange, config.venue.venue, symbols, trader.timeframe,
-                                after_ms=self.journal.get("last_bar_ms"), warmup_bars=self.node.warmup_bars,
-                                call=call_venue)
+        feed_args: dict[str, Any] = {"after_ms": self.journal.get("last_bar_ms"),
+                                     "warmup_bars": self.node.warmup_bars, "call": call_venue}
+        self.feed = (WsBarFeed(make_ccxt(config.venue, require_keys=False, pro=True), self.exchange,
+                               config.venue.venue, symbols, trader.timeframe, **feed_args)
+                     if config.bar_feed == "ws" else
+                     CcxtBarFeed(self.exchange, config.venue.venue, symbols, trader.timeframe, **feed_args))
         self.kill = KillSwitches(config.kill, config.kill.bar_interval_s or timeframe_delta(trader.timeframe)
                                  .total_seconds())
         self.metrics = TraderMetrics(config.account_id)
         self.bars_traded = 0
         self._orders_seen: set[str] = set()
+        self._halt_enforced = False
+        self._fill_latencies_seen = 0
+        self.metrics_port: int | None = None  # the port /metrics is served on, once started
         self._stop = threading.Event()
 
     @staticmethod
@@ -193,11 +201,11 @@ class TradingSession:
             self._foreign_orders()
         self.node.start()
         if self.node.risk.state is TradingState.HALTED:
-            self.node.halt(self.node.risk.halt_reason)  # a halt found at start cancels what rests at the venue
+            self._enforce_halt(self.node.risk.halt_reason)  # a halt found at start cancels what rests at the venue
         self._process(first)
         self._persist()
         if self.config.metrics_port is not None:
-            self.metrics.serve(self.config.metrics_port)
+            self.metrics_port = self.metrics.serve(self.config.metrics_port)
 
     def _wait_bars(self) -> list[Any]:
         while not self._stop.is_set():
@@ -220,7 +228,7 @@ class TradingSession:
                 if time.monotonic() >= next_reconcile:
                     next_reconcile = time.monotonic() + self.config.reconcile_interval_s
                     if self.node.reconcile() and self.node.risk.state is TradingState.HALTED:
-                        self.node.halt(self.node.risk.halt_reason)
+                        self._enforce_halt(self.node.risk.halt_reason)
             except CryptolakeError as exc:  # a venue outage must not kill the trader; the switches watch it
                 log.warning("session.step_failed", extra={"error": str(exc), "error_type": type(exc).__name__})
             self._persist()
@@ -273,7 +281,10 @@ class TradingSession:
             node.risk.set_state(TradingState.ACTIVE, node.clock.now(), f"reset by operator: {j.get('reset')}")
             j.put(reset=None, kill=None, halt_reason="")
             self.kill.on_bar()
+            self._halt_enforced = False
         if node.risk.state is TradingState.HALTED:
+            if not self._halt_enforced:  # the risk engine's own halt (drawdown) during the last bars
+                self._enforce_halt(node.risk.halt_reason)
             return
         manual = j.get("kill")
         errors = self.client.consecutive_errors if isinstance(self.client, CcxtExecutionClient) else 0
@@ -282,9 +293,16 @@ class TradingSession:
         reason = f"manual kill: {manual}" if manual else self.kill.check(consecutive_venue_errors=errors,
                                                                           day_loss=day_loss)
         if reason is not None:
-            cancelled = node.halt(reason)
-            log.warning("session.halted", extra={"reason": reason, "cancelled": len(cancelled)})
+            self._enforce_halt(reason)
             self._persist()
+
+    def _enforce_halt(self, reason: str) -> None:
+        """HALTED: cancel every open order; close every position too with ``flatten_on_halt``, except when
+        the halt is a reconciliation mismatch (the books disagree with the venue: a person decides)."""
+        flatten = self.config.kill.flatten_on_halt and not reason.startswith("reconciliation")
+        cancelled = self.node.halt(reason, flatten=flatten)
+        self._halt_enforced = True
+        log.warning("session.halted", extra={"reason": reason, "cancelled": len(cancelled), "flatten": flatten})
 
     def _persist(self) -> None:
         risk = self.node.risk
@@ -295,6 +313,10 @@ class TradingSession:
         m = self.node.portfolio
         gross = sum(abs(p.qty) * m.last_prices.get(k, p.avg_price) for k, p in m.positions.items())
         errors = self.client.consecutive_errors if isinstance(self.client, CcxtExecutionClient) else 0
+        if isinstance(self.client, CcxtExecutionClient):
+            for lat in self.client.fill_latency_s[self._fill_latencies_seen:]:
+                self.metrics.ack_to_fill.labels(self.config.account_id).observe(lat)
+            self._fill_latencies_seen = len(self.client.fill_latency_s)
         self.metrics.update(self.node.orders.values(), len(self.node.fills), m.equity(), gross, risk.state, errors)
 
     def status(self) -> dict[str, Any]:
@@ -311,6 +333,9 @@ class TradingSession:
             for o in self.client.open_orders():
                 self.client.cancel(o.client_id, now)
         self._persist()
+        self.metrics.close()
+        if isinstance(self.feed, WsBarFeed):
+            self.feed.close()
         log.info("session.stopped", extra=self.status())
         return self.status()
 

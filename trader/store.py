@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -42,6 +41,9 @@ from trader.domain import Fill, Order, Position
 from trader.node import EquityPoint, NodeChanges
 from trader.portfolio import Trade
 from trader.snapshot import AccountSnapshot
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = get_logger(__name__)
 metadata = MetaData()
@@ -369,6 +371,8 @@ class TradeStore:
 
     # --- reads ----------------------------------------------------------------------------
     def _read(self, table: Table, run_id: str, order_by: str) -> pd.DataFrame:
+        import pandas as pd  # only readers of results need it: a live trader starts without it
+
         def work(conn: Connection) -> pd.DataFrame:
             stmt = select(table).where(table.c.run_id == run_id).order_by(table.c[order_by])
             return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=[c.name for c in table.columns])

@@ -2,14 +2,16 @@
 
 One :class:`TraderMetrics` per session, on its own registry (several sessions in one process, as in
 tests, never collide). The session updates it after every loop: orders by state, fills, rejects,
-latency histograms (signal to order sent, sent to acknowledged), equity, gross exposure and the
-risk state (1 for the current state, 0 for the others).
+latency histograms (signal to order sent, sent to acknowledged, acknowledged to filled: the venue's
+acknowledgement to the fill being booked), equity, gross exposure and the risk state (1 for the
+current state, 0 for the others).
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -34,6 +36,9 @@ class TraderMetrics:
                                         buckets=_BUCKETS, registry=r)
         self.sent_to_ack = Histogram("cryptolake_trader_sent_to_ack_seconds", "Order sent to venue acknowledgement",
                                      a, buckets=_BUCKETS, registry=r)
+        self.ack_to_fill = Histogram("cryptolake_trader_ack_to_fill_seconds",
+                                     "Venue acknowledgement to the fill booked by the trader", a,
+                                     buckets=(*_BUCKETS, 30.0, 60.0, 300.0), registry=r)
         self.equity = Gauge("cryptolake_trader_equity", "Account equity (quote currency)", a, registry=r)
         self.exposure = Gauge("cryptolake_trader_gross_exposure", "Gross position notional", a, registry=r)
         self.risk_state = Gauge("cryptolake_trader_risk_state", "1 for the current risk state", [*a, "state"],
@@ -42,10 +47,19 @@ class TraderMetrics:
                                   registry=r)
         self._fills_seen = 0
         self._rejects_seen = 0
+        self._server: Any = None
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Serve ``/metrics`` on ``host:port`` (a daemon thread)."""
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve ``/metrics`` on ``host:port`` (a daemon thread; port 0 picks a free one); returns the port."""
+        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        """Stop serving ``/metrics`` (the session's stop)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
     def update(self, orders: Iterable[Order], fills: int, equity: float, exposure: float, state: TradingState,
                consecutive_errors: int = 0) -> None:

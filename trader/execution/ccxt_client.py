@@ -100,11 +100,14 @@ class CcxtVenueConfig(BaseModel):
         return out
 
 
-def make_ccxt(config: CcxtVenueConfig, *, require_keys: bool = True) -> Any:
-    """A synchronous ccxt exchange for ``config``: ``enableRateLimit``, sandbox and local URLs by setting."""
+def make_ccxt(config: CcxtVenueConfig, *, require_keys: bool = True, pro: bool = False) -> Any:
+    """A synchronous ccxt exchange for ``config`` (with ``pro``: the ccxt.pro websocket class):
+    ``enableRateLimit``, sandbox and local URLs by setting."""
     import ccxt
 
-    cls = getattr(ccxt, config.exchange_id, None)
+    if pro:
+        import ccxt.pro  # only a websocket feed pays for importing it
+    cls = getattr(ccxt.pro if pro else ccxt, config.exchange_id, None)
     if cls is None:
         raise errors.ConfigError(f"unknown ccxt exchange id exchange_id={config.exchange_id!r}")
     creds = config.credentials()
@@ -153,12 +156,14 @@ def ccxt_call(exchange: Any, what: str, fn: Callable[[], T], policy: RetryPolicy
 
 def market_instruments(exchange: Any, venue: str, symbols: list[str], policy: RetryPolicy | None = None) -> list[
         Instrument]:
-    """The instruments of ``symbols`` at the market's precision (price tick; 8 quantity decimals: base fees)."""
+    """The instruments of ``symbols`` at the market's precision (price tick; 8 quantity decimals: base fees;
+    the amount step as the lot below which a position is dust)."""
     markets = ccxt_call(exchange, "load_markets", exchange.load_markets, policy or RetryPolicy())
     missing = [s for s in symbols if s not in markets]
     if missing:
         raise errors.ConfigError(f"symbols {missing} are not markets of {venue}")
-    return [Instrument(venue, s, _decimals(markets[s]["precision"]["price"]), 8) for s in symbols]
+    return [Instrument(venue, s, _decimals(markets[s]["precision"]["price"]), 8,
+                       float(markets[s]["precision"]["amount"] or 0.0)) for s in symbols]
 
 
 class CcxtExecutionClient(ExecutionClient):
@@ -175,6 +180,8 @@ class CcxtExecutionClient(ExecutionClient):
         self.retries = 0
         self.ack_latency_s: list[float] = []  # sent -> acknowledged, per accepted submit
         self.sent_marks: list[float] = []  # perf_counter() as each create_order request leaves
+        self.fill_latency_s: list[float] = []  # acknowledged -> fill booked, per fill of an order acked in this run
+        self._acked_at: dict[str, float] = {}
         self.instruments = market_instruments(self.exchange, config.venue, symbols, config.policy())
         self.markets = {s: self.exchange.markets[s] for s in symbols}
         self._by_key = {i.key: i for i in self.instruments}
@@ -271,7 +278,8 @@ class CcxtExecutionClient(ExecutionClient):
             return self.journal.record(sent, S.REJECTED, _now(), reason=f"venue busy: {exc}")
         except errors.ExchangeError as exc:
             return self.journal.record(sent, S.REJECTED, _now(), reason=str(exc))
-        self.ack_latency_s.append(time.perf_counter() - t0)
+        self._acked_at[order.client_id] = time.perf_counter()
+        self.ack_latency_s.append(self._acked_at[order.client_id] - t0)
         return self._apply(sent, resp)
 
     def _apply(self, order: Order, resp: dict[str, Any]) -> Order:
@@ -387,6 +395,8 @@ class CcxtExecutionClient(ExecutionClient):
             fill = self.fill_of(order, t)
             if self.journal.record_fill(fill):
                 n += 1
+                if order.client_id in self._acked_at:
+                    self.fill_latency_s.append(time.perf_counter() - self._acked_at[order.client_id])
                 on_fill(fill)
         self.journal.put(last_trade_id=self._last_trade_id)
         return n

@@ -1,6 +1,7 @@
 """Crash test: the live trader SIGKILLed at random points of its orders' lives, 20+ times in one test.
 
-The trader runs ``cryptolake trade run --live`` in a real subprocess against the local exchange (real
+The trader runs ``cryptolake trade run --live`` in a real process (forked from a server that imported its
+modules once, see ``trading.spawn_trader``) against the local exchange (real
 Binance BTC/USDT and ETH/USDT hourly candles replayed one per second, partial fills by a capped
 replayed print, when a limit
 order rests long enough). After each kill it restarts, reconciles, adopts what happened while it was down and
@@ -49,7 +50,7 @@ def test_sigkill_at_random_points_then_restart_reconciles_everything(shared_data
         for i in range(KILLS):
             proc = spawn_trader(ex, "crash-key", "crash-secret", url)
             if i % 5 == 4:  # during start-up: restore, resolution of doubtful orders, reconciliation
-                time.sleep(rng.uniform(0.5, 4.0))
+                time.sleep(rng.uniform(0.3, 2.5))
             else:  # while trading: submits, partial fills, cancels and venue fills are all in flight
                 wait_for(proc, "node.started", timeout=300)
                 time.sleep(rng.uniform(0.2, 4.0))

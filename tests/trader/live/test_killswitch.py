@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from trader.config import TraderConfig
 from trader.domain import OrderStatus
 from trader.execution.ccxt_client import CcxtVenueConfig
@@ -79,3 +81,32 @@ def test_reject_rate_order_rate_and_venue_errors_switches() -> None:
     assert ks2.check() == "order rate 4/min > max_orders_per_minute 3"
     assert KillSwitches(KillSwitchConfig(stale_bars=None, max_consecutive_venue_errors=3), 60.0).check(
         consecutive_venue_errors=3) == "3 consecutive venue errors >= max_consecutive_venue_errors 3"
+
+
+def test_halt_with_flatten_cancels_open_orders_and_closes_positions_at_the_venue(venue, keys, tmp_path) -> None:
+    s = _session(venue, f"sqlite:///{tmp_path}/j.db", flatten_on_halt=True)
+    s._stop = threading.Event()
+    s.start()
+    for _ in range(2):  # market buys fill, then a limit sell 5 % above the close rests (or a market sell)
+        _bar(venue)
+        s.step()
+    resting = s.client.open_orders()
+    lots = {i.key: i.lot for i in s.instruments}
+    held = {k: p.qty for k, p in s.node.portfolio.positions.items() if p.qty >= lots[k]}
+    assert resting and {o.instrument_key for o in resting} <= set(held)
+    s.journal.put(kill="test flatten")
+    s.step()
+    assert s.node.risk.state is TradingState.HALTED and s.node.risk.halt_reason == "manual kill: test flatten"
+    for o in resting:
+        assert s.client.journal.orders[o.client_id].status is OrderStatus.CANCELED
+    flats = [o for o in s.client.journal.orders.values() if o.client_id.endswith("-flatten")]
+    assert sorted(o.instrument_key for o in flats) == sorted(held)
+    for o in flats:
+        assert o.status is OrderStatus.FILLED and o.side == "sell" and o.reduce_only
+        assert o.qty == pytest.approx(held[o.instrument_key], abs=0.00001)  # rounded down to the lot
+    s.step()  # the flatten fills are adopted
+    for key, pos in s.node.portfolio.positions.items():
+        assert 0 <= pos.qty < lots[key], (key, pos.qty)  # flat: only dust below one lot remains
+    bal = venue.engine.balances[keys]
+    assert float(bal["BTC"].free + bal["BTC"].locked) < 0.00001 and float(bal["ETH"].free + bal["ETH"].locked) < 0.0001
+    assert s.client.open_orders() == []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
-import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +22,110 @@ ROOT = Path(__file__).resolve().parents[3]
 CHURN = "tests/trader/live/churn.py:Churn"
 
 
+# The trader processes of a test are forked from one server process that imported the trader's modules
+# once (multiprocessing's forkserver): each start then costs the trader's own start-up (restore, resolve,
+# reconcile), not ~5-20 s of importing ccxt, pandas and numba. Every trader is still a separate process
+# running the ``cryptolake trade run`` CLI, killed for real with SIGKILL.
+_PRELOAD = ["cli.main", "cli.trade", "trader.session", "trader.execution.ccxt_client", "trader.strategies.registry",
+            "trader.strategies.indicators", "trader.strategies.signal", "trader.regimes", "pandas", "numba",
+            "sqlalchemy.dialects.sqlite", "rich.console"]
+_CTX: Any = None
+
+
+def _context() -> Any:
+    global _CTX
+    if _CTX is None:
+        _CTX = multiprocessing.get_context("forkserver")
+        _CTX.set_forkserver_preload(_PRELOAD)
+    return _CTX
+
+
+def _run_cli(args: list[str], env: dict[str, str], out: str, err: str) -> None:
+    """The child: stdout/stderr to files, then the CLI exactly as ``cryptolake ...`` runs it (exits with its code)."""
+    os.chdir(ROOT)
+    os.environ.update(env)
+    for path, fd in ((out, 1), (err, 2)):
+        f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(f, fd)
+        os.close(f)
+    from cli.main import app
+
+    app(args=args, prog_name="cryptolake")
+
+
+class _Follow:
+    """Lines of a file another process is writing, until that process has ended and the file is read."""
+
+    def __init__(self, path: Path, proc: Any) -> None:
+        self.path, self.proc = path, proc
+
+    def __iter__(self) -> Iterator[str]:
+        with self.path.open() as f:
+            buf = ""
+            while True:
+                chunk = f.readline()
+                if chunk:
+                    buf += chunk
+                    if buf.endswith("\n"):
+                        yield buf
+                        buf = ""
+                    continue
+                if not self.proc.is_alive():
+                    rest = buf + f.read()
+                    if rest:
+                        yield rest
+                    return
+                time.sleep(0.02)
+
+
+class TraderProcess:
+    """A forked ``cryptolake trade run`` with the part of :class:`subprocess.Popen` the tests use."""
+
+    def __init__(self, args: list[str], env: dict[str, str], logs: Path) -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        n = len(list(logs.glob("*.err")))
+        self._out, self._err = logs / f"{n:03d}.out", logs / f"{n:03d}.err"
+        self._out.touch()
+        self._err.touch()
+        self.proc = _context().Process(target=_run_cli, args=(args, env, str(self._out), str(self._err)))
+        self.proc.start()
+        self.pid = self.proc.pid
+        self.stderr = _Follow(self._err, self.proc)
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.proc.join(timeout)
+        if self.proc.exitcode is None:
+            raise subprocess.TimeoutExpired("cryptolake trade run", timeout or 0)
+        return self.proc.exitcode
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.exitcode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self._out.read_text(), self._err.read_text()
+
+
 def spawn_trader(venue: LocalExchange, key: str, secret: str, store_url: str, *args: str,
-                 account: str = "crash") -> subprocess.Popen[str]:
+                 account: str = "crash", logs: Path | None = None) -> TraderProcess:
     """``cryptolake trade run --live`` against ``venue`` in its own process (killable for real)."""
-    env = {**os.environ, "CRYPTOLAKE__TRADER__API_KEY": key, "CRYPTOLAKE__TRADER__API_SECRET": secret}
-    cmd = [sys.executable, "-m", "cli.main", "trade", "run", "--strategy", CHURN, "--symbols", "BTC/USDT,ETH/USDT",
+    env = {"CRYPTOLAKE__TRADER__API_KEY": key, "CRYPTOLAKE__TRADER__API_SECRET": secret}
+    cmd = ["trade", "run", "--strategy", CHURN, "--symbols", "BTC/USDT,ETH/USDT",
            "--live", "--account", account, "--base-url", venue.base_url, "--store-url", store_url,
            "--poll-interval", "0.2", "--bar-interval", "1.0", "--stale-bars", "30", *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return TraderProcess(cmd, env, logs or Path(store_url.removeprefix("sqlite:///")).parent / "trader-logs")
 
 
-def wait_for(proc: subprocess.Popen[str], text: str, timeout: float = 90.0) -> list[str]:
+def wait_for(proc: TraderProcess, text: str, timeout: float = 90.0) -> list[str]:
     """Read the trader's stderr until a line contains ``text``; returns the lines read (fails on timeout)."""
     lines: list[str] = []
     found = threading.Event()
 
     def read() -> None:
-        assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
             if text in line:
