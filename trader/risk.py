@@ -196,9 +196,13 @@ class RiskEngine:
         return next((r for _, st, r in reversed(self.transitions) if st is TradingState.HALTED), "restored halt")
 
     def set_state(self, state: TradingState, ts: datetime, reason: str) -> None:
-        """Change state (also the operator's way to resume after a halt)."""
+        """Change state (also the operator's way to resume after a halt).
+
+        Logged at info: a transition is a result of the run, kept in :attr:`transitions` and reported by
+        the backtest and the main job; the live session warns when it halts (``session.halted``).
+        """
         if state is not self.state:
-            log.warning(
+            log.info(
                 "risk.state",
                 extra={"from": str(self.state), "to": str(state), "reason": reason, "ts": ts.isoformat()},
             )
