@@ -530,7 +530,8 @@ class CcxtExecutionClient(ExecutionClient):
                 continue
             order = by_venue_id.get((str(t["symbol"]), str(t["order"])))
             if order is None:
-                waiting.append(t)
+                if int(t["id"]) > self._last_trade_id.get(str(t["symbol"]), -1):
+                    waiting.append(t)  # REST's cursor has not passed it: it may still become ours
                 continue
             n += self._book(order, t, on_fill)
         self._stream_trades = waiting[-10_000:]
