@@ -336,6 +336,8 @@ class TradingSession:
         self.metrics.close()
         if isinstance(self.feed, WsBarFeed):
             self.feed.close()
+        if isinstance(self.client, CcxtExecutionClient):
+            self.client.close()
         log.info("session.stopped", extra=self.status())
         return self.status()
 

@@ -17,6 +17,7 @@ locked when a limit order rests and released on cancel. Arithmetic is Decimal.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Literal
@@ -114,6 +115,13 @@ class MatchingEngine:
         self._trade_ids = itertools.count(1)
         self._seq = itertools.count(1)
         self.last_price: dict[str, Decimal] = {}
+        # Called on every own-order update as Binance reports it (execution type NEW, TRADE, CANCELED,
+        # EXPIRED), with the fill of a TRADE: the local exchange's user-data stream.
+        self.listener: Callable[[Order, str, Fill | None], None] | None = None
+
+    def _report(self, order: Order, execution: str, fill: Fill | None = None) -> None:
+        if self.listener is not None:
+            self.listener(order, execution, fill)
 
     # --- accounts ------------------------------------------------------------------
     def fund(self, account: str, asset: str, amount: Decimal) -> None:
@@ -209,11 +217,14 @@ class MatchingEngine:
         )
         self._lock_for(order, spec)
         self.orders[order.order_id] = order
+        self._report(order, "NEW")
         self._match(order, spec, time_ms)
         if order.quote_order_qty > 0:
             self.finish_quote_order(order)
         if order.is_open and (order.type == "MARKET" or order.time_in_force in ("IOC", "FOK")):
             order.status = "EXPIRED"
+        if order.status == "EXPIRED":
+            self._report(order, "EXPIRED")
         if not order.is_open:
             self._release(order, spec)
         return order
@@ -344,6 +355,7 @@ class MatchingEngine:
         self.last_price[order.symbol] = price
         if order.status == "FILLED":
             self._release(order, spec)
+        self._report(order, "TRADE", fill)
         return fill
 
     def finish_quote_order(self, order: Order) -> None:
@@ -360,6 +372,7 @@ class MatchingEngine:
         order.status = "CANCELED"
         order.update_time = time_ms
         self._release(order, self.markets[symbol])
+        self._report(order, "CANCELED")
         return order
 
     def find(self, account: str, symbol: str, order_id: int | None = None,

@@ -39,7 +39,7 @@ from cryptolake.errors import (
 from cryptolake.logs import get_logger
 from ingest.localexchange.data import CandleSet, load_capture, load_cdd_candles, load_gym_candles
 from ingest.localexchange.faults import FaultState
-from ingest.localexchange.matching import MarketSpec, MatchingEngine, Order
+from ingest.localexchange.matching import Fill, MarketSpec, MatchingEngine, Order
 from ingest.localexchange.replay import MarketReplay, decimals_used, split_symbol_id
 
 log = get_logger(__name__)
@@ -89,6 +89,13 @@ class _WsConn:
     ws: web.WebSocketResponse
     combined: bool
     subs: set[str] = field(default_factory=set)
+    user: dict[int, str] = field(default_factory=dict)  # WebSocket API: user-data subscriptionId -> account
+    outbox: asyncio.Queue[str] | None = None  # WebSocket API: events in the order the engine made them
+
+
+def _ws_param(value: Any) -> str:
+    """A WebSocket API param as it appears in the signed payload (JSON true/false, numbers as sent)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def _dec(value: str | None, name: str) -> Decimal | None:
@@ -122,6 +129,8 @@ class LocalExchange:
         for key in self.config.api_keys:
             self._open_account(key)
         self._conns: list[_WsConn] = []
+        self._subscription_ids = 0
+        self.engine.listener = self._on_order_event
         self._paused = self.config.start_paused
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -203,6 +212,7 @@ class LocalExchange:
         app.router.add_get("/ws/{tail:.*}", self._ws)
         app.router.add_get("/stream", self._ws)
         app.router.add_get("/stream/{tail:.*}", self._ws)
+        app.router.add_get("/ws-api/v3", self._ws_api)
         app.router.add_route("*", "/{api}/{version}/{path:.*}", self._rest)
         return app
 
@@ -456,6 +466,110 @@ class LocalExchange:
                 self._conns.remove(conn)
         return ws
 
+    # --- WebSocket API: the user-data stream ---------------------------------------------
+    async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
+        """Binance's WebSocket API subset ccxt.pro uses for spot user data: ``userDataStream.subscribe.signature``
+        (signed like a REST request), then ``{"subscriptionId", "event"}`` frames on this connection."""
+        ws = web.WebSocketResponse(autoping=True, heartbeat=None)
+        await ws.prepare(request)
+        conn = _WsConn(ws, combined=False, outbox=asyncio.Queue())
+        self._conns.append(conn)
+        sender = asyncio.create_task(self._drain(conn))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    req = json.loads(msg.data)
+                    method, rid, params = req.get("method"), req.get("id"), req.get("params") or {}
+                except (ValueError, AttributeError):
+                    self._send(conn, {"id": None, "status": 400, "error": {"code": -1000, "msg": "Invalid JSON"}})
+                    continue
+                try:
+                    result = self._ws_api_call(conn, str(method), params)
+                except BinanceApiError as exc:
+                    self._send(conn, {"id": rid, "status": exc.status, "error": {"code": exc.code, "msg": exc.msg}})
+                    continue
+                self._send(conn, {"id": rid, "status": 200, "result": result})
+        finally:
+            if conn in self._conns:
+                self._conns.remove(conn)
+            sender.cancel()
+        return ws
+
+    def _ws_api_call(self, conn: _WsConn, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "userDataStream.subscribe.signature":
+            key, sig = str(params.get("apiKey") or ""), params.get("signature")
+            if not key:
+                raise BinanceApiError(400, -1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or "
+                                                  "malformed.")
+            if key not in self._secrets:
+                raise BinanceApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            if not sig:
+                raise BinanceApiError(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, "
+                                                  "or malformed.")
+            payload = "&".join(f"{k}={_ws_param(v)}" for k, v in sorted(params.items()) if k != "signature")
+            self._check_signature(key, payload, str(sig), params)
+            sid = self._subscription_ids
+            self._subscription_ids += 1
+            conn.user[sid] = self._accounts[key]
+            log.info("localexchange.user_stream_subscribed", extra={"subscription_id": sid})
+            return {"subscriptionId": sid}
+        if method == "userDataStream.unsubscribe":
+            which = params.get("subscriptionId")
+            for s in [s for s in conn.user if which is None or s == int(which)]:
+                del conn.user[s]
+            return {}
+        if method == "session.subscriptions":
+            return {"subscriptions": [{"subscriptionId": s} for s in sorted(conn.user)]}
+        raise BinanceApiError(400, -1000, f"the local exchange's WebSocket API does not serve {method!r}")
+
+    def _send(self, conn: _WsConn, payload: dict[str, Any]) -> None:
+        assert conn.outbox is not None
+        conn.outbox.put_nowait(json.dumps(payload))
+
+    async def _drain(self, conn: _WsConn) -> None:
+        assert conn.outbox is not None
+        while True:
+            text = await conn.outbox.get()
+            if conn.ws.closed:
+                return
+            try:
+                await conn.ws.send_str(text)
+                self.ws_messages_sent += 1
+            except (ConnectionResetError, RuntimeError) as exc:
+                log.info("localexchange.ws_send_failed", extra={"stream": "user", "error": str(exc)})
+                return
+
+    def _on_order_event(self, order: Order, execution: str, fill: Fill | None) -> None:
+        """The engine changed an own order: ``executionReport`` (and ``outboundAccountPosition``) to every
+        user-data subscription of its account, built now so each event shows the order as it was."""
+        targets = [(c, sid) for c in self._conns for sid, acct in c.user.items() if acct == order.account]
+        if not targets:
+            return
+        now = int(time.time() * 1000)
+        spec = self._specs[order.symbol]
+        last_qty = fill.qty if fill is not None else Decimal(0)
+        last_px = fill.price if fill is not None else Decimal(0)
+        report = {
+            "e": "executionReport", "E": now, "s": order.symbol, "c": order.client_order_id, "S": order.side,
+            "o": order.type, "f": order.time_in_force, "q": _fmt(order.orig_qty), "p": _fmt(order.price),
+            "P": "0.00000000", "F": "0.00000000", "g": -1, "C": order.client_order_id if execution == "CANCELED"
+            else "", "x": execution, "X": order.status, "r": "NONE", "i": order.order_id, "l": _fmt(last_qty),
+            "z": _fmt(order.executed_qty), "L": _fmt(last_px),
+            "n": _fmt(fill.commission) if fill is not None else "0", "N": fill.commission_asset if fill else None,
+            "T": fill.time if fill is not None else order.update_time, "t": fill.trade_id if fill else -1,
+            "I": 0, "w": order.is_open, "m": bool(fill.is_maker) if fill else False, "M": False, "O": order.time,
+            "Z": _fmt(order.cumm_quote), "Y": _fmt(last_px * last_qty), "Q": _fmt(order.quote_order_qty),
+            "W": order.time, "V": "NONE",
+        }
+        position = {"e": "outboundAccountPosition", "E": now, "u": now, "B": [
+            {"a": a, "f": _fmt(self.engine.balance(order.account, a).free),
+             "l": _fmt(self.engine.balance(order.account, a).locked)} for a in (spec.base, spec.quote)]}
+        for conn, sid in targets:
+            self._send(conn, {"subscriptionId": sid, "event": report})
+            self._send(conn, {"subscriptionId": sid, "event": position})
+
     # --- HTTP plumbing ---------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request,
@@ -511,21 +625,25 @@ class LocalExchange:
                                                   "or malformed.")
             payload = raw.replace(f"&signature={sig}", "").replace(f"signature={sig}&", "").replace(
                 f"signature={sig}", "")
-            expected = hmac.new(self._secrets[key].encode(), payload.encode(), hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(expected, sig):
-                raise BinanceApiError(400, -1022, "Signature for this request is not valid.")
-            try:
-                ts = int(params["timestamp"])
-                window = int(params.get("recvWindow", "5000"))
-            except (KeyError, ValueError) as exc:
-                raise BinanceApiError(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, "
-                                                  "or malformed.") from exc
-            if window > self.config.max_recv_window_ms:
-                raise BinanceApiError(400, -1131, "recvWindow must be less than 60000")
-            now = int(time.time() * 1000)
-            if ts > now + 1000 or now - ts > window:
-                raise BinanceApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+            self._check_signature(key, payload, sig, params)
         return self._accounts[key]
+
+    def _check_signature(self, key: str, payload: str, sig: str, params: dict[str, Any]) -> None:
+        """Binance's HMAC-SHA256 signature of ``payload`` with ``key``'s secret, then the recvWindow."""
+        expected = hmac.new(self._secrets[key].encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, str(sig)):
+            raise BinanceApiError(400, -1022, "Signature for this request is not valid.")
+        try:
+            ts = int(params["timestamp"])
+            window = int(params.get("recvWindow", "5000"))
+        except (KeyError, ValueError) as exc:
+            raise BinanceApiError(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, "
+                                              "or malformed.") from exc
+        if window > self.config.max_recv_window_ms:
+            raise BinanceApiError(400, -1131, "recvWindow must be less than 60000")
+        now = int(time.time() * 1000)
+        if ts > now + 1000 or now - ts > window:
+            raise BinanceApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
     def _market(self, params: dict[str, str]) -> MarketReplay:
         sid = params.get("symbol")

@@ -14,9 +14,14 @@ One :class:`CcxtExecutionClient` per account. Everything it does to an order is 
   accepted any more: it is REJECTED ("never reached the venue").
 * **cancel**: PENDING_CANCEL stored, then ``cancel_order``; a cancel of an order that already
   filled resolves to the venue's final state. Cancels are never blocked by risk or a halt.
-* **fills**: ``fetch_my_trades`` per symbol from the last trade id adopted (REST polling; the local
-  exchange has no user-data stream, so ccxt.pro ``watch_orders`` is not used yet), each trade booked
-  exactly once (the journal keeps their ids). Binance charges a buy's fee in the base asset: such a
+* **fills**: with ``user_stream`` and a venue whose ccxt.pro class has ``watchMyTrades`` and
+  ``watchOrders``, trades and order updates arrive over the user-data stream (:class:`UserStream`)
+  and are booked at each :meth:`CcxtExecutionClient.poll` with no REST call. REST polling
+  (``fetch_my_trades`` per symbol from the last trade id REST adopted) is the fallback: while the
+  stream is down, once after each (re)subscription (it fills the gap), and every ``rest_check_s`` as a
+  safety net. Only REST moves the trade cursor, so a trade the stream missed is always found; both
+  paths book through :meth:`CcxtExecutionClient._book` and the journal keeps trade ids, so each
+  trade is booked exactly once. Binance charges a buy's fee in the base asset: such a
   fill is booked as the *net* quantity received with the fee valued in the quote currency, so cash
   and position equal the venue's balances.
 * **stops** where the market has no stop order type (``info.orderTypes``) are emulated: they rest in
@@ -30,7 +35,9 @@ Every ccxt call goes through :meth:`CcxtExecutionClient._call`: errors translate
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -49,7 +56,7 @@ from cryptolake.retry import RetryPolicy, call_with_retry
 from cryptolake.secrets import read_secret
 from trader.domain import Bar, Fill, Instrument, Liquidity, Order, OrderStatus, OrderType, Side
 from trader.execution.base import ExecutionClient, FillHandler, ReconcileReport
-from trader.orders import TERMINAL, OrderJournal
+from trader.orders import TERMINAL, IllegalTransitionError, OrderJournal
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -80,6 +87,10 @@ class CcxtVenueConfig(BaseModel):
     base_delay_s: float = Field(default=0.25, ge=0)
     max_delay_s: float = Field(default=8.0, gt=0, description="Back-off cap (bounded back-off in a 429 storm)")
     options: dict[str, Any] = Field(default_factory=dict, description="ccxt options")
+    user_stream: bool = Field(default=False, description="Fills and order updates from ccxt.pro watch_my_trades / "
+                                                         "watch_orders where the venue has them; REST as fallback")
+    rest_check_s: float = Field(default=30.0, gt=0, description="With the user stream up: REST polls this often "
+                                                              "anyway (the safety net)")
 
     @property
     def venue(self) -> str:
@@ -166,6 +177,101 @@ def market_instruments(exchange: Any, venue: str, symbols: list[str], policy: Re
                        float(markets[s]["precision"]["amount"] or 0.0)) for s in symbols]
 
 
+class UserStream:
+    """ccxt.pro ``watch_my_trades`` and ``watch_orders`` on a background event loop; the client drains them.
+
+    ``epoch`` counts (re)subscriptions: it moves once the venue acknowledged the user-data subscription
+    (``authenticate``: Binance's ``userDataStream.subscribe.signature``), so a REST poll started after
+    reading it covers everything the stream may have missed before. A failed watch (dropped
+    connection) sets ``up`` False and reconnects with a capped back-off.
+    """
+
+    def __init__(self, pro: Any) -> None:
+        self.pro = pro
+        self.up = False
+        self.epoch = 0
+        self.drops = 0
+        self.trades_received = 0
+        self.orders_received = 0
+        self._lock = threading.Lock()
+        self._trades: list[dict[str, Any]] = []
+        self._orders: list[dict[str, Any]] = []
+        self._closing = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ws-user", daemon=True)
+        self._thread.start()
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+
+    async def _watch(self, kind: str) -> None:
+        while True:
+            if kind == "trades":
+                rows = await self.pro.watch_my_trades()
+            else:
+                rows = await self.pro.watch_orders()
+            with self._lock:  # copies: ccxt updates its cached orders in place
+                if kind == "trades":
+                    self._trades.extend(dict(r) for r in rows)
+                    self.trades_received += len(rows)
+                else:
+                    self._orders.extend(dict(r) for r in rows)
+                    self.orders_received += len(rows)
+
+    async def _run(self) -> None:
+        delay = 0.25
+        while not self._closing:
+            tasks: list[asyncio.Task[None]] = []
+            try:
+                if self.pro.markets is None:
+                    await self.pro.load_markets()
+                if callable(getattr(self.pro, "authenticate", None)):
+                    await self.pro.authenticate()
+                tasks = [asyncio.ensure_future(self._watch("trades")), asyncio.ensure_future(self._watch("orders"))]
+                await asyncio.sleep(0)  # both watches registered on the subscribed connection
+                with self._lock:
+                    self.epoch += 1
+                    self.up = True
+                delay = 0.25
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for t in done:
+                    t.result()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a dropped connection: REST takes over, the watch reconnects
+                with self._lock:
+                    self.up = False
+                    self.drops += 1
+                if self._closing:
+                    return
+                log.warning("ccxt.user_stream_dropped", extra={"error": str(exc)[:200], "retry_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                for t in tasks:
+                    t.cancel()
+
+    def state(self) -> tuple[bool, int]:
+        """(up, epoch) read together."""
+        with self._lock:
+            return self.up, self.epoch
+
+    def drain(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The trades and order updates received since the last drain, in arrival order."""
+        with self._lock:
+            trades, self._trades = self._trades, []
+            orders, self._orders = self._orders, []
+        return trades, orders
+
+    def close(self) -> None:
+        self._closing = True
+        self._task.cancel()
+        try:
+            asyncio.run_coroutine_threadsafe(self.pro.close(), self._loop).result(timeout=5)
+        except Exception as exc:  # closing is best effort; the loop stops regardless
+            log.info("ccxt.user_stream_close_failed", extra={"error": str(exc)[:200]})
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
 class CcxtExecutionClient(ExecutionClient):
     """Submit, cancel and track orders of one account on a ccxt venue; see the module docstring."""
 
@@ -190,6 +296,23 @@ class CcxtExecutionClient(ExecutionClient):
             if o.status is S.INITIALIZED:
                 journal.record(o, S.REJECTED, _now(), reason="never sent: the trader stopped before submitting it")
         self._last_price: dict[str, float] = {}
+        self.stream: UserStream | None = None
+        self._stream_trades: list[dict[str, Any]] = []  # streamed trades whose order is not known yet
+        self._gap_filled_epoch = -1
+        self._next_rest_check = 0.0
+        self.rest_polls = 0  # polls that went to REST (fallback, gap fill, safety net)
+        if config.user_stream:
+            pro = make_ccxt(config, require_keys=False, pro=True)
+            if pro.has.get("watchMyTrades") and pro.has.get("watchOrders"):
+                self.stream = UserStream(pro)
+            else:
+                log.info("ccxt.no_user_stream", extra={"venue": config.venue})
+
+    def close(self) -> None:
+        """Stop the user-data stream (if any)."""
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
 
     # --- the one boundary ---------------------------------------------------------------
     def call(self, what: str, fn: Callable[[], T], *, submit: bool = False) -> T:
@@ -358,15 +481,32 @@ class CcxtExecutionClient(ExecutionClient):
     def open_orders(self, instrument_key: str | None = None) -> list[Order]:
         return [o for o in self.journal.open_orders() if instrument_key is None or o.instrument_key == instrument_key]
 
-    # --- fills and order updates (REST polling) --------------------------------------------
+    # --- fills and order updates (user-data stream; REST polling as the fallback) ------------
     def poll(self, on_fill: FillHandler, bar: Bar | None = None) -> int:
-        """Resolve doubtful orders, adopt new venue fills, refresh open orders; returns fills adopted."""
+        """Resolve doubtful orders, adopt new venue fills, update open orders; returns fills adopted.
+
+        From the user-data stream while it is up and its gap was filled; otherwise by REST.
+        """
         if bar is not None:
             self._last_price[bar.instrument_key] = bar.close
             self._trigger_stops(bar)
         for o in self.journal.open_orders():
             if o.status in (S.UNKNOWN, S.SUBMITTED):
                 self.resolve(o.client_id)
+        up, epoch = self.stream.state() if self.stream is not None else (False, 0)
+        n = 0
+        if not up or epoch != self._gap_filled_epoch or time.monotonic() >= self._next_rest_check:
+            n += self._poll_rest(on_fill)
+            if up:  # REST started after this subscription: the stream carries everything from here
+                self._gap_filled_epoch = epoch
+                self._next_rest_check = time.monotonic() + self.config.rest_check_s
+        if self.stream is not None:
+            n += self._drain_stream(on_fill)
+        self._cancel_oco_siblings()
+        return n
+
+    def _poll_rest(self, on_fill: FillHandler) -> int:
+        self.rest_polls += 1
         n = 0
         for symbol in self.markets:
             n += self._adopt_trades(symbol, on_fill)
@@ -376,7 +516,40 @@ class CcxtExecutionClient(ExecutionClient):
             if o.status in (S.ACCEPTED, S.PARTIALLY_FILLED, S.PENDING_CANCEL) and not o.id.startswith("emulated:") \
                     and (o.symbol, o.id) not in venue_open:
                 self.refresh(o.client_id)
-        self._cancel_oco_siblings()
+        return n
+
+    def _drain_stream(self, on_fill: FillHandler) -> int:
+        """Book streamed trades (a trade of an order not known yet waits for the next poll), then apply the
+        streamed order updates that move an order forward."""
+        assert self.stream is not None
+        trades, updates = self.stream.drain()
+        by_venue_id = {(o.symbol, o.id): o for o in self.journal.orders.values() if o.id}
+        n, waiting = 0, []
+        for t in self._stream_trades + trades:
+            if t.get("symbol") not in self.markets:
+                continue
+            order = by_venue_id.get((str(t["symbol"]), str(t["order"])))
+            if order is None:
+                if int(t["id"]) > self._last_trade_id.get(str(t["symbol"]), -1):
+                    waiting.append(t)  # REST's cursor has not passed it: it may still become ours
+                continue
+            n += self._book(order, t, on_fill)
+        self._stream_trades = waiting[-10_000:]
+        prefix = self.config.client_id_prefix
+        for r in updates:
+            cid = str(r.get("clientOrderId") or "")
+            cur = self.journal.orders.get(cid[len(prefix):]) if cid.startswith(prefix) else None
+            if cur is None or cur.symbol != r.get("symbol") or cur.status in TERMINAL or cur.id.startswith("emulated:"):
+                continue
+            filled = float(r.get("filled") or 0.0)
+            if filled < cur.filled_qty or (cur.id and cur.id != str(r.get("id"))):
+                continue  # an older update than what the journal holds (or another order of that client id)
+            if r.get("status") == "open" and filled == cur.filled_qty and cur.id:
+                continue  # nothing new
+            try:
+                self._apply(cur, r)
+            except IllegalTransitionError as exc:  # REST's refresh settles it
+                log.info("ccxt.stream_update_skipped", extra={"client_id": cur.client_id, "error": str(exc)})
         return n
 
     def _adopt_trades(self, symbol: str, on_fill: FillHandler) -> int:
@@ -392,14 +565,19 @@ class CcxtExecutionClient(ExecutionClient):
                 log.warning("ccxt.unmatched_trade", extra={"symbol": symbol, "trade_id": tid, "order": t["order"]})
                 break
             self._last_trade_id[symbol] = max(tid, self._last_trade_id.get(symbol, tid))
-            fill = self.fill_of(order, t)
-            if self.journal.record_fill(fill):
-                n += 1
-                if order.client_id in self._acked_at:
-                    self.fill_latency_s.append(time.perf_counter() - self._acked_at[order.client_id])
-                on_fill(fill)
+            n += self._book(order, t, on_fill)
         self.journal.put(last_trade_id=self._last_trade_id)
         return n
+
+    def _book(self, order: Order, t: dict[str, Any], on_fill: FillHandler) -> int:
+        """THE way a venue trade (REST or stream) becomes a fill: once per trade id (the journal keeps them)."""
+        fill = self.fill_of(order, t)
+        if not self.journal.record_fill(fill):
+            return 0
+        if order.client_id in self._acked_at:
+            self.fill_latency_s.append(time.perf_counter() - self._acked_at[order.client_id])
+        on_fill(fill)
+        return 1
 
     def fill_of(self, order: Order, t: dict[str, Any]) -> Fill:
         """Our fill for a ccxt trade; a fee in the base asset is booked as net quantity + quote-valued fee."""
