@@ -15,7 +15,7 @@ from api.auth import AuthService
 from api.data import TradingData
 from api.db import db_url, make_engine
 from api.deps import Services
-from api.routes import admin, auth, live, pipeline, trading
+from api.routes import admin, auth, controls, live, pipeline, trading
 from api.schemas import Health
 from api.security import RateLimit, RateLimiter, SecurityHeaders, security_headers
 from cryptolake import __version__
@@ -87,6 +87,7 @@ def create_app(svc: Services | None = None) -> FastAPI:
     app.include_router(admin.router, prefix=PREFIX)
     app.include_router(live.router, prefix=PREFIX)
     app.include_router(pipeline.router, prefix=PREFIX)
+    app.include_router(controls.router, prefix=PREFIX)
     _serve_ui(app, Path(__file__).parent / "static")
     return app
 

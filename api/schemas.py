@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -141,3 +141,45 @@ class TableFreshness(_Body):
     last_commit: datetime
     age_s: float
     operation: str
+
+
+class StrategyInfo(_Body):
+    name: str
+    config: dict[str, Any]
+
+
+class AccountState(_Body):
+    """A trading session's account as its journal has it. ``pending``: controls written, not yet applied
+    (``kill`` stays set until a resume)."""
+
+    account: str
+    state: str
+    halt_reason: str
+    fills: int
+    last_bar: datetime | None
+    strategies: list[StrategyInfo]
+    params: dict[str, dict[str, Any]]
+    pending: list[str]
+
+
+class ControlRequest(_Body):
+    reason: str = Field(min_length=1, max_length=200, description="Why: kept in the audit log and the halt reason")
+
+
+class ControlAck(_Body):
+    account: str
+    action: Literal["pause", "resume", "flatten", "kill"]
+    reason: str
+    requested_by: str
+
+
+class ParamsRequest(_Body):
+    values: dict[str, Any] = Field(min_length=1, max_length=50,
+                                   description="Strategy config fields to change (not kind, name or symbols)")
+
+
+class ParamsAck(_Body):
+    account: str
+    strategy: str
+    config: dict[str, Any]
+    requested_by: str
