@@ -12,10 +12,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.auth import AuthService
+from api.backtests import BacktestJobs
 from api.data import TradingData
 from api.db import db_url, make_engine
 from api.deps import Services
-from api.routes import admin, auth, controls, live, pipeline, trading
+from api.routes import admin, auth, backtests, controls, insights, live, pipeline, trading
 from api.schemas import Health
 from api.security import RateLimit, RateLimiter, SecurityHeaders, security_headers
 from cryptolake import __version__
@@ -51,7 +52,7 @@ def build_services(settings: Settings, trader: TraderSettings | None = None) -> 
     engine = make_engine(db_url(settings))
     store_url = settings.api.store_url or (trader or TraderSettings()).resolved_store_url(settings)
     return Services(settings=settings, engine=engine, auth=AuthService(engine, settings.api, jwt_secret(settings)),
-                    data=TradingData(TradeStore(store_url)))
+                    data=TradingData(TradeStore(store_url)), backtests=BacktestJobs(settings, store_url))
 
 
 def create_app(svc: Services | None = None) -> FastAPI:
@@ -88,6 +89,8 @@ def create_app(svc: Services | None = None) -> FastAPI:
     app.include_router(live.router, prefix=PREFIX)
     app.include_router(pipeline.router, prefix=PREFIX)
     app.include_router(controls.router, prefix=PREFIX)
+    app.include_router(insights.router, prefix=PREFIX)
+    app.include_router(backtests.router, prefix=PREFIX)
     _serve_ui(app, Path(__file__).parent / "static")
     return app
 
