@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -16,6 +19,7 @@ from api.backtests import BacktestJobs
 from api.data import TradingData
 from api.db import db_url, make_engine
 from api.deps import Services
+from api.monitor import Monitor
 from api.routes import admin, auth, backtests, controls, insights, live, pipeline, trading
 from api.schemas import Health
 from api.security import RateLimit, RateLimiter, SecurityHeaders, security_headers
@@ -59,10 +63,19 @@ def create_app(svc: Services | None = None) -> FastAPI:
     """The app; ``svc`` defaults to services built from the process settings."""
     svc = svc or build_services(get_settings())
     cfg = svc.settings.api
+    monitor = Monitor(svc.settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(monitor.run(svc.auth.clock))  # stale data, model promotions
+        yield
+        task.cancel()
+
     app = FastAPI(title="cryptolake", version=__version__, openapi_url=f"{PREFIX}/openapi.json",
-                  docs_url=None, redoc_url=None,
+                  docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Monitoring and control of cryptolake's trading. Bearer tokens from /auth/login.")
     app.state.services = svc
+    app.state.monitor = monitor
     app.add_middleware(RateLimit, general=RateLimiter(cfg.rate_limit_per_min),
                        login=RateLimiter(cfg.login_rate_per_min), login_path=f"{PREFIX}/auth/login")
     if cfg.cors_origins:

@@ -265,3 +265,11 @@ class BacktestRun(_Body):
 class BacktestList(_Body):
     jobs: list[BacktestJobRow]
     runs: list[BacktestRun]
+
+
+class AlertRow(_Body):
+    ts: datetime
+    kind: str
+    title: str
+    body: str
+    severity: str

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, Role
 from api.deps import Services, require, services
 from api.insights import current_regime, model_health
 from api.routes import errors
-from api.schemas import ModelHealth, RegimeState
+from api.schemas import AlertRow, ModelHealth, RegimeState
 from cryptolake.errors import DataValidationError
 from cryptolake.types import from_ms
 
@@ -39,3 +39,9 @@ async def regime(symbol: str | None = Query(None, min_length=1, max_length=32, d
     except DataValidationError as exc:
         raise HTTPException(404, str(exc)) from exc
     return RegimeState(**found)
+
+
+@router.get("/alerts", response_model=list[AlertRow], responses=errors(401, 403))
+def recent_alerts(request: Request, _: Principal = Depends(viewer)) -> list[AlertRow]:
+    """The alerts the dashboard's watch raised (stale data, model promotions), newest first."""
+    return [AlertRow(**a) for a in request.app.state.monitor.recent()]
