@@ -29,6 +29,8 @@ async def _authenticate(ws: WebSocket, svc: Services) -> tuple[str, str] | None:
     try:
         hello = json.loads(await asyncio.wait_for(ws.receive_text(), AUTH_TIMEOUT_S))
         svc.auth.verify_access(str(hello.get("token", "")))
+    except WebSocketDisconnect:  # the page left (or switched runs) before saying hello
+        return None
     except (TimeoutError, ValueError, AttributeError):
         await ws.close(code=4400, reason="first message must be {\"token\": ...}")
         return None
