@@ -12,10 +12,13 @@ the equity has recovered above it. The controls are :func:`apply_controls`.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from cryptolake.alerts import Alert, Alerter, AlertKind, Severity
+from cryptolake.logs import get_logger
 from cryptolake.settings import get_settings
 from trader.domain import OrderIntent, Side, round_qty
 from trader.node import TradingNode
@@ -23,6 +26,8 @@ from trader.orders import OrderJournal
 from trader.risk import TradingState
 from trader.strategies.registry import parse_strategy_config
 from trader.strategy import Strategy
+
+log = get_logger(__name__)
 
 
 class SessionAlerts:
@@ -35,6 +40,8 @@ class SessionAlerts:
         self.halt_reason = ""
         self.peak: float | None = None
         self.crossed: set[float] = set()
+        self._queue: queue.Queue[Alert] = queue.Queue()
+        self._worker: threading.Thread | None = None
 
     @classmethod
     def from_environment(cls, account: str) -> SessionAlerts:
@@ -74,8 +81,26 @@ class SessionAlerts:
             elif drawdown < level:
                 self.crossed.discard(level)
         for alert in out:
-            self.alerter.raise_alert(alert)
+            self._queue.put(alert)
+        if out and (self._worker is None or not self._worker.is_alive()):
+            self._worker = threading.Thread(target=self._send, daemon=True, name=f"alerts-{self.account}")
+            self._worker.start()
         return out
+
+    def _send(self) -> None:
+        """Deliver in order, off the trading loop (a slow or unreachable destination must not delay trading)."""
+        while True:
+            alert = self._queue.get()
+            try:
+                self.alerter.raise_alert(alert)
+            except Exception as exc:  # a destination's failure is logged, never the trader's
+                log.warning("session.alert_failed", extra={"kind": alert.kind.value, "error": type(exc).__name__})
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every alert raised so far was handed to the alerter."""
+        self._queue.join()
 
 
 def apply_controls(node: TradingNode, journal: OrderJournal, strategies: Sequence[Strategy],

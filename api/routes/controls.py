@@ -71,7 +71,7 @@ def account_fills(account: str = ACCOUNT, _: Principal = Depends(viewer),
     return [FillRow(**{k: r.get(k) for k in FillRow.model_fields}) for r in svc.data.account_fills(account)]
 
 
-@router.post("/{account}/{action}", response_model=ControlAck, status_code=202, responses=_ERRORS)
+@router.post("/{account}/controls/{action}", response_model=ControlAck, status_code=202, responses=_ERRORS)
 def control(body: ControlRequest, request: Request, action: Literal["pause", "resume", "flatten", "kill"],
             account: str = ACCOUNT, who: Principal = Depends(controller),
             svc: Services = Depends(services)) -> ControlAck:

@@ -113,7 +113,7 @@ function renderEquity() {
   $("stat-equity").textContent = last ? fmt(last.equity) : "-";
   $("stat-return").textContent = eq.length ? `${fmt((eq[eq.length - 1] / eq[0] - 1) * 100)}%` : "-";
   $("stat-dd").textContent = dd.length ? `${fmt(Math.min(...dd))}%` : "-";
-  $("stat-risk").textContent = last && last.risk_state ? last.risk_state : "-";
+  if (!state.account) $("stat-risk").textContent = last && last.risk_state ? last.risk_state : "-";
 }
 
 function renderFills(newIds) {
@@ -195,7 +195,7 @@ async function control(action) {
   const account = state.account;
   const reason = await confirmAction(`${action[0].toUpperCase()}${action.slice(1)} trading of ${account}?`);
   if (!reason) return;
-  const r = await api(`/accounts/${encodeURIComponent(account)}/${action}`, { method: "POST",
+  const r = await api(`/accounts/${encodeURIComponent(account)}/controls/${action}`, { method: "POST",
     body: JSON.stringify({ reason }) });
   const body = await r.json().catch(() => ({}));
   $("control-result").textContent = r.ok ? `${action} requested by ${body.requested_by}` : problems(body);

@@ -56,11 +56,26 @@ def step(s: TradingSession) -> None:
     s._persist()
 
 
-def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeypatch) -> None:
+@pytest.fixture
+def webhook():
+    from http.server import HTTPServer
+
+    from tests.cryptolake.test_alerts import _Hook
+
+    _Hook.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"json://127.0.0.1:{server.server_port}/hook", _Hook.received
+    server.shutdown()
+    server.server_close()
+
+
+def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeypatch, webhook) -> None:
     key = "k-controls"
     venue.add_account(key, "s-controls")
     monkeypatch.setenv("CRYPTOLAKE__TRADER__API_KEY", key)
     monkeypatch.setenv("CRYPTOLAKE__TRADER__API_SECRET", "s-controls")
+    monkeypatch.setenv("CRYPTOLAKE_ALERT_URLS", webhook[0])  # the session's alerts go to a local webhook
     api = make_api(tmp_path)
     s = session(venue, api.store_url)
     trader, viewer = api.bearer("tess"), api.bearer("vic")
@@ -72,10 +87,10 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
     assert len(fills) == len(s.node.fills) >= 2 and {f["side"] for f in fills} == {"buy"}
 
     # A viewer may read but not control; the refusal is audited.
-    r = api.client.post("/api/v1/accounts/desk/pause", json={"reason": "x"}, headers=viewer)
+    r = api.client.post("/api/v1/accounts/desk/controls/pause", json={"reason": "x"}, headers=viewer)
     assert r.status_code == 403 and "needs 'trader'" in r.json()["detail"]
 
-    r = api.client.post("/api/v1/accounts/desk/pause", json={"reason": "lunch"}, headers=trader)
+    r = api.client.post("/api/v1/accounts/desk/controls/pause", json={"reason": "lunch"}, headers=trader)
     assert r.status_code == 202 and r.json()["reason"] == "lunch (by tess)"
     assert api.client.get("/api/v1/accounts/desk", headers=viewer).json()["pending"] == ["pause"]
     orders_before = len(s.node.orders)
@@ -90,7 +105,7 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
     state = api.client.get("/api/v1/accounts/desk", headers=viewer).json()
     assert state["state"] == "halted" and state["pending"] == [] and "lunch" in state["halt_reason"]
 
-    r = api.client.post("/api/v1/accounts/desk/resume", json={"reason": "back"}, headers=trader)
+    r = api.client.post("/api/v1/accounts/desk/controls/resume", json={"reason": "back"}, headers=trader)
     assert r.status_code == 202
     bar(venue, s)
     assert s.node.risk.state is TradingState.ACTIVE
@@ -114,7 +129,7 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
     assert s.strategies[0].config.notional == 80.0 and s.strategies[0].seq >= seq
 
     # Flatten: halt, cancel what rests, close every position at market.
-    r = api.client.post("/api/v1/accounts/desk/flatten", json={"reason": "risk off"}, headers=trader)
+    r = api.client.post("/api/v1/accounts/desk/controls/flatten", json={"reason": "risk off"}, headers=trader)
     assert r.status_code == 202
     step(s)
     step(s)
@@ -123,7 +138,7 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
     held = {k: p.qty for k, p in s.node.portfolio.positions.items()}
     assert all(abs(q) < 1e-5 for q in held.values()), held  # only venue dust below one lot can remain
 
-    r = api.client.post("/api/v1/accounts/desk/kill", json={"reason": "done"}, headers=trader)
+    r = api.client.post("/api/v1/accounts/desk/controls/kill", json={"reason": "done"}, headers=trader)
     assert r.status_code == 202
     step(s)
     assert api.client.get("/api/v1/accounts/desk", headers=viewer).json()["pending"] == ["kill"]
@@ -133,5 +148,10 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
                              ("control.resume", "ok", "tess"), ("control.params", "invalid", "tess"),
                              ("control.params", "invalid", "tess"), ("control.params", "ok", "tess"),
                              ("control.flatten", "ok", "tess"), ("control.kill", "ok", "tess")]
-    assert api.client.post("/api/v1/accounts/nobody/kill", json={"reason": "x"}, headers=trader).status_code == 404
+    nobody = api.client.post("/api/v1/accounts/nobody/controls/kill", json={"reason": "x"}, headers=trader)
+    assert nobody.status_code == 404
+    s.alerts.flush()
+    titles = [h["title"] for h in webhook[1]]
+    assert titles.count("Trading halted: desk") == 2  # the pause and the flatten (the kill came while halted)
+    assert len([t for t in titles if t.startswith("Fill ")]) == len(s.node.fills)  # each fill once
     s.stop()

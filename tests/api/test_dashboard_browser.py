@@ -237,7 +237,7 @@ def test_a_viewer_has_no_flatten_button_and_the_api_refuses_it(served, session, 
         page.select_option("#run", f"account:{ACCOUNT}")
         expect(page.locator("#account-state")).to_have_text("active", timeout=5_000)
         assert page.locator("#flatten").count() == 0 and page.locator("#pause").count() == 0
-        status = page.evaluate(f"""fetch('/api/v1/accounts/{ACCOUNT}/flatten', {{method: 'POST',
+        status = page.evaluate(f"""fetch('/api/v1/accounts/{ACCOUNT}/controls/flatten', {{method: 'POST',
             headers: {{'content-type': 'application/json', authorization: 'Bearer ' + state.token}},
             body: JSON.stringify({{reason: 'not mine to do'}})}}).then(r => r.status)""")
         assert status == 403

@@ -17,7 +17,7 @@ backtest_run(API.store_url, "bt1", 80)
 TOKEN = API.login("ada")["access_token"]
 schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", API.client.app)
 CALLS: list[int] = []
-EXAMPLES_PER_OPERATION = 110  # x 12 operations, some of which have few distinct inputs
+EXAMPLES_PER_OPERATION = 60  # x 22 operations, some of which have few distinct inputs
 
 
 @pytest.mark.slow
@@ -32,4 +32,5 @@ def test_api_conforms_to_its_schema(case) -> None:
 
 @pytest.mark.slow
 def test_at_least_a_thousand_requests_were_made() -> None:
+    print(f"schemathesis requests: {len(CALLS)}")
     assert len(CALLS) >= 1000, len(CALLS)

@@ -161,6 +161,7 @@ def test_every_source_reaches_the_webhook_once_despite_repeats(webhook) -> None:
     for value in (940.0, 930.0, 890.0, 880.0, 990.0, 945.0):  # 6%, 7%, 11%, 12%, recovered, 5.5% again
         equity[0] = value
         session.check(node)
+    session.flush()
     assert alerter.counts.deduplicated == 1  # the re-armed 5% inside the window: counted, not sent
 
     lake = LakeWatch(alerter, stale_after_s=3600)
@@ -183,4 +184,5 @@ def test_every_source_reaches_the_webhook_once_despite_repeats(webhook) -> None:
     session.check(node)
     equity[0] = 945.0
     session.check(node)
+    session.flush()
     assert [h["title"] for h in hooks][-1] == "Drawdown 5.5%: desk"  # past the window it may be said again
