@@ -31,7 +31,8 @@ class Monitor:
     def __init__(self, settings: Settings, alerter: Alerter | None = None) -> None:
         self.settings = settings
         self.watch = LakeWatch(alerter or Alerter.from_environment(settings.alerts), settings.alerts.stale_data_after_s)
-        self.raised: deque[tuple[datetime, Alert]] = deque(maxlen=200)
+        self.raised: deque[tuple[int, datetime, Alert]] = deque(maxlen=200)  # (sequence number, when, alert)
+        self.count = 0
         self._lock = threading.Lock()
 
     def check(self, now: datetime) -> list[Alert]:
@@ -45,13 +46,16 @@ class Monitor:
             champion = None
         with self._lock:
             alerts = self.watch.check(freshness(self.settings, now), champion)
-            self.raised.extend((now, a) for a in alerts)
+            for a in alerts:
+                self.count += 1
+                self.raised.append((self.count, now, a))
         return alerts
 
-    def recent(self) -> list[dict[str, Any]]:
+    def recent(self, after: int = 0) -> list[dict[str, Any]]:
+        """The kept alerts numbered above ``after``, newest first (each with its ``seq``)."""
         with self._lock:
-            return [{"ts": ts, "kind": a.kind.value, "title": a.title, "body": a.body, "severity": a.severity.value}
-                    for ts, a in reversed(self.raised)]
+            return [{"seq": n, "ts": ts, "kind": a.kind.value, "title": a.title, "body": a.body,
+                     "severity": a.severity.value} for n, ts, a in reversed(self.raised) if n > after]
 
     async def run(self, clock: Any) -> None:
         """Check every ``watch_interval_s`` until cancelled; a failed check is logged, never fatal."""

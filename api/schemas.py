@@ -268,6 +268,7 @@ class BacktestList(_Body):
 
 
 class AlertRow(_Body):
+    seq: int
     ts: datetime
     kind: str
     title: str

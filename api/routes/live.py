@@ -60,6 +60,7 @@ async def live(ws: WebSocket) -> None:
     await ws.send_json({"type": "hello", "run_id": run_id})
     # Fills may share a millisecond: re-read the last one and skip the ids already pushed at it.
     last_fill, last_equity, pushed_at_last = -1, -1, set[str]()
+    alerts_seen = ws.app.state.monitor.count
     try:
         while True:
             fills = await run_in_threadpool(svc.data.fills_after, run_id, last_fill - 1)
@@ -71,6 +72,7 @@ async def live(ws: WebSocket) -> None:
                 if ts > last_fill:
                     last_fill, pushed_at_last = ts, set()
                 pushed_at_last.add(str(fill["id"]))
+            alerts_seen = await _push_alerts(ws, alerts_seen)
             points = await run_in_threadpool(svc.data.equity_after, run_id, last_equity)
             if points:
                 await ws.send_json({"type": "equity", "data": points})
@@ -84,6 +86,7 @@ async def _follow_account(ws: WebSocket, svc: Services, account: str) -> None:
     """Push the account's new fills and every change of its risk state (pause, resume, kill switch)."""
     await ws.send_json({"type": "hello", "account": account})
     last_fill, seen, state = -1, set[str](), None
+    alerts_seen = ws.app.state.monitor.count
     try:
         while True:
             for fill in await run_in_threadpool(svc.data.account_fills, account, last_fill - 1):
@@ -92,6 +95,7 @@ async def _follow_account(ws: WebSocket, svc: Services, account: str) -> None:
                 seen.add(str(fill["id"]))
                 last_fill = max(last_fill, int(fill["ts_ms"]))
                 await ws.send_json({"type": "fill", "data": jsonable_encoder(fill)})
+            alerts_seen = await _push_alerts(ws, alerts_seen)
             now = await run_in_threadpool(svc.data.account, account)
             if now is not None and now != state:
                 state = now
@@ -99,3 +103,11 @@ async def _follow_account(ws: WebSocket, svc: Services, account: str) -> None:
             await asyncio.sleep(POLL_S)
     except WebSocketDisconnect:
         return
+
+
+async def _push_alerts(ws: WebSocket, after: int) -> int:
+    """Push the dashboard's alerts raised since ``after`` (oldest first); returns the last one pushed."""
+    for alert in reversed(ws.app.state.monitor.recent(after)):
+        await ws.send_json({"type": "alert", "data": jsonable_encoder(alert)})
+        after = int(alert["seq"])
+    return after

@@ -239,7 +239,10 @@ async function loadHealth() {
   }
   if (fresh.ok) table("freshness", [["Table", (t) => t.table], ["Version", (t) => String(t.version)],
     ["Age", (t) => `${fmt(t.age_s / 3600, 1)} h`]], fresh.body);
-  if (alerts.ok) table("alerts", [["Time", (a) => time(a.ts)], ["Alert", (a) => a.title]], alerts.body);
+  if (alerts.ok) {
+    state.alerts = alerts.body;
+    table("alerts", [["Time", (a) => time(a.ts)], ["Alert", (a) => a.title]], alerts.body);
+  }
   await loadBacktests();
 }
 
@@ -294,6 +297,10 @@ function connect(target) {
       state.fillIds.add(f.id); state.fills.push(f); renderFills(new Set([f.id]));
     }
     if (msg.type === "state" && state.account === msg.data.account) renderAccount(msg.data);
+    if (msg.type === "alert") {
+      state.alerts = [msg.data].concat(state.alerts || []).slice(0, 200);
+      table("alerts", [["Time", (x) => time(x.ts)], ["Alert", (x) => x.title]], state.alerts);
+    }
     if (msg.type === "equity") {
       const seen = new Set(state.equity.map((p) => Date.parse(p.ts)));
       for (const p of msg.data) if (!seen.has(p.ts_ms)) state.equity.push(Object.assign({}, p, { ts: p.ts_ms }));

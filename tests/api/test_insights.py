@@ -127,3 +127,30 @@ def test_start_list_and_open_a_backtest(tmp_path) -> None:
     api.svc.backtests.wait(60)
     job = api.client.get("/api/v1/backtests", headers=viewer).json()["jobs"][0]
     assert failed.status_code == 202 and job["status"] == "failed" and "DOGE/USD" in job["error"]
+
+
+def test_the_watch_raises_stale_data_and_promotions_and_the_feed_pushes_them(tmp_path) -> None:
+    from cryptolake.alerts import Alerter
+    from cryptolake.settings import AlertSettings
+
+    api = make_api(tmp_path)
+    _silver_bars(api, 60)  # committed now
+    monitor = api.client.app.state.monitor
+    sent: list = []
+    monitor.watch.alerter = Alerter(AlertSettings(), lambda a: sent.append(a) or True)
+    token = api.login("vic")["access_token"]
+    with api.client.websocket_connect("/api/v1/ws") as ws:
+        ws.send_json({"token": token})
+        assert ws.receive_json()["type"] == "hello"
+        later = datetime.now(UTC) + timedelta(hours=3)  # past stale_data_after_s (2 h)
+        monitor.check(later)
+        msg = ws.receive_json()
+        assert msg["type"] == "alert" and msg["data"]["title"] == "Stale data: silver.bars"
+        assert msg["data"]["kind"] == "stale_data" and "version 0" in msg["data"]["body"]
+        _registry(api, later - timedelta(days=1))
+        monitor.check(later)  # the same stale version is not news; the new champion is
+        msg = ws.receive_json()
+        assert msg["type"] == "alert" and msg["data"]["title"] == "New champion: m-new"
+    rows = api.client.get("/api/v1/alerts", headers=api.bearer("vic")).json()
+    assert [r["title"] for r in rows] == ["New champion: m-new", "Stale data: silver.bars"]
+    assert [a.title for a in sent] == ["Stale data: silver.bars", "New champion: m-new"]
