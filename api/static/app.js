@@ -127,6 +127,7 @@ async function loadRun(runId) {
   const ticket = ++state.ticket;  // a later choice wins over a slower earlier load
   state.run = runId; state.account = null;
   $("controls-card").hidden = true;
+  document.querySelectorAll(".run-only").forEach((el) => { el.hidden = false; });
   const [eq, fills, pos, orders] = await Promise.all(["equity", "fills", "positions", "orders"].map(
     (what) => api(`/runs/${encodeURIComponent(runId)}/${what}`).then((r) => (r.ok ? r.json() : []))));
   if (ticket !== state.ticket) return;
@@ -153,6 +154,8 @@ async function loadAccount(account) {
   renderEquity(); renderFills();
   table("positions", [], []); table("orders", [], []);
   $("controls-card").hidden = false;
+  // A session's journal has no equity curve: its equity is in the trader's metrics, not drawn here.
+  document.querySelectorAll(".run-only").forEach((el) => { el.hidden = true; });
   $("account-name").textContent = account;
   if (info) renderAccount(info);
   connect({ account });

@@ -62,7 +62,7 @@ def served(tmp_path_factory, venue):
     cert, key = self_signed(tmp / "tls", datetime.now(UTC))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(api.svc), host="127.0.0.1", port=port, log_level="warning",
-                                           ssl_certfile=str(cert), ssl_keyfile=str(key)))
+                                           ssl_certfile=str(cert), ssl_keyfile=str(key), timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
