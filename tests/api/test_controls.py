@@ -93,15 +93,10 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
     r = api.client.post("/api/v1/accounts/desk/controls/pause", json={"reason": "lunch"}, headers=trader)
     assert r.status_code == 202 and r.json()["reason"] == "lunch (by tess)"
     assert api.client.get("/api/v1/accounts/desk", headers=viewer).json()["pending"] == ["pause"]
-    orders_before = len(s.node.orders)
-    resting = s.client.open_orders()
-    bar(venue, s)
+    bar(venue, s)  # churn rests limit sells on this bar, then the loop reads the pause
     assert s.node.risk.state is TradingState.HALTED and s.node.risk.halt_reason == "paused by operator: lunch (by tess)"
-    bar(venue, s)
-    new = list(s.node.orders.values())[orders_before:]
-    buys = [o for o in new if o.side == "buy"]
-    assert all(o.status is OrderStatus.REJECTED and "HALTED" in o.reason for o in buys)  # nothing new opens
-    assert {o.client_id for o in resting} <= {o.client_id for o in s.client.open_orders()}  # they rest
+    resting = s.client.open_orders()
+    assert resting and {o.side for o in resting} == {"sell"}  # a pause cancels nothing
     state = api.client.get("/api/v1/accounts/desk", headers=viewer).json()
     assert state["state"] == "halted" and state["pending"] == [] and "lunch" in state["halt_reason"]
 
@@ -138,6 +133,19 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
     held = {k: p.qty for k, p in s.node.portfolio.positions.items()}
     assert all(abs(q) < 1e-5 for q in held.values()), held  # only venue dust below one lot can remain
 
+    # Resume, then pause again while flat: the strategy's next buy is refused, nothing reaches the venue.
+    api.client.post("/api/v1/accounts/desk/controls/resume", json={"reason": "flat again"}, headers=trader)
+    step(s)
+    assert s.node.risk.state is TradingState.ACTIVE
+    api.client.post("/api/v1/accounts/desk/controls/pause", json={"reason": "hold"}, headers=trader)
+    step(s)
+    orders_before, venue_before = len(s.node.orders), len(venue.engine.orders)
+    bar(venue, s)
+    buys = [o for o in list(s.node.orders.values())[orders_before:] if o.side == "buy"]
+    assert len(buys) == 2 and all(o.status is OrderStatus.REJECTED and "paused by operator: hold" in o.reason
+                                  for o in buys)
+    assert len(venue.engine.orders) == venue_before
+
     r = api.client.post("/api/v1/accounts/desk/controls/kill", json={"reason": "done"}, headers=trader)
     assert r.status_code == 202
     step(s)
@@ -147,11 +155,12 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
     assert actions[::-1] == [("control", "denied", "vic"), ("control.pause", "ok", "tess"),
                              ("control.resume", "ok", "tess"), ("control.params", "invalid", "tess"),
                              ("control.params", "invalid", "tess"), ("control.params", "ok", "tess"),
-                             ("control.flatten", "ok", "tess"), ("control.kill", "ok", "tess")]
+                             ("control.flatten", "ok", "tess"), ("control.resume", "ok", "tess"),
+                             ("control.pause", "ok", "tess"), ("control.kill", "ok", "tess")]
     nobody = api.client.post("/api/v1/accounts/nobody/controls/kill", json={"reason": "x"}, headers=trader)
     assert nobody.status_code == 404
     s.alerts.flush()
     titles = [h["title"] for h in webhook[1]]
-    assert titles.count("Trading halted: desk") == 2  # the pause and the flatten (the kill came while halted)
+    assert titles.count("Trading halted: desk") == 3  # two pauses and the flatten (the kill came while halted)
     assert len([t for t in titles if t.startswith("Fill ")]) == len(s.node.fills)  # each fill once
     s.stop()
