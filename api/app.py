@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.auth import AuthService
+from api.backtests import BacktestJobs
 from api.data import TradingData
 from api.db import db_url, make_engine
 from api.deps import Services
-from api.routes import admin, auth, live, pipeline, trading
+from api.monitor import Monitor
+from api.routes import admin, auth, backtests, controls, insights, live, pipeline, trading
 from api.schemas import Health
 from api.security import RateLimit, RateLimiter, SecurityHeaders, security_headers
 from cryptolake import __version__
@@ -51,17 +60,26 @@ def build_services(settings: Settings, trader: TraderSettings | None = None) -> 
     engine = make_engine(db_url(settings))
     store_url = settings.api.store_url or (trader or TraderSettings()).resolved_store_url(settings)
     return Services(settings=settings, engine=engine, auth=AuthService(engine, settings.api, jwt_secret(settings)),
-                    data=TradingData(TradeStore(store_url)))
+                    data=TradingData(TradeStore(store_url)), backtests=BacktestJobs(settings, store_url))
 
 
 def create_app(svc: Services | None = None) -> FastAPI:
     """The app; ``svc`` defaults to services built from the process settings."""
     svc = svc or build_services(get_settings())
     cfg = svc.settings.api
+    monitor = Monitor(svc.settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(monitor.run(svc.auth.clock))  # stale data, model promotions
+        yield
+        task.cancel()
+
     app = FastAPI(title="cryptolake", version=__version__, openapi_url=f"{PREFIX}/openapi.json",
-                  docs_url=None, redoc_url=None,
+                  docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Monitoring and control of cryptolake's trading. Bearer tokens from /auth/login.")
     app.state.services = svc
+    app.state.monitor = monitor
     app.add_middleware(RateLimit, general=RateLimiter(cfg.rate_limit_per_min),
                        login=RateLimiter(cfg.login_rate_per_min), login_path=f"{PREFIX}/auth/login")
     if cfg.cors_origins:
@@ -77,6 +95,17 @@ def create_app(svc: Services | None = None) -> FastAPI:
                   for e in exc.errors()]
         return JSONResponse({"detail": "invalid request", "errors": fields}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        # Starlette names only the first route of the path; a path with a GET and a POST route needs both.
+        allowed: set[str] = set()
+        for route in request.app.routes:
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE:
+                allowed |= route.methods
+        return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))})
+
     @app.get(f"{PREFIX}/health", response_model=Health, tags=["health"])
     def health() -> Health:
         """Liveness, without authentication."""
@@ -87,6 +116,9 @@ def create_app(svc: Services | None = None) -> FastAPI:
     app.include_router(admin.router, prefix=PREFIX)
     app.include_router(live.router, prefix=PREFIX)
     app.include_router(pipeline.router, prefix=PREFIX)
+    app.include_router(controls.router, prefix=PREFIX)
+    app.include_router(insights.router, prefix=PREFIX)
+    app.include_router(backtests.router, prefix=PREFIX)
     _serve_ui(app, Path(__file__).parent / "static")
     return app
 

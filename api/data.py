@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from cryptolake.types import from_ms, to_ms
+from trader.orders import fill_from_json, live_state, venue_fills
 from trader.store import TradeStore, equity, fills, runs
 
 
@@ -71,3 +74,51 @@ class TradingData:
             rows = conn.execute(select(table).where(table.c.run_id == run_id, table.c.ts_ms > after_ms)
                                 .order_by(table.c.ts_ms).limit(limit)).mappings().all()
         return [{k: v for k, v in dict(r).items() if k != "run_id"} for r in rows]
+
+    # --- trading sessions (paper/live accounts): their journal (trader.orders) -----------------
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every account a trading session journals, with its risk state, strategies and parameters."""
+        with self.store.engine.connect() as conn:
+            if not self.store.engine.dialect.has_table(conn, live_state.name):
+                return []
+            rows = conn.execute(select(live_state.c.account_id, live_state.c.key, live_state.c.value_json)
+                                .where(live_state.c.key.in_(ACCOUNT_KEYS))).all()
+            counts: dict[str, int] = dict(conn.execute(select(venue_fills.c.account_id, func.count())
+                                       .group_by(venue_fills.c.account_id)).all())
+        by: dict[str, dict[str, Any]] = {}
+        for account, key, text in rows:
+            by.setdefault(account, {})[key] = json.loads(text)
+        return [_account(a, v, int(counts.get(a, 0))) for a, v in sorted(by.items())]
+
+    def account(self, account: str) -> dict[str, Any] | None:
+        return next((a for a in self.accounts() if a["account"] == account), None)
+
+    def account_fills(self, account: str, after_ms: int = -1, limit: int = 2000) -> list[dict[str, Any]]:
+        """The fills the account's session adopted from the venue, after ``after_ms``, oldest first."""
+        with self.store.engine.connect() as conn:
+            if not self.store.engine.dialect.has_table(conn, venue_fills.name):
+                return []
+            texts = conn.execute(select(venue_fills.c.fill_json).where(
+                venue_fills.c.account_id == account, venue_fills.c.ts_ms > after_ms)
+                .order_by(venue_fills.c.ts_ms, venue_fills.c.id).limit(limit)).scalars().all()
+        out = []
+        for text in texts:
+            f = fill_from_json(text)
+            out.append({"id": f.id, "order_id": f.order_id, "client_id": f.client_id, "exchange": f.exchange,
+                        "symbol": f.symbol, "side": str(f.side), "price": f.price, "qty": f.qty, "fee": f.fee,
+                        "fee_currency": f.fee_currency, "ts": f.ts, "ts_ms": to_ms(f.ts),
+                        "liquidity": str(f.liquidity), "tag": f.tag})
+        return out
+
+
+ACCOUNT_KEYS = ("risk", "halt_reason", "strategies", "params", "last_bar_ms", "kill", "pause", "flatten")
+
+
+def _account(account: str, values: dict[str, Any], fills: int) -> dict[str, Any]:
+    risk = values.get("risk") or {}
+    last = values.get("last_bar_ms")
+    return {"account": account, "state": str(risk.get("state", "unknown")), "halt_reason": values.get("halt_reason")
+            or "", "fills": fills, "last_bar": None if last is None else from_ms(int(last)),
+            "strategies": [{"name": str(s["name"]), "config": s["config"]} for s in values.get("strategies") or []],
+            "params": values.get("params") or {},
+            "pending": [k for k in ("kill", "pause", "flatten") if values.get(k)]}

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 
 from api.auth import AuthError, AuthService, Principal, Role
+from api.backtests import BacktestJobs
 from api.data import TradingData
 from cryptolake.settings import Settings
 
@@ -21,6 +22,7 @@ class Services:
     engine: Engine
     auth: AuthService
     data: TradingData
+    backtests: BacktestJobs
 
 
 def services(request: Request) -> Services:

@@ -222,6 +222,12 @@ class AlertSettings(_Frozen):
     drawdown_thresholds: tuple[float, ...] = Field(
         (0.05, 0.10, 0.20), description="Drawdowns (fractions of peak equity) that raise an alert once each"
     )
+    stale_data_after_s: float = Field(
+        7200.0, gt=0, description="A lake table with no commit for this long raises a stale_data alert"
+    )
+    watch_interval_s: float = Field(
+        60.0, gt=0, description="How often `cryptolake serve` checks staleness and promotions"
+    )
 
 
 class ApiSettings(_Frozen):

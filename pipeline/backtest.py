@@ -80,8 +80,11 @@ def run_lake_backtest(
     model_version: str | None = None,
     settings: Settings | None = None,
     progress: Callable[[int, int], None] | None = None,
+    store_url: str | None = None,
 ) -> LakeBacktest:
-    """Backtest ``config`` over the lake's bars in ``[start, end)`` (default: all of them); write a report."""
+    """Backtest ``config`` over the lake's bars in ``[start, end)`` (default: all of them); write a report.
+
+    The run is stored in ``store_url`` (default: the trader's store), where the dashboard lists it."""
     settings = settings or get_settings()
     if start is not None and end is not None and end <= start:
         raise DataValidationError("end", end.isoformat(), f"must be after start {start.isoformat()}")
@@ -100,7 +103,7 @@ def run_lake_backtest(
     run_id = f"backtest-{names}-{start:%Y%m%d%H%M}-{end:%Y%m%d%H%M}"
     until = pd.Timestamp(in_window.open_time.max()).to_pydatetime()
     result = run_backtest(bars, signals, config, run_id=run_id, start_time=start, until_bar_time=until,
-                          model_version=model_version, progress=progress)
+                          model_version=model_version, progress=progress, store_url=store_url)
     folder = settings.paths.artifacts_dir / "backtests" / run_id
     report = write_report(folder / "report.html", result, initial_cash=config.initial_cash,
                           title=f"cryptolake backtest: {names}", bars=in_window)

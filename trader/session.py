@@ -47,6 +47,7 @@ from trader.feeds.base import SkippedBar
 from trader.feeds.ccxt_feed import CcxtBarFeed, WsBarFeed
 from trader.killswitch import KillSwitchConfig, KillSwitches
 from trader.node import TradingNode
+from trader.notify import SessionAlerts, apply_controls
 from trader.orders import OrderJournal
 from trader.portfolio import Portfolio
 from trader.risk import RiskEngine, TradingState
@@ -131,6 +132,8 @@ class TradingSession:
         self.kill = KillSwitches(config.kill, config.kill.bar_interval_s or timeframe_delta(trader.timeframe)
                                  .total_seconds())
         self.metrics = TraderMetrics(config.account_id)
+        self.alerts = SessionAlerts.from_environment(config.account_id)
+        self._params: dict[str, Any] = {}
         self.bars_traded = 0
         self._orders_seen: set[str] = set()
         self._halt_enforced = False
@@ -200,6 +203,10 @@ class TradingSession:
         if isinstance(self.client, CcxtExecutionClient):
             self._foreign_orders()
         self.node.start()
+        self.journal.put(strategies=[{"name": s.name, "config": s.config.model_dump(mode="json")}
+                                     for s in self.strategies])
+        self._params = apply_controls(self.node, self.journal, self.strategies, {})
+        self.alerts.baseline(self.node)
         if self.node.risk.state is TradingState.HALTED:
             self._enforce_halt(self.node.risk.halt_reason)  # a halt found at start cancels what rests at the venue
         self._process(first)
@@ -242,7 +249,9 @@ class TradingSession:
         self._process(self.feed.poll())
         if isinstance(self.client, CcxtExecutionClient):
             self.node.poll_venue()
+        self._params = apply_controls(self.node, self.journal, self.strategies, self._params)  # pause, flatten
         self._check_switches()
+        self.alerts.check(self.node)
 
     def _process(self, events: list[Any]) -> None:
         for ev in events:

@@ -1,5 +1,5 @@
 // Offline shell: the app's static files are cached; API calls always go to the network (never cached).
-const CACHE = "cryptolake-shell-v1";
+const CACHE = "cryptolake-shell-v2";
 const SHELL = ["/", "/index.html", "/app.css", "/app.js", "/manifest.webmanifest", "/icon.svg"];
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));

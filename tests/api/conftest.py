@@ -46,7 +46,7 @@ class Api:
 
 def make_api(tmp_path, **api_overrides) -> Api:
     store_url = f"sqlite:///{tmp_path}/trader.db"
-    settings = Settings(paths=PathSettings(state_dir=tmp_path / "state"),
+    settings = Settings(paths=PathSettings(state_dir=tmp_path / "state", artifacts_dir=tmp_path / "artifacts"),
                         api=ApiSettings(**{"https": False, "store_url": store_url, "argon2_time_cost": 1,
                                            "argon2_memory_kib": 1024, **api_overrides}))
     svc = build_services(settings)

@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -118,3 +119,70 @@ def test_urls_are_secrets_from_the_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("CRYPTOLAKE_ALERT_URLS", "not-a-url")
     with pytest.raises(ConfigError, match="CRYPTOLAKE_ALERT_URLS"):
         alert_urls()
+
+
+def _node(equity: float) -> SimpleNamespace:
+    """What :class:`trader.notify.SessionAlerts` reads of a trading node (fills, risk state, equity)."""
+    from trader.risk import TradingState
+
+    return SimpleNamespace(fills=[], portfolio=SimpleNamespace(value=equity, equity=lambda: 0.0),
+                           risk=SimpleNamespace(state=TradingState.ACTIVE, halt_reason="", peak_equity=None))
+
+
+def test_every_source_reaches_the_webhook_once_despite_repeats(webhook) -> None:
+    from datetime import UTC, datetime
+
+    from models.registry import RegistryEntry
+    from pipeline.alerts import LakeWatch
+    from trader.domain import Fill, Liquidity
+    from trader.notify import SessionAlerts
+    from trader.risk import TradingState
+
+    url, hooks = webhook
+    t = [0.0]
+    alerter = Alerter(AlertSettings(dedup_window_s=300, rate_limit_per_min=100), apprise_sender([url]),
+                      clock=lambda: t[0])
+    session = SessionAlerts(alerter, "desk", (0.05, 0.10))
+    node = _node(1000.0)
+    equity = [1000.0]
+    node.portfolio.equity = lambda: equity[0]
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    node.fills = [Fill(f"f{i}", f"o{i}", f"c{i}", "binance", "BTC/USDT", "buy", 50000.0 + i, 0.001, 0.05, "USDT", ts,
+                       Liquidity.TAKER) for i in range(2)]
+    session.check(node)
+    session.check(node)  # nothing new
+    again = SessionAlerts(alerter, "desk", (0.05, 0.10))  # a restart: the restored fills were reported before
+    again.baseline(node)
+    assert again.check(node) == []
+    node.risk.state, node.risk.halt_reason = TradingState.HALTED, "stale market data: no bar for 9.0s"
+    for _ in range(3):
+        session.check(node)
+    node.risk.state, node.risk.halt_reason = TradingState.ACTIVE, ""
+    for value in (940.0, 930.0, 890.0, 880.0, 990.0, 945.0):  # 6%, 7%, 11%, 12%, recovered, 5.5% again
+        equity[0] = value
+        session.check(node)
+    session.flush()
+    assert alerter.counts.deduplicated == 1  # the re-armed 5% inside the window: counted, not sent
+
+    lake = LakeWatch(alerter, stale_after_s=3600)
+    row = {"table": "silver.bars", "version": 7, "age_s": 7200.0, "last_commit": ts}
+    entry = RegistryEntry(version="m1", kind="lstm", seq=1, trained_at=ts, oos_start=ts, promoted=True,
+                          metadata={}, gate={"passed": True, "reason": "beat every baseline"})
+    lake.check([row], entry)  # the champion at the first look is the baseline, not a promotion
+    lake.check([row], entry)
+    lake.check([{**row, "version": 8}], entry.model_copy(update={"version": "m2", "seq": 2}))
+    lake.check([{**row, "version": 8, "age_s": 10.0}], entry.model_copy(update={"version": "m2", "seq": 2}))
+    titles = [h["title"] for h in hooks]
+    assert titles == ["Fill buy BTC/USDT", "Fill buy BTC/USDT", "Trading halted: desk", "Drawdown 6.0%: desk",
+                      "Drawdown 11.0%: desk", "Stale data: silver.bars", "Stale data: silver.bars",
+                      "New champion: m2"], titles
+    assert "50001" in hooks[1]["message"] and hooks[2]["message"] == "stale market data: no bar for 9.0s"
+    assert hooks[2]["type"] == "failure" and "threshold 10%" in hooks[4]["message"]
+    assert "version 8" in hooks[6]["message"] and "replaces m1" in hooks[7]["message"]
+    t[0] += 301
+    equity[0] = 990.0
+    session.check(node)
+    equity[0] = 945.0
+    session.check(node)
+    session.flush()
+    assert [h["title"] for h in hooks][-1] == "Drawdown 5.5%: desk"  # past the window it may be said again
