@@ -174,7 +174,7 @@ def benchmarks(result: RunResult, bars: pd.DataFrame, config: TraderConfig) -> d
     initial = float(result.metrics["initial_cash"])
     ret = float(eq.iloc[-1] / initial - 1)
     hold_ret = float(hold.iloc[-1] / hold.iloc[0] - 1)
-    hold_dd = float((hold / hold.cummax() - 1).min())
+    hold_dd = float(1 - (hold / hold.cummax()).min())  # a positive fraction, as the metrics report it
     return {"strategy_return": ret, "buy_and_hold_return": hold_ret, "cash_return": 0.0,
             "excess_vs_buy_and_hold": ret - hold_ret, "excess_vs_cash": ret,
             "buy_and_hold_max_drawdown": hold_dd, "strategy_max_drawdown": result.metrics.get("max_drawdown"),
