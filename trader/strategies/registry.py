@@ -33,6 +33,7 @@ _REGISTRY: dict[str, type[Strategy]] = {}
 _BUILTINS = (
     "trader.strategies.threshold", "trader.strategies.swing", "trader.strategies.breakout",
     "trader.strategies.daytrade", "trader.strategies.vote", "trader.strategies.mlsignal", "trader.strategies.selector",
+    "trader.strategies.portfolio",
 )
 
 
