@@ -95,6 +95,7 @@ LIBRARY_LEVELS: dict[str, int] = {
     "urllib3": logging.WARNING,
     "asyncio": logging.WARNING,
     "matplotlib": logging.WARNING,
+    "distributed": logging.WARNING,  # a LocalCluster's start/stop chatter (scheduler, nanny, workers)
 }
 # Third-party deprecation notices that no setting of ours can act on (the fix is upstream).
 LIBRARY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (

@@ -111,19 +111,32 @@ def run_lake_backtest(
     return LakeBacktest(result, report, sheet, start, end, len(in_window))
 
 
+def buy_and_hold(bars: pd.DataFrame, config: TraderConfig, index: pd.DatetimeIndex) -> pd.Series:
+    """Equity of ``initial_cash`` split equally over the symbols at their first close and held (no costs),
+    at the close times ``index``."""
+    closes = bars.assign(ts=pd.to_datetime(bars.open_time, utc=True) + timeframe_delta(config.timeframe)).pivot_table(
+        index="ts", columns="symbol", values="close").reindex(index).ffill().bfill()
+    return config.initial_cash * (closes / closes.iloc[0]).mean(axis=1)
+
+
 def backtest_tearsheet(path: Path, result: BacktestResult, bars: pd.DataFrame, config: TraderConfig, *,
-                       title: str) -> tuple[Path, Path]:
-    """The run's tearsheet: equity against an equal-weight buy-and-hold of its symbols and cash."""
+                       title: str, choices: pd.DataFrame | None = None) -> tuple[Path, Path]:
+    """The run's tearsheet: equity against an equal-weight buy-and-hold of its symbols and cash; with
+    ``choices`` (a selector's switches) its strategy timeline and the switches with their reasons."""
     from research.tearsheet import write_tearsheet
     from trader.metrics import periods_per_year
 
     eq = result.equity.set_index(pd.to_datetime(result.equity.ts, utc=True))
-    closes = bars.assign(ts=pd.to_datetime(bars.open_time, utc=True) + timeframe_delta(config.timeframe)).pivot_table(
-        index="ts", columns="symbol", values="close").reindex(eq.index).ffill().bfill()
-    hold = config.initial_cash * (closes / closes.iloc[0]).mean(axis=1)
+    hold = buy_and_hold(bars, config, pd.DatetimeIndex(eq.index))
     trades = result.trades[["symbol", "entry_time", "exit_time", "entry_price", "exit_price", "qty", "pnl", "fees"]]
     metrics = {**result.metrics, "buy_and_hold_return": float(hold.iloc[-1] / config.initial_cash - 1),
                "cash_return": 0.0}
+    timeline, tables = None, {}
+    if choices is not None and len(choices):
+        ts = pd.to_datetime(choices.ts, utc=True)
+        wide = choices.assign(ts=ts).pivot_table(index="ts", columns="symbol", values="chosen", aggfunc="last")
+        timeline = wide.reindex(wide.index.union(eq.index)).ffill().reindex(eq.index).fillna("cash")
+        tables = {"Selector switches (regime and reason)": choices}
     return write_tearsheet(path, title=f"cryptolake {title}", equity=eq.equity.astype(float), benchmark=hold,
                            metrics=metrics, trades=trades, exposure=(eq.open_positions > 0).astype(float),
-                           ppy=periods_per_year(config.timeframe))
+                           timeline=timeline, tables=tables, ppy=periods_per_year(config.timeframe))

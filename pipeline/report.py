@@ -167,6 +167,9 @@ def build_summary(results: dict[str, dict[str, Any]], settings: Settings, start:
         "signals": {k: results["score"].get(k) for k in ("scored", "up_signals", "first_bar", "last_bar")},
         "trading": trade.get("metrics", {}),
         "trading_check": trade.get("check", {}),
+        "versus": trade.get("benchmarks", {}),
+        "strategy": {k: v for k, v in trade.get("strategy", {}).items() if k != "scores"},
+        "tearsheet": trade.get("tearsheet"),
     }
 
 
@@ -204,6 +207,32 @@ def print_summary(summary: dict[str, Any], report_path: Path, console: Console |
         tr.add_row(k, _num(v))
     console.print(tr)
     console.print(f"Backtest vs paper trader: {summary['trading_check']}")
+    strategy = summary.get("strategy") or {}
+    if strategy:
+        st = Table(title="Strategy: regime selector, chosen on the model's validation segment only")
+        st.add_column("regime")
+        st.add_column("member")
+        st.add_column("why")
+        for regime, member in strategy.get("by_regime", {}).items():
+            st.add_row(regime, member, strategy.get("reasons", {}).get(regime, ""))
+        console.print(st)
+        ml = strategy.get("ml_thresholds")
+        console.print(f"ML thresholds: {ml['enter']}/{ml['exit']}: {ml['reason']}" if ml else
+                      f"ML signal: {strategy.get('reasons', {}).get('ml', 'not a candidate')}")
+        console.print(f"Selector switches in the test period: {strategy.get('switches')} "
+                      f"{strategy.get('switches_by_member')}")
+    versus = summary.get("versus") or {}
+    if versus:
+        vt = Table(title="Against buy-and-hold (equal weight, no costs) and cash, test period")
+        vt.add_column("")
+        vt.add_column("return", justify="right")
+        vt.add_column("max drawdown", justify="right")
+        vt.add_row("strategy", _num(versus.get("strategy_return")), _num(versus.get("strategy_max_drawdown")))
+        vt.add_row("buy and hold", _num(versus.get("buy_and_hold_return")),
+                   _num(versus.get("buy_and_hold_max_drawdown")))
+        vt.add_row("cash", _num(versus.get("cash_return")), _num(0.0))
+        console.print(vt)
+        console.print(f"Tearsheet: {summary.get('tearsheet')}")
     console.print(f"Report: {report_path}   ({summary['seconds']} s)")
 
 
@@ -233,7 +262,32 @@ gold {{ r.gold }} = valid silver {{ r.valid_silver }} &minus;
 <table id="model"><tr><th>model</th>{% for c in metric_cols %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for name, row in model_rows %}<tr><td class="name">{{ name }}</td>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
 {% endfor %}</table>
+{% if by_regime %}<h2>Strategy: regime selector chosen on the validation segment</h2>
+<table id="selector"><tr><th>regime</th><th>member</th><th>why</th></tr>
+{% for regime, member, why in by_regime %}<tr><td class="name">{{ regime }}</td><td>{{ member }}</td>
+<td class="name">{{ why }}</td></tr>{% endfor %}</table><p>{{ ml_note }}</p>
+<p>Switches in the test period: {{ switches }}; tearsheet (timeline, switches and reasons): {{ tearsheet }}</p>
+{% endif %}{% if versus %}<h2>Against buy-and-hold and cash (test period)</h2>
+<table id="versus"><tr><th></th><th>return</th><th>max drawdown</th></tr>
+{% for name, r, dd in versus %}<tr><td class="name">{{ name }}</td><td>{{ r }}</td><td>{{ dd }}</td></tr>{% endfor %}
+</table>{% endif %}
 """
+
+
+def _strategy_section(summary: dict[str, Any]) -> dict[str, Any]:
+    strategy, v = summary.get("strategy") or {}, summary.get("versus") or {}
+    ml = strategy.get("ml_thresholds")
+    return {
+        "by_regime": [(k, m, strategy.get("reasons", {}).get(k, "")) for k, m in strategy.get("by_regime", {}).items()],
+        "ml_note": (f"ML thresholds {ml['enter']}/{ml['exit']}: {ml['reason']}" if ml
+                    else f"ML signal: {strategy.get('reasons', {}).get('ml', 'not a candidate')}"),
+        "switches": f"{strategy.get('switches')} {strategy.get('switches_by_member')}",
+        "tearsheet": summary.get("tearsheet"),
+        "versus": [("strategy", _num(v.get("strategy_return")), _num(v.get("strategy_max_drawdown"))),
+                   ("buy and hold (equal weight, no costs)", _num(v.get("buy_and_hold_return")),
+                    _num(v.get("buy_and_hold_max_drawdown"))),
+                   ("cash", _num(0.0), _num(0.0))] if v else [],
+    }
 
 
 def write_report(results: dict[str, dict[str, Any]], summary: dict[str, Any], path: Path,
@@ -253,6 +307,7 @@ def write_report(results: dict[str, dict[str, Any]], summary: dict[str, Any], pa
         model_version=summary["model"]["model_version"],
         metric_cols=cols,
         model_rows=[(name, [_num(m.get(c)) for c in cols]) for name, m in summary["model"]["metrics"].items()],
+        **_strategy_section(summary),
     )
     marker = "<h2>Metrics</h2>"
     if marker not in trading:

@@ -93,6 +93,9 @@ class TradeResult:
     check: TradeCheck
     exported: dict[str, int]
     report_path: str
+    strategy: dict[str, Any] = field(default_factory=dict)  # the selector chosen on validation, its switches
+    benchmarks: dict[str, Any] = field(default_factory=dict)  # against buy-and-hold and cash
+    tearsheet: str = ""
 
 
 def finite(value: Any) -> Any:

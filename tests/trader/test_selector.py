@@ -57,3 +57,47 @@ def test_the_node_records_the_same_choices_and_is_flat_in_cash(bars: pd.DataFram
     for ts in cash_from:  # a switch to cash closes any position at the next open
         opened = result.trades[(result.trades.entry_time <= ts) & (result.trades.exit_time > ts)]
         assert (opened.exit_time <= ts + pd.Timedelta(minutes=30)).all()
+
+
+def _ml_run(strategy: dict[str, Any], bars: pd.DataFrame, probs: list[float]) -> tuple[RunResult, Any]:
+    from tests.trader.conftest import synthetic_signals
+
+    cfg = make_config(strategies=(strategy,), max_flat_bars=None)
+    node = build_node(cfg)
+    node.run(FrameFeed(bars, synthetic_signals(bars, probs), cfg, EventFilter.for_run(cfg)))
+    return RunResult.from_node("ml", node, {}), node
+
+
+def test_an_ml_member_trades_the_signals_exactly_as_the_mlsignal_strategy(bars: pd.DataFrame) -> None:
+    import numpy as np
+
+    part = bars.iloc[:600].reset_index(drop=True)
+    probs = list(np.round(0.5 + 0.2 * np.sin(np.arange(len(part)) / 7.0), 4))  # SYNTHETIC probabilities
+    ml = {"kind": "mlsignal", "enter_threshold": 0.62, "exit_threshold": 0.45}
+    alone, _ = _ml_run(ml, part, probs)
+    sel = {"kind": "selector", "members": {"ml": ml}, "by_regime": {"trend": "ml", "range": "ml", "volatile": "ml"},
+           "warm_bars": 0, "confirm_bars": 1}
+    inside, node = _ml_run(sel, part, probs)
+    cols = ["ts", "side", "price"]  # sizes differ: the standalone run traded (and changed equity) earlier
+    n = node.strategies[0].history_bars  # the selector decides (and follows the ML member) from its first full window
+    first = part.open_time.iloc[n - 1] + pd.Timedelta(minutes=30)
+    expect = alone.fills[alone.fills.ts > first + pd.Timedelta(hours=6)]
+    got = inside.fills[inside.fills.ts > first + pd.Timedelta(hours=6)]
+    assert len(expect) > 10
+    assert got[cols].reset_index(drop=True).equals(expect[cols].reset_index(drop=True))
+
+
+def test_an_ml_member_only_trades_while_it_is_chosen(bars: pd.DataFrame) -> None:
+    import numpy as np
+
+    probs = list(np.round(0.5 + 0.2 * np.sin(np.arange(len(bars)) / 5.0), 4))  # SYNTHETIC probabilities
+    sel = {"kind": "selector", "members": {"ml": {"kind": "mlsignal", "enter_threshold": 0.6,
+                                                  "exit_threshold": 0.5}},
+           "by_regime": {"trend": "ml", "range": "cash", "volatile": "cash"}, "warm_bars": 0}  # every switch recorded
+    result, node = _ml_run(sel, bars, probs)
+    choices = pd.DataFrame([vars(c) for c in node.strategies[0].choices])
+    entries = result.fills[result.fills.client_id.str.endswith("entry")]
+    assert len(entries) > 5
+    for ts in entries.ts:  # filled at the open after the signal's bar closed, when the ML member was the choice
+        before = choices[choices.ts <= ts]
+        assert len(before) and before.chosen.iloc[-1] == "ml"

@@ -56,23 +56,7 @@ class MlSignalStrategy(Strategy):
         self.fraction = config.fraction if config.fraction is not None else 1.0 / len(self.instruments)
 
     def on_signal(self, signal: Signal, ctx: StrategyContext) -> list[OrderIntent]:
-        key = signal.instrument_key
-        inst = self.instruments.get(key)
-        if inst is None:
-            return []
-        pos = ctx.position(key)
-        orders = ctx.orders_for(key)
-        if pos.is_flat:
-            if signal.probability < self.cfg.enter_threshold or self.cfg.enter_threshold >= 1.0 or orders:
-                return []
-            qty = ctx.entry_qty(key, self.fraction, self.cfg.cash_reserve)
-            return [OrderIntent.market(self.next_id(ENTRY), inst, Side.BUY, qty, tag=ENTRY)] if qty > 0 else []
-        if pos.qty > 0 and signal.probability < self.cfg.exit_threshold and not any(o.tag == EXIT for o in orders):
-            intents = [OrderIntent.cancel(o) for o in orders]
-            intents.append(OrderIntent.market(self.next_id(EXIT), inst, Side.SELL, pos.qty, reduce_only=True,
-                                              tag=EXIT))
-            return intents
-        return []
+        return ml_intents(self, self.cfg, signal, ctx, self.fraction, self.cfg.cash_reserve)
 
     def on_fill(self, fill: Fill, ctx: StrategyContext) -> list[OrderIntent]:
         key = fill.instrument_key
@@ -86,6 +70,29 @@ class MlSignalStrategy(Strategy):
         if fill.tag in (EXIT, STOP, TAKE_PROFIT) and pos.is_flat:
             return [OrderIntent.cancel(o) for o in ctx.orders_for(key)]
         return []
+
+
+def ml_intents(strategy: Strategy, cfg: MlSignalConfig, signal: Signal, ctx: StrategyContext, fraction: float,
+               cash_reserve: float) -> list[OrderIntent]:
+    """The ML-signal rule for one signal (shared by :class:`MlSignalStrategy` and the selector's ML member):
+    enter when flat at ``enter_threshold`` or above, exit a long below ``exit_threshold``."""
+    key = signal.instrument_key
+    inst = strategy.instruments.get(key)
+    if inst is None:
+        return []
+    pos = ctx.position(key)
+    orders = ctx.orders_for(key)
+    if pos.is_flat:
+        if signal.probability < cfg.enter_threshold or cfg.enter_threshold >= 1.0 or orders:
+            return []
+        qty = ctx.entry_qty(key, fraction, cash_reserve)
+        return [OrderIntent.market(strategy.next_id(ENTRY), inst, Side.BUY, qty, tag=ENTRY)] if qty > 0 else []
+    if pos.qty > 0 and signal.probability < cfg.exit_threshold and not any(o.tag == EXIT for o in orders):
+        intents = [OrderIntent.cancel(o) for o in orders]
+        intents.append(OrderIntent.market(strategy.next_id(EXIT), inst, Side.SELL, pos.qty, reduce_only=True,
+                                          tag=EXIT))
+        return intents
+    return []
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,25 @@ def replay(probs: np.ndarray, next_returns: np.ndarray, enter: float, exit_: flo
         if long and np.isfinite(r):
             growth += np.log1p(r)
     return float(growth), trades
+
+
+def replay_trades(probs: np.ndarray, next_returns: np.ndarray, enter: float, exit_: float,
+                  cost: float) -> list[tuple[int, float]]:
+    """The rule's round trips on one series as ``(signal index of the entry, net log growth)``, as :func:`replay`
+    charges them (a trade still open at the end is counted without its exit cost)."""
+    out: list[tuple[int, float]] = []
+    start, growth = -1, 0.0
+    for i, (p, r) in enumerate(zip(probs, next_returns, strict=True)):
+        if start < 0 and p >= enter:
+            start, growth = i, float(np.log1p(-cost))
+        elif start >= 0 and p < exit_:
+            out.append((start, growth + float(np.log1p(-cost))))
+            start = -1
+        if start >= 0 and np.isfinite(r):
+            growth += float(np.log1p(r))
+    if start >= 0:
+        out.append((start, growth))
+    return out
 
 
 def cost_aware_thresholds(

@@ -6,6 +6,11 @@ bars (hysteresis: one noisy bar never flips the choice). On a switch a position 
 open and the new member's entry signal is followed from then on. Every switch is recorded in
 :attr:`SelectorStrategy.choices` with the regime and its measured reason; :func:`trace_choices`
 replays the same decisions over a bar frame for reports and the leakage test.
+
+Members are signal strategies (decided at each bar close from the bars) or ``mlsignal`` members,
+which trade the model's signals: while an ML member is chosen for an instrument, the selector applies
+its cost-aware thresholds to each signal as it arrives (:func:`trader.strategies.mlsignal.ml_intents`);
+the signal about bar ``t`` arrives after bar ``t`` has closed, so it sees the choice made at ``t``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from trader.domain import Bar, Instrument, timeframe_delta
+from trader.domain import Bar, Instrument, OrderIntent, Signal, timeframe_delta
 from trader.regimes import REGIMES, RegimeConfig, regime_at
+from trader.strategies.mlsignal import MlSignalConfig, MlSignalStrategy, ml_intents
 from trader.strategies.registry import parse_strategy_config, register_strategy, resolve_strategy
 from trader.strategies.signal import SignalConfig, SignalStrategy, bar_arrays
 from trader.strategy import StrategyConfig, StrategyContext
@@ -39,6 +45,9 @@ class SelectorConfig(SignalConfig):
     by_regime: dict[str, str] = Field(default={"trend": "swing", "range": "day", "volatile": CASH},
                                       description="Member (or 'cash') per regime")
     confirm_bars: int = Field(default=3, ge=1, description="Bars a new choice must persist before switching")
+    warm_bars: int = Field(default=96, ge=0, description="Bars before an instrument's first decision replayed "
+                           "(unrecorded) to set the choice a run starts with, so a run continuing an account "
+                           "does not start in cash")
     regime: RegimeConfig = RegimeConfig()
 
     @field_validator("members", mode="before")
@@ -46,8 +55,9 @@ class SelectorConfig(SignalConfig):
     def _parse(cls, v: Any) -> dict[str, StrategyConfig]:
         out = {name: parse_strategy_config(m) for name, m in v.items()}
         for name, m in out.items():
-            if not issubclass(resolve_strategy(m.kind), SignalStrategy) or m.kind == "selector":
-                raise ValueError(f"selector member {name!r} ({m.kind}) is not a signal strategy")
+            cls_ = resolve_strategy(m.kind)
+            if not issubclass(cls_, SignalStrategy | MlSignalStrategy) or m.kind == "selector":
+                raise ValueError(f"selector member {name!r} ({m.kind}) is neither a signal nor an mlsignal strategy")
         return out
 
     @model_validator(mode="after")
@@ -91,7 +101,14 @@ class SelectorStrategy(SignalStrategy):
     def lookback(self) -> int:
         cfg = self.config
         assert isinstance(cfg, SelectorConfig)
-        return max([m.history_bars for m in self.members.values()] + [cfg.regime.lookback])
+        return max([m.history_bars for m in self.members.values()] + [cfg.regime.lookback]) + cfg.warm_bars
+
+    def on_signal(self, signal: Signal, ctx: StrategyContext) -> list[OrderIntent]:
+        m = self.members.get(self.current.get(signal.instrument_key, CASH))
+        if not isinstance(m, MlSignalStrategy):
+            return []
+        assert isinstance(m.cfg, MlSignalConfig)
+        return ml_intents(self, m.cfg, signal, ctx, self.fraction, self.cfg.cash_reserve)
 
     def params(self) -> tuple[float, ...]:
         return ()
@@ -107,9 +124,26 @@ class SelectorStrategy(SignalStrategy):
     def decide(self, key: str, ts: datetime, arrays: tuple[np.ndarray, ...]) -> tuple[bool, bool, float]:
         """Entry, exit (and no trailing distance) at the last bar of ``arrays``; updates the choice."""
         t = len(arrays[0]) - 1
+        if key not in self.current:  # the first decision: replay the warm-up bars' choices, unrecorded
+            self.current[key] = CASH
+            for j in range(max(self.sel.regime.lookback - 1, t - self.sel.warm_bars), t):
+                self._choose(key, ts, arrays, j, record=False)
+        current, switched = self._choose(key, ts, arrays, t, record=True)
+        if current == CASH:
+            return False, True, math.nan
+        m = self.members[current]
+        if isinstance(m, MlSignalStrategy):
+            return False, switched, math.nan  # it trades on the signals (on_signal)
+        assert isinstance(m, SignalStrategy)
+        e, x, _ = type(m).signal(*arrays, t, m._params) if not hasattr(m, "members") else m.evaluate(arrays)
+        return bool(e) and not switched, bool(x) or switched, math.nan
+
+    def _choose(self, key: str, ts: datetime, arrays: tuple[np.ndarray, ...], t: int, *, record: bool
+                ) -> tuple[str, bool]:
+        """The member chosen at bar ``t`` of ``arrays`` (the hysteresis' state updated) and whether it switched."""
         regime, why = regime_at(arrays[1], arrays[2], arrays[3], t, self.sel.regime)
         want = self.sel.by_regime[regime]
-        current = self.current.get(key, CASH)
+        current = self.current[key]
         switched = False
         if want == current:
             self.streak.pop(key, None)
@@ -120,15 +154,11 @@ class SelectorStrategy(SignalStrategy):
             if n >= self.sel.confirm_bars:
                 self.current[key] = want
                 self.streak.pop(key, None)
-                self.choices.append(Choice(ts, key.partition(":")[2], regime, want, current,
-                                           f"{why} for {n} bars"))
+                if record:
+                    self.choices.append(Choice(ts, key.partition(":")[2], regime, want, current,
+                                               f"{why} for {n} bars"))
                 current, switched = want, True
-        if current == CASH:
-            return False, True, math.nan
-        m = self.members[current]
-        assert isinstance(m, SignalStrategy)
-        e, x, _ = type(m).signal(*arrays, t, m._params) if not hasattr(m, "members") else m.evaluate(arrays)
-        return bool(e) and not switched, bool(x) or switched, math.nan
+        return current, switched
 
 
 def trace_choices(config: SelectorConfig, bars: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
