@@ -20,7 +20,6 @@ from typing import Any
 from cryptolake.alerts import Alert, Alerter, AlertKind, Severity
 from cryptolake.logs import get_logger
 from cryptolake.settings import get_settings
-from trader.domain import OrderIntent, Side, round_qty
 from trader.node import TradingNode
 from trader.orders import OrderJournal
 from trader.risk import TradingState
@@ -103,6 +102,9 @@ class SessionAlerts:
         self._queue.join()
 
 
+PAUSED = "paused by operator"  # the halt reason of a pause: the session keeps the resting orders
+
+
 def apply_controls(node: TradingNode, journal: OrderJournal, strategies: Sequence[Strategy],
                    applied: dict[str, Any]) -> dict[str, Any]:
     """The dashboard's controls (api/routes/controls.py), read from the journal; returns the params applied.
@@ -121,16 +123,9 @@ def apply_controls(node: TradingNode, journal: OrderJournal, strategies: Sequenc
     if pause or flatten:
         journal.put(pause=None, flatten=None)
     if pause and node.risk.state is not TradingState.HALTED:
-        node.risk.set_state(TradingState.HALTED, node.clock.now(), f"paused by operator: {pause}")
+        node.risk.set_state(TradingState.HALTED, node.clock.now(), f"{PAUSED}: {pause}")
     if flatten:
-        node.halt(f"flattened by operator: {flatten}")
-        for key, pos in list(node.portfolio.positions.items()):
-            owners = node._by_instrument.get(key)
-            qty = round_qty(abs(pos.qty), node.instruments[key].qty_decimals)
-            if owners and qty > 0:
-                side = Side.SELL if pos.qty > 0 else Side.BUY
-                node._route(owners[0], [OrderIntent.market(owners[0].next_id("flat"), pos, side, qty,
-                                                           reduce_only=True, tag="flatten")])
+        node.halt(f"flattened by operator: {flatten}", flatten=True)
     elif journal.get("kill") and node.risk.state is TradingState.HALTED and node.client.open_orders():
         node.halt(node.risk.halt_reason)
     if params != applied:

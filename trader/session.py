@@ -47,7 +47,7 @@ from trader.feeds.base import SkippedBar
 from trader.feeds.ccxt_feed import CcxtBarFeed, WsBarFeed
 from trader.killswitch import KillSwitchConfig, KillSwitches
 from trader.node import TradingNode
-from trader.notify import SessionAlerts, apply_controls
+from trader.notify import PAUSED, SessionAlerts, apply_controls
 from trader.orders import OrderJournal
 from trader.portfolio import Portfolio
 from trader.risk import RiskEngine, TradingState
@@ -307,7 +307,11 @@ class TradingSession:
 
     def _enforce_halt(self, reason: str) -> None:
         """HALTED: cancel every open order; close every position too with ``flatten_on_halt``, except when
-        the halt is a reconciliation mismatch (the books disagree with the venue: a person decides)."""
+        the halt is a reconciliation mismatch (the books disagree with the venue: a person decides). A pause
+        (:func:`trader.notify.apply_controls`) is a halt that keeps what rests at the venue."""
+        if reason.startswith(PAUSED):
+            self._halt_enforced = True
+            return
         flatten = self.config.kill.flatten_on_halt and not reason.startswith("reconciliation")
         cancelled = self.node.halt(reason, flatten=flatten)
         self._halt_enforced = True
