@@ -87,7 +87,7 @@ class CcxtVenueConfig(BaseModel):
     base_delay_s: float = Field(default=0.25, ge=0)
     max_delay_s: float = Field(default=8.0, gt=0, description="Back-off cap (bounded back-off in a 429 storm)")
     options: dict[str, Any] = Field(default_factory=dict, description="ccxt options")
-    user_stream: bool = Field(default=False, description="Fills and order updates from ccxt.pro watch_my_trades / "
+    user_stream: bool = Field(default=True, description="Fills and order updates from ccxt.pro watch_my_trades / "
                                                          "watch_orders where the venue has them; REST as fallback")
     rest_check_s: float = Field(default=30.0, gt=0, description="With the user stream up: REST polls this often "
                                                               "anyway (the safety net)")

@@ -46,5 +46,7 @@ def keys(venue: LocalExchange, monkeypatch: pytest.MonkeyPatch, request: pytest.
 
 
 def make_client(venue: LocalExchange, url: str, account: str = "acct", **cfg: object) -> CcxtExecutionClient:
+    """A client on ``venue``; REST polling only unless ``user_stream=True`` (the tests of the stream close it)."""
+    cfg.setdefault("user_stream", False)
     config = CcxtVenueConfig(base_url=venue.base_url, **cfg)  # type: ignore[arg-type]
     return CcxtExecutionClient(config, SYMBOLS, OrderJournal(TradeStore(url), account), sleep=lambda s: None)

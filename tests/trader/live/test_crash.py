@@ -81,8 +81,8 @@ def test_sigkill_at_random_points_then_restart_reconciles_everything(shared_data
         monkeypatch.setenv("CRYPTOLAKE__TRADER__API_KEY", "crash-key")
         monkeypatch.setenv("CRYPTOLAKE__TRADER__API_SECRET", "crash-secret")
         journal = OrderJournal(TradeStore(url), "crash")
-        CcxtExecutionClient(CcxtVenueConfig(base_url=ex.base_url), ["BTC/USDT", "ETH/USDT"], journal).poll(
-            lambda f: None)
+        CcxtExecutionClient(CcxtVenueConfig(base_url=ex.base_url, user_stream=False), ["BTC/USDT", "ETH/USDT"],
+                            journal).poll(lambda f: None)
         orders = venue_orders(ex, account)
         assert len(orders) >= 20, f"only {len(orders)} orders reached the venue"
         assert duplicate_client_ids(ex, account) == {}
