@@ -115,11 +115,7 @@ def test_cluster_run_gives_the_single_process_rows(cluster_state: Settings, spar
         marks["cluster_done"] = time.monotonic()
         return out
 
-    from pipeline.interval import process_tree_cpu_seconds
-
-    # this process's tree holds everything the test runs: daemons (and the executors under the workers),
-    # the cluster run's process and JVM, the suite's Spark JVM
-    marks: dict[str, float] = {"start": time.monotonic(), "cpu": process_tree_cpu_seconds()}
+    marks: dict[str, float] = {"start": time.monotonic()}
     with ThreadPoolExecutor(max_workers=5) as pool:
         one_broker = pool.submit(broker.start, single_settings)
         store_up = pool.submit(objectstore.start, cluster_state)
@@ -139,7 +135,6 @@ def test_cluster_run_gives_the_single_process_rows(cluster_state: Settings, spar
         "single_s": round(marks["single_done"] - marks["trained"], 1),
         "cluster_s": round(marks["cluster_done"] - marks["cluster_up"], 1),
         "all_s": round(time.monotonic() - marks["start"], 1),
-        "all_cpu_s": round(process_tree_cpu_seconds() - marks["cpu"], 1),
         "single": single["seconds"], "single_cpu": single["cpu_seconds"],
         "cluster": clustered["seconds"], "cluster_driver_cpu": clustered["cpu_seconds"]}))
 
