@@ -11,9 +11,11 @@ The model both train tasks reuse is a tiny LSTM trained here, before the runs, o
 the two months before the slice (its labels all knowable by 2018-03-01) and registered as champion:
 the comparison is about Spark, Kafka and the object store, and every bar of the slice gets a signal
 (a model trained inside the slice would score only its held-out week, and only if it beat the naive
-baselines). The cluster's daemons start in the background while the champion trains and the
-single-process run goes on. The single run's broker is its own (not the suite's shared one), so its
-landing reads only this run's candles whatever other tests left on market.ohlcv.
+baselines). The cluster's daemons start in the background while the champion trains; the cluster run
+starts as soon as they are up, alongside the single-process run. The single run's broker is its own
+(not the suite's shared one), so it lands and scores only this run's candles whatever other tests
+left on market.ohlcv (the scorer's float32 probabilities depend, in the last bit, on which windows
+share a forward batch: other series in the batch changed 2 of 2,489).
 
 The cluster run's JVMs (driver and executors) use the client JIT only and the serial GC, and 2
 shuffle partitions (one per executor): a short job on small data spends most of its CPU compiling
