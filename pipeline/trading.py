@@ -47,6 +47,8 @@ from trader.strategies.selector import SelectorConfig, SelectorStrategy
 
 log = get_logger(__name__)
 FILL_COLUMNS = ["id", "client_id", "symbol", "side", "price", "qty", "fee", "ts", "liquidity", "tag"]
+#: Bumped when the choice rule (research.selection) changes, so a cached choice is not reused across it.
+RULE_VERSION = 1
 #: The library's bar strategies the selector may choose besides the ML signal (default configs).
 CANDIDATES: dict[str, dict[str, Any]] = {"swing": {"kind": "swing"}, "day": {"kind": "daytrade"},
                                          "breakout": {"kind": "breakout"}}
@@ -126,7 +128,7 @@ def selector_for(config: TraderConfig, model_version: str, settings: Settings) -
     """The selector for ``model_version``'s signals, chosen on its validation segment (cached per model,
     candidates and costs: every interval the model trades gets the same strategy)."""
     key = json.dumps({"model": model_version, "candidates": CANDIDATES, "paper": config.paper.model_dump(mode="json"),
-                      "symbols": list(config.symbols)}, sort_keys=True)
+                      "symbols": list(config.symbols), "rule": RULE_VERSION}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = settings.paths.artifacts_dir / "strategies" / f"selector-{digest}.json"
     if path.exists():
