@@ -10,9 +10,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from cryptolake.errors import DataValidationError
+from models.dataset import KEY_COLUMNS
+from models.evaluate import Metrics, classification_metrics
 
 
 def always_up(n: int) -> np.ndarray:
@@ -68,3 +71,33 @@ def naive_scores(
     if last_log_return is not None:
         out["previous_direction"] = previous_direction(last_log_return[rows])
     return out
+
+
+def segment_predictions(frame: pd.DataFrame, labels: np.ndarray, split: dict[str, np.ndarray], x_all: np.ndarray,
+                        scored: dict[str, np.ndarray], column: str, threshold: float, seed: int,
+                        ) -> tuple[pd.DataFrame, dict[str, Metrics]]:
+    """A model's valid and test scores beside every naive baseline's, on the same rows, and the test metrics.
+
+    ``frame`` is the sorted training frame, ``split`` its row indices per segment, ``x_all`` the standardised
+    features the logistic baseline fits on, ``scored`` the model's probabilities per segment (in ``column``).
+    """
+    last_ret = frame["log_ret_1"].to_numpy() if "log_ret_1" in frame.columns else None
+    next_ret = (frame["next_log_return"].to_numpy(dtype=np.float64) if "next_log_return" in frame.columns
+                else np.full(len(frame), np.nan))
+    parts = []
+    for name in ("valid", "test"):
+        rows = split[name]
+        part = frame.loc[rows, list(KEY_COLUMNS)].reset_index(drop=True)
+        part["segment"] = name
+        part["label"] = labels[rows].astype(np.int64)
+        part["next_log_return"] = next_ret[rows]
+        part[column] = scored[name]
+        for base, p in naive_scores(x_all, last_ret, labels, split["train"], rows, seed).items():
+            part[base] = p
+        parts.append(part)
+    predictions = pd.concat(parts, ignore_index=True)
+    test = predictions[predictions["segment"] == "test"]
+    score_columns = [c for c in predictions.columns if c not in (*KEY_COLUMNS, "segment", "label", "next_log_return")]
+    metrics = {c: classification_metrics(test["label"].to_numpy(), test[c].to_numpy(), threshold)
+               for c in score_columns}
+    return predictions, metrics

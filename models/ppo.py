@@ -33,10 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from cryptolake.errors import ConfigError, DataValidationError
 from cryptolake.logs import get_logger
 from cryptolake.types import TIMEFRAME_MS
-from models.baselines import naive_scores
+from models.baselines import segment_predictions
 from models.dataset import KEY_COLUMNS, LABEL_COLUMN, TrainingSet, validate_training_frame
 from models.env import ExecutionRules, MarketData, TradingEnv, market_data, simulate
-from models.evaluate import Metrics, classification_metrics
+from models.evaluate import Metrics
 from models.leaderboard import strategy_metrics
 from models.ppo_agent import THRESHOLD, PolicyNet, PpoConfig, greedy, long_probability, train_policy
 from models.sequence import code_hash, code_version
@@ -279,25 +279,7 @@ class PpoModel:
                       for name in ("valid", "test")}
         train_seconds = time.perf_counter() - started
 
-        last_ret = frame["log_ret_1"].to_numpy() if "log_ret_1" in frame.columns else None
-        next_ret = (frame["next_log_return"].to_numpy(dtype=np.float64) if "next_log_return" in frame.columns
-                    else np.full(len(frame), np.nan))
-        parts = []
-        for name in ("valid", "test"):
-            rows = split[name]
-            part = frame.loc[rows, list(KEY_COLUMNS)].reset_index(drop=True)
-            part["segment"] = name
-            part["label"] = labels[rows].astype(np.int64)
-            part["next_log_return"] = next_ret[rows]
-            part[KIND] = scored[name]
-            for base, p in naive_scores(x_all, last_ret, labels, split["train"], rows, cfg.seed).items():
-                part[base] = p
-            parts.append(part)
-        predictions = pd.concat(parts, ignore_index=True)
-        test = predictions[predictions["segment"] == "test"]
-        columns = [c for c in predictions.columns if c not in (*KEY_COLUMNS, "segment", "label", "next_log_return")]
-        metrics = {c: classification_metrics(test["label"].to_numpy(), test[c].to_numpy(), THRESHOLD)
-                   for c in columns}
+        predictions, metrics = segment_predictions(frame, labels, split, x_all, scored, KIND, THRESHOLD, cfg.seed)
         basis = json.dumps(
             {"config": cfg.config_hash(), "versions": dict(sorted(dataset.table_versions.items())),
              "symbols": list(dataset.symbols), "start": dataset.start.isoformat(), "end": dataset.end.isoformat(),

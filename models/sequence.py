@@ -30,10 +30,10 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import PROJECT_ROOT
 from cryptolake.tables import FEATURE_COLUMNS
 from cryptolake.types import TIMEFRAME_MS
-from models.baselines import naive_scores
+from models.baselines import segment_predictions
 from models.calibration import reliability_curve
 from models.dataset import KEY_COLUMNS, TrainingSet, validate_training_frame
-from models.evaluate import Metrics, classification_metrics
+from models.evaluate import Metrics
 from models.nets import SequenceClassifier, build_net
 from models.splits import Fold, time_split
 from models.targets import Target, make_labels
@@ -293,26 +293,9 @@ class SequenceModel:
             scored = {name: probabilities(net, batch, split[name]).astype(np.float64) for name in ("valid", "test")}
         train_seconds = time.perf_counter() - started
 
-        last_ret = frame["log_ret_1"].to_numpy() if "log_ret_1" in frame.columns else None
-        next_ret = (frame["next_log_return"].to_numpy(dtype=np.float64) if "next_log_return" in frame.columns
-                    else np.full(len(frame), np.nan))
-        parts = []
-        for name in ("valid", "test"):
-            rows = split[name]
-            part = frame.loc[rows, list(KEY_COLUMNS)].reset_index(drop=True)
-            part["segment"] = name
-            part["label"] = labels[rows].astype(np.int64)
-            part["next_log_return"] = next_ret[rows]
-            part[cfg.net] = scored[name]
-            for base, p in naive_scores(x_all, last_ret, labels, split["train"], rows, cfg.seed).items():
-                part[base] = p
-            parts.append(part)
-        predictions = pd.concat(parts, ignore_index=True)
+        predictions, metrics = segment_predictions(frame, labels, split, x_all, scored, cfg.net, cfg.threshold,
+                                                   cfg.seed)
         test = predictions[predictions["segment"] == "test"]
-        score_columns = [c for c in predictions.columns if c not in (*KEY_COLUMNS, "segment", "label",
-                                                                       "next_log_return")]
-        metrics = {name: classification_metrics(test["label"].to_numpy(), test[name].to_numpy(), cfg.threshold)
-                   for name in score_columns}
         calibration = reliability_curve(test["label"].to_numpy(), test[cfg.net].to_numpy())
         version_basis = json.dumps(
             {"config": cfg.config_hash(), "versions": dict(sorted(dataset.table_versions.items())),
