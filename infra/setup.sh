@@ -11,8 +11,8 @@ log() { printf '{"ts":"%s","level":"info","logger":"setup","event":"%s"}\n' "$(d
 if ! command -v uv >/dev/null 2>&1 || [[ "$(uv --version 2>/dev/null | cut -d' ' -f2)" != "$UV_VERSION" ]]; then
   if [[ ! -x .state/tools/bin/uv ]]; then
     log "installing uv $UV_VERSION from PyPI"
-    python3.11 -m pip install --quiet --disable-pip-version-check --target .state/tools/lib "uv==$UV_VERSION" \
-      || python3 -m pip install --quiet --disable-pip-version-check --target .state/tools/lib "uv==$UV_VERSION"
+    python3.11 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .state/tools/lib "uv==$UV_VERSION" \
+      || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .state/tools/lib "uv==$UV_VERSION"
     mkdir -p .state/tools/bin && ln -sf "$PWD/.state/tools/lib/bin/uv" .state/tools/bin/uv
   fi
   export PATH="$PWD/.state/tools/bin:$PATH"
