@@ -139,7 +139,7 @@ class TradingNode:
         venue's (``halt_on_mismatch``) puts the risk engine in HALTED with the reason.
         """
         self.client.poll(self._on_fill)
-        report = self.client.reconcile()
+        report = self.client.reconcile(self._on_fill)
         problems = self._mismatches(report)
         if problems and not report.halt_on_mismatch:
             raise ReconciliationError("; ".join(problems))

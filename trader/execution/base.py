@@ -64,8 +64,10 @@ class ExecutionClient(ABC):
         """Open orders, optionally for one ``exchange:symbol``."""
 
     @abstractmethod
-    def reconcile(self) -> ReconcileReport:
-        """Everything the venue knows, so the engine can check its state before trading."""
+    def reconcile(self, on_fill: FillHandler | None = None) -> ReconcileReport:
+        """Everything the venue knows, so the engine can check its state before trading. A live venue keeps
+        matching while it is read: ``on_fill`` books the fills it made meanwhile, so the balances and the
+        books describe the same fills."""
 
     def poll(self, on_fill: FillHandler, bar: Bar | None = None) -> int:
         """Report fills the venue made since the last call (a real venue; a simulator fills from bars)."""

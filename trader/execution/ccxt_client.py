@@ -61,6 +61,7 @@ from trader.orders import TERMINAL, IllegalTransitionError, OrderJournal
 log = get_logger(__name__)
 T = TypeVar("T")
 S = OrderStatus
+RECONCILE_READS = 4  # balance reads per reconciliation at most, while fills keep arriving between them
 _CID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId rule (the strictest common one)
 _STATUS = {"open": S.ACCEPTED, "closed": S.FILLED, "canceled": S.CANCELED, "expired": S.EXPIRED,
            "rejected": S.REJECTED}
@@ -615,9 +616,18 @@ class CcxtExecutionClient(ExecutionClient):
         raw = self._call("fetch_balance", self.exchange.fetch_balance)
         return {k: float(v) for k, v in (raw.get("total") or {}).items() if v is not None}
 
-    def reconcile(self) -> ReconcileReport:
-        """Venue open orders (ours: by client id prefix), positions (balance - baseline) and fills adopted."""
+    def reconcile(self, on_fill: FillHandler | None = None) -> ReconcileReport:
+        """Venue open orders (ours: by client id prefix), positions (balance - baseline) and fills adopted.
+
+        With ``on_fill``, the trades are read again after the balances: a fill the venue made between the
+        node's last poll and the balance read is adopted and the balances read again (up to
+        ``RECONCILE_READS`` times), so a resting order filling meanwhile is not a mismatch.
+        """
         bal = self.balances()
+        for _ in range(RECONCILE_READS - 1):
+            if on_fill is None or not self._poll_rest(on_fill):
+                break
+            bal = self.balances()
         baseline = self.journal.get("baseline")
         if baseline is None:
             baseline = {a: bal.get(a, 0.0) for m in self.markets.values() for a in (m["base"], m["quote"])}

@@ -124,7 +124,7 @@ class PaperExecutionClient(ExecutionClient):
     def open_orders(self, instrument_key: str | None = None) -> list[Order]:
         return [replace(o) for o in self._open.values() if instrument_key is None or o.instrument_key == instrument_key]
 
-    def reconcile(self) -> ReconcileReport:
+    def reconcile(self, on_fill: FillHandler | None = None) -> ReconcileReport:
         return ReconcileReport(tuple(self.open_orders()), {k: v for k, v in self._positions.items() if v}, self._fills)
 
     def process_bar(self, bar: Bar, on_fill: FillHandler) -> None:

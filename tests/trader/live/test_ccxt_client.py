@@ -55,6 +55,21 @@ def test_market_fill_equals_the_venue_trade_and_balances_agree(venue, keys, tmp_
     assert report.cash["USDT"] == pytest.approx(100000 - trade["cost"], abs=1e-6)
 
 
+def test_reconcile_adopts_a_fill_made_after_the_last_poll_before_comparing(venue, keys, tmp_path) -> None:
+    """A live venue keeps matching: a fill between the node's poll and the balance read is booked by the
+    reconciliation itself, so the balances and the books describe the same fills (no false mismatch)."""
+    client = make_client(venue, f"sqlite:///{tmp_path}/j.db")
+    client.reconcile()  # baseline balances
+    assert client.poll(lambda f: None) == 0
+    placed = client.submit(_order("t-000001-entry", Side.BUY, 0.01), NOW)  # fills at the venue, not polled yet
+    assert placed.status is S.FILLED
+    fills: list = []
+    report = client.reconcile(fills.append)
+    assert len(fills) == 1 and report.fills == 1
+    assert report.positions["binance:BTC/USDT"] == pytest.approx(fills[0].qty, abs=1e-9)
+    assert client.reconcile(fills.append).fills == 1 and len(fills) == 1  # nothing booked twice
+
+
 def test_limit_rests_then_cancels_through_the_written_ahead_states(venue, keys, tmp_path) -> None:
     client = make_client(venue, f"sqlite:///{tmp_path}/j.db")
     last = client.exchange.fetch_ticker("BTC/USDT")["last"]

@@ -67,7 +67,8 @@ def test_sigkill_at_random_points_then_restart_reconciles_everything(shared_data
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err[-3000:]
-        assert "state=active" in out, (out, err[-3000:])
+        halt = OrderJournal(TradeStore(url), "crash").get("halt_reason")
+        assert "state=active" in out, (out, halt, err[-3000:])
         # the next start resumes from the stored state: no client id is sent twice
         proc = spawn_trader(ex, "crash-key", "crash-secret", url)
         wait_for(proc, "node.started", timeout=300)
