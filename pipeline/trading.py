@@ -32,13 +32,13 @@ from pipeline.backtest import backtest_tearsheet, buy_and_hold, trading_bars, tr
 from pipeline.interval import Interval, run_dir
 from pipeline.results import ScoreResult, TradeCheck, TradeResult, finite
 from research.selection import SelectorChoice, choose_selector
-from trader.build import build_node, run_node, warmup_for
+from trader.backtest import run_backtest
+from trader.build import warmup_for
 from trader.config import TraderConfig, TraderSettings
 from trader.domain import timeframe_delta
 from trader.export import export_run
-from trader.feeds.frame import FrameFeed
-from trader.filters import EventFilter
 from trader.live import run_live
+from trader.node import TradingNode
 from trader.report import write_report
 from trader.results import BacktestResult, RunResult
 from trader.snapshot import AccountSnapshot
@@ -152,15 +152,13 @@ def selector_for(config: TraderConfig, model_version: str, settings: Settings) -
 def backtest_with_node(bars: pd.DataFrame, signals: pd.DataFrame, config: TraderConfig, *, run_id: str, store_url: str,
                        start_time: datetime, until_bar_time: datetime, model_version: str,
                        account: AccountSnapshot | None) -> tuple[BacktestResult, Any]:
-    """:func:`trader.backtest.run_backtest`'s run (the same node, filter and frame feed), also returning the node
-    (the report shows its selector's recorded choices)."""
-    node = build_node(config, start_time=start_time, account=account)
-    flt = EventFilter.for_run(config, start_time=start_time, until_bar_time=until_bar_time,
-                              model_version=model_version, warmup_bars=node.warmup_bars)
-    feed = FrameFeed(bars, signals, config, flt)
-    result = run_node(node, feed, config, run_id=run_id, mode="backtest", store=TradeStore(store_url),
-                      account_as_of=flt.end_available_time)
-    return BacktestResult(**vars(result)), node
+    """:func:`trader.backtest.run_backtest`, also returning the node (the report shows its selector's
+    recorded choices)."""
+    nodes: list[TradingNode] = []
+    result = run_backtest(bars, signals, config, run_id=run_id, store_url=store_url, start_time=start_time,
+                          until_bar_time=until_bar_time, model_version=model_version, account=account,
+                          inspect=nodes.append)
+    return result, nodes[0]
 
 
 def choices_frame(node: Any) -> pd.DataFrame:

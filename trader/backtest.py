@@ -17,6 +17,7 @@ from trader.build import build_node, run_node
 from trader.config import TraderConfig, TraderSettings
 from trader.feeds.frame import FrameFeed
 from trader.filters import EventFilter
+from trader.node import TradingNode
 from trader.results import BacktestResult
 from trader.snapshot import AccountSnapshot
 from trader.store import TradeStore
@@ -35,6 +36,7 @@ def run_backtest(
     model_version: str | None = None,
     account: AccountSnapshot | None = None,
     progress: Callable[[int, int], None] | None = None,
+    inspect: Callable[[TradingNode], None] | None = None,
 ) -> BacktestResult:
     """Backtest ``config`` over ``bars`` and ``signals``; store the run under ``run_id`` (replacing it).
 
@@ -43,7 +45,8 @@ def run_backtest(
     the events (see :mod:`trader.filters`); bars before ``start_time`` warm the node up. What is
     dropped is counted in ``result.stats``; ``progress(done, total)`` is called after each batch.
     ``account`` continues an earlier run's account; with ``until_bar_time`` the result carries the
-    account at the run's end (``result.account``).
+    account at the run's end (``result.account``). ``inspect`` gets the node after the run (what its
+    strategies recorded, such as a selector's choices).
     """
     node = build_node(config, start_time=start_time, account=account)
     flt = EventFilter.for_run(config, start_time=start_time, until_bar_time=until_bar_time,
@@ -61,4 +64,6 @@ def run_backtest(
     end = flt.end_available_time
     result = run_node(node, feed, config, run_id=run_id, mode="backtest", store=store, progress=step,
                       account_as_of=end)
+    if inspect is not None:
+        inspect(node)
     return BacktestResult(**vars(result))
