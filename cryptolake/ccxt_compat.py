@@ -10,12 +10,19 @@ everything else is fatal.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlparse
 
 import ccxt
 
 from cryptolake import errors
+from cryptolake.logs import get_logger
+
+_log = get_logger(__name__)
 
 
 def _rewrite(url: str, http_base: str, ws_base: str) -> str:
@@ -92,3 +99,31 @@ def translate(exc: BaseException, what: str, exchange: Any = None) -> errors.Cry
     if isinstance(exc, TimeoutError | ConnectionError | OSError):
         return errors.NetworkError(msg)
     return errors.ExchangeError(msg)
+
+
+class ProLoop:
+    """A ccxt.pro exchange's own event loop on a daemon thread: the trader's loop is synchronous, ccxt.pro's
+    watches are coroutines. ``spawn`` schedules one there; ``close`` cancels them, closes the exchange's
+    connections and stops the loop (closing is best effort: the loop stops regardless)."""
+
+    def __init__(self, pro: Any, name: str) -> None:
+        self.pro = pro
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+        self._futures: list[concurrent.futures.Future[Any]] = []
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        self._futures.append(fut)
+        return fut
+
+    def close(self) -> None:
+        for fut in self._futures:
+            fut.cancel()
+        try:
+            asyncio.run_coroutine_threadsafe(self.pro.close(), self._loop).result(timeout=5)
+        except Exception as exc:  # the loop stops regardless; said, not raised
+            _log.info("ccxt.pro_close_failed", extra={"loop": self._thread.name, "error": str(exc)[:200]})
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from cryptolake import errors
-from cryptolake.ccxt_compat import point_ccxt_at, translate
+from cryptolake.ccxt_compat import ProLoop, point_ccxt_at, translate
 from cryptolake.logs import get_logger, register_secret
 from cryptolake.retry import RetryPolicy, call_with_retry
 from cryptolake.secrets import read_secret
@@ -198,10 +198,8 @@ class UserStream:
         self._trades: list[dict[str, Any]] = []
         self._orders: list[dict[str, Any]] = []
         self._closing = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ws-user", daemon=True)
-        self._thread.start()
-        self._task = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+        self._loop = ProLoop(pro, "ws-user")
+        self._loop.spawn(self._run())
 
     async def _watch(self, kind: str) -> None:
         while True:
@@ -264,13 +262,7 @@ class UserStream:
 
     def close(self) -> None:
         self._closing = True
-        self._task.cancel()
-        try:
-            asyncio.run_coroutine_threadsafe(self.pro.close(), self._loop).result(timeout=5)
-        except Exception as exc:  # closing is best effort; the loop stops regardless
-            log.info("ccxt.user_stream_close_failed", extra={"error": str(exc)[:200]})
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._loop.close()
 
 
 class CcxtExecutionClient(ExecutionClient):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptolake.ccxt_compat import ProLoop
 from cryptolake.logs import get_logger
 from trader.domain import timeframe_delta
 from trader.feeds.base import Event, decode_bar, event_sort_key
@@ -103,10 +104,9 @@ class WsBarFeed(CcxtBarFeed):
         self.ws_rows = 0  # candles received over the websocket
         self.rest_fetches = 0  # REST fetches (warm-up and gap fills)
         self.drops = 0  # watch failures (dropped connections)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ws-bars", daemon=True)
-        self._thread.start()
-        self._tasks = [asyncio.run_coroutine_threadsafe(self._watch(s), self._loop) for s in symbols]
+        self._loop = ProLoop(pro_exchange, "ws-bars")
+        for s in symbols:
+            self._loop.spawn(self._watch(s))
 
     async def _watch(self, symbol: str) -> None:
         delay = 0.25
@@ -159,11 +159,4 @@ class WsBarFeed(CcxtBarFeed):
     def close(self) -> None:
         """Stop the watches and close the websocket."""
         self._closing = True
-        for t in self._tasks:
-            t.cancel()
-        try:
-            asyncio.run_coroutine_threadsafe(self.pro.close(), self._loop).result(timeout=5)
-        except Exception as exc:  # closing is best effort; the loop stops regardless
-            log.info("feed.ws_close_failed", extra={"error": str(exc)[:200]})
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._loop.close()
