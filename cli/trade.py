@@ -41,6 +41,7 @@ def run(
     stale_bars: int = typer.Option(3, help="HALT after this many bar intervals without a bar"),
     max_reject_rate: float = typer.Option(None, help="HALT when this share of the last 20 orders was rejected"),
     max_venue_errors: int = typer.Option(5, help="HALT after this many venue errors in a row"),
+    max_orders_per_minute: int = typer.Option(60, min=1, help="HALT when more orders than this were sent in a minute"),
     max_bars: int = typer.Option(None, help="Stop after this many traded bars"),
     cancel_on_stop: bool = typer.Option(False, help="Cancel open orders on shutdown (else they rest)"),
     unknown_orders: str = typer.Option("report", help="Venue orders the journal does not know: report|adopt|cancel"),
@@ -80,7 +81,8 @@ def run(
             "timeframe": timeframe, "initial_cash": cash, "strategies": ({"kind": strategy, **_params(param)},),
             "risk": _params(risk)})
         kill = KillSwitchConfig(stale_bars=stale_bars, bar_interval_s=bar_interval, max_reject_rate=max_reject_rate,
-                                max_consecutive_venue_errors=max_venue_errors, flatten_on_halt=flatten_on_halt)
+                                max_consecutive_venue_errors=max_venue_errors, flatten_on_halt=flatten_on_halt,
+                                max_orders_per_minute=max_orders_per_minute)
         session_cfg = SessionConfig.model_validate({
             "account_id": account, "mode": "live" if live else "paper", "venue": venue_cfg,
             "poll_interval_s": poll_interval, "kill": kill, "max_bars": max_bars, "cancel_on_stop": cancel_on_stop,

@@ -116,7 +116,9 @@ def spawn_trader(venue: LocalExchange, key: str, secret: str, store_url: str, *a
     env = {"CRYPTOLAKE__TRADER__API_KEY": key, "CRYPTOLAKE__TRADER__API_SECRET": secret}
     cmd = ["trade", "run", "--strategy", CHURN, "--symbols", "BTC/USDT,ETH/USDT",
            "--live", "--account", account, "--base-url", venue.base_url, "--store-url", store_url,
-           "--poll-interval", "0.2", "--bar-interval", "1.0", "--stale-bars", "30", *args]
+           "--poll-interval", "0.2", "--bar-interval", "1.0", "--stale-bars", "30",
+           # the venue replays an hour bar a second: the order-rate switch scales with it (60/min is per real minute)
+           "--max-orders-per-minute", "3600", *args]
     return TraderProcess(cmd, env, logs or Path(store_url.removeprefix("sqlite:///")).parent / "trader-logs")
 
 
