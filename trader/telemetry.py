@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterable
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from cryptolake.metrics import MetricsServer
 from trader.domain import Order, OrderStatus
 from trader.risk import TradingState
 
@@ -47,19 +47,15 @@ class TraderMetrics:
                                   registry=r)
         self._fills_seen = 0
         self._rejects_seen = 0
-        self._server: Any = None
+        self._server = MetricsServer(r)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` on ``host:port`` (a daemon thread; port 0 picks a free one); returns the port."""
-        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
-        return int(self._server.server_port)
+        return self._server.start(port, host)
 
     def close(self) -> None:
         """Stop serving ``/metrics`` (the session's stop)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._server.close()
 
     def update(self, orders: Iterable[Order], fills: int, equity: float, exposure: float, state: TradingState,
                consecutive_errors: int = 0) -> None:
