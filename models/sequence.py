@@ -34,12 +34,13 @@ from models.baselines import segment_predictions
 from models.calibration import reliability_curve
 from models.dataset import KEY_COLUMNS, TrainingSet, validate_training_frame
 from models.evaluate import Metrics
+from models.impute import IMPUTED, impute_short_gaps
 from models.nets import SequenceClassifier, build_net
 from models.splits import Fold, time_split
 from models.targets import Target, make_labels
 from models.training import LoopConfig, deterministic, probabilities, train_net
 from models.walkforward import segment_rows
-from models.windows import Standardiser, gather, sort_series, window_ends
+from models.windows import Standardiser, gather, window_ends
 
 log = get_logger(__name__)
 
@@ -68,6 +69,8 @@ class SequenceConfig(BaseModel):
     horizon: int = Field(default=1, ge=1, le=256, description="Label horizon in bars (forward_return)")
     cost: float = Field(default=0.0, ge=0, description="Round-trip cost (log return) the forward return must beat")
     embargo_bars: int = Field(default=0, ge=0, description="Extra bars dropped after the purge between segments")
+    impute_max_gap: int = Field(default=3, ge=0, le=16, description="Holes of up to this many bars are "
+                                "forward-filled (flagged, never ending a window); 0 = no imputation")
     learning_rate: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     batch_size: int = Field(default=512, ge=1)
@@ -156,6 +159,7 @@ class ModelMetadata(BaseModel):
     code_hash: str = ""
     fold_metrics: list[dict[str, Any]] = Field(default_factory=list)
     feature_selection: dict[str, Any] = Field(default_factory=dict)
+    imputation: dict[str, int] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -261,12 +265,13 @@ class SequenceModel:
         features = list(cfg.feature_columns)
         validate_training_frame(dataset.frame, features)
         started = time.perf_counter()
-        frame = sort_series(dataset.frame)
+        imputation = impute_short_gaps(dataset.frame, features, cfg.impute_max_gap)
+        frame, imputed = imputation.frame, imputation.imputed
         ts = pd.to_datetime(frame["ts"], utc=True)
         values = frame[features].to_numpy(dtype=np.float64)
         labels = make_labels(frame, cfg.target, cfg.horizon, cfg.cost)
         ends = window_ends(frame, features, cfg.window)
-        ends = ends[np.isfinite(labels[ends])]
+        ends = ends[np.isfinite(labels[ends]) & ~imputed[ends]]
         bar = _bar_length(frame)
         gap = bar * cfg.effective_gap_bars
         if fold is None:
@@ -278,7 +283,7 @@ class SequenceModel:
         for name, n in samples.items():
             if n == 0:
                 raise DataValidationError(f"{name}_windows", 0, f"no complete {cfg.window}-bar windows in {name}")
-        train_rows = fold.train.contains(ts) & np.isfinite(values).all(axis=1)
+        train_rows = fold.train.contains(ts) & np.isfinite(values).all(axis=1) & ~imputed
         self.standardiser = Standardiser.fit(values[train_rows])
         x_all = self.standardiser.transform(values)
         log.debug("net.fit.start", extra={"net": cfg.net, "samples": samples, "config_hash": cfg.config_hash()[:12]})
@@ -320,6 +325,7 @@ class SequenceModel:
             epochs_trained=len(history), best_epoch=best_epoch, train_seconds=round(train_seconds, 3),
             code_version=code_version(), trained_at=trained_at, code_hash=code_hash(),
             feature_selection=dict(dataset.extra.get("feature_selection", {})),
+            imputation=imputation.summary(),
         )
         log.debug("net.fit.done", extra={"model_version": self.metadata.model_version,
                                         "seconds": round(train_seconds, 2), "best_epoch": best_epoch})
@@ -335,8 +341,9 @@ class SequenceModel:
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Up-move probability for every bar of ``frame`` that ends a complete window.
 
-        Returns the key columns (exchange, symbol, timeframe, ts) and ``probability``, sorted
-        by series and time. Labels are not needed.
+        Returns the key columns (exchange, symbol, timeframe, ts), ``probability`` and
+        ``imputed_bars`` (filled bars inside the window), sorted by series and time. Short holes are
+        filled as in training; a filled bar is never scored. Labels are not needed.
         """
         net, standardiser = self._fitted()
         cfg = self.config
@@ -344,14 +351,17 @@ class SequenceModel:
         missing = [c for c in (*KEY_COLUMNS, *features) if c not in frame.columns]
         if missing:
             raise DataValidationError("frame", missing, "missing columns needed to predict")
-        ordered = sort_series(frame)
+        ordered = impute_short_gaps(frame, features, cfg.impute_max_gap).frame
+        imputed = ordered[IMPUTED].to_numpy(dtype=bool)
         ends = window_ends(ordered, features, cfg.window)
+        ends = ends[~imputed[ends]]
         x_all = standardiser.transform(ordered[features].to_numpy(dtype=np.float64))
         with deterministic(cfg.seed, cfg.num_threads):
             probability = probabilities(net, lambda rows: torch.from_numpy(gather(x_all, rows, cfg.window)), ends)
         out = ordered.loc[ends, list(KEY_COLUMNS)].reset_index(drop=True)
         out["ts"] = pd.to_datetime(out["ts"], utc=True)
         out["probability"] = probability.astype(np.float64)
+        out["imputed_bars"] = gather(imputed[:, None], ends, cfg.window).sum(axis=(1, 2)).astype(np.int64)
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -374,7 +384,8 @@ class SequenceModel:
             if not required.exists():
                 raise ConfigError(f"model folder {folder} lacks {required.name}")
         meta = ModelMetadata.model_validate_json(meta_path.read_text())
-        model = cls(SequenceConfig.model_validate(meta.config))
+        # A model saved before imputation existed was trained without it: it predicts without it.
+        model = cls(SequenceConfig.model_validate({"impute_max_gap": 0, **meta.config}))
         net = build_net(meta.net, len(meta.feature_columns), **model.config.net_params())
         net.load_state_dict(torch.load(weights_path, weights_only=True))
         net.eval()
