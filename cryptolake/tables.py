@@ -231,6 +231,26 @@ GOLD_LABELS = register(
     )
 )
 
+GOLD_ANOMALIES = register(
+    TableSpec(
+        name="gold.anomalies",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            ("timeframe", "STRING"),
+            ("ts", "TIMESTAMP"),
+            ("iforest_score", "DOUBLE"),  # IsolationForest: higher = more isolated
+            ("iforest_flag", "BOOLEAN"),
+            ("pca_error", "DOUBLE"),  # squared PCA reconstruction error
+            ("pca_flag", "BOOLEAN"),
+            ("bar_date", "DATE"),
+        ),
+        keys=("exchange", "symbol", "timeframe", "ts"),
+        partition_by=("bar_date",),
+        description="Model-based anomaly scores of gold.features rows (detectors fit on the months before)",
+    )
+)
+
 SIGNALS_TABLE = register(
     TableSpec(
         name="gold.signals",

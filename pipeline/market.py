@@ -79,6 +79,14 @@ def gold(interval: Interval, settings: Settings) -> Any:
         return run_gold(interval.start, interval.end, settings=settings)
 
 
+def anomalies(interval: Interval, settings: Settings) -> Any:
+    """IsolationForest and PCA scores of the interval's gold rows: ``spark_jobs.gold.anomaly_job.AnomalyResult``."""
+    from spark_jobs.gold.anomaly_job import run_anomalies
+
+    with spark_bar("anomalies: IsolationForest + PCA"):
+        return run_anomalies(interval.start, interval.end, settings=settings)
+
+
 def train(interval: Interval, settings: Settings) -> TrainResult:
     """Retrain on the rolling lookback ending at the interval's end, or reuse the champion (pipeline.training)."""
     from pipeline.training import train_or_reuse
@@ -113,7 +121,8 @@ def trade(interval: Interval, settings: Settings, *, scored: ScoreResult) -> Tra
 
 
 TASKS: dict[str, Callable[..., Any]] = {
-    "ingest": ingest, "land": land, "silver": silver, "gold": gold, "train": train, "score": score, "trade": trade,
+    "ingest": ingest, "land": land, "silver": silver, "gold": gold, "anomalies": anomalies, "train": train,
+    "score": score, "trade": trade,
 }
 _HEADLINE_KEYS = ("produced", "rows", "feature_rows", "model_version", "retrained", "scored", "check")
 

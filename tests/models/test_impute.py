@@ -18,7 +18,7 @@ def _holed(frame: pd.DataFrame, drop: list[int]) -> pd.DataFrame:
 
 def test_short_holes_are_filled_from_the_last_real_bar_and_flagged():
     frame = synthetic_frame(n=40, seed=1)  # SYNTHETIC
-    holed = _holed(frame, [10, 11] + [20, 21, 22, 23, 24])  # a 2-bar hole and a 5-bar hole
+    holed = _holed(frame, [10, 11, 20, 21, 22, 23, 24])  # a 2-bar hole and a 5-bar hole
     holed.loc[30, "f1"] = np.nan  # a missing value in a real row (index 30 after the drops = bar 37)
     out = impute_short_gaps(holed, FEATURES, max_gap=3)
     f = out.frame
