@@ -13,7 +13,6 @@ last-fold model is registered with its lineage and gate decision, and the champi
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -135,8 +134,6 @@ def train(
     from pipeline.training import embedded_training_set, lake_training_set, train_models
 
     settings = get_settings()
-    if settings.log_level.upper() != "DEBUG":
-        logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's chatter is not ours
     nets = _nets(model) if model != "ppo" else ()
     if fold is not None and (model != "ppo" or not 1 <= fold <= walk_forward):
         raise typer.BadParameter(f"--fold {fold}: only with --model ppo, and 1..{walk_forward} (--walk-forward)")

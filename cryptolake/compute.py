@@ -25,6 +25,11 @@ def dask_client(settings: DaskSettings | None = None, n_workers: int | None = No
     """
     from distributed import Client, LocalCluster
 
+    from cryptolake.logs import quiet_libraries
+
+    # Importing distributed installs dask's own logging config (its loggers at INFO): quiet them after.
+    if get_settings().log_level.upper() != "DEBUG":
+        quiet_libraries()
     cfg = settings or get_settings().dask
     if cfg.scheduler_address:
         client = Client(cfg.scheduler_address)

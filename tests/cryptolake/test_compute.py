@@ -14,7 +14,12 @@ def _square(x: int) -> int:
 
 @pytest.mark.slow
 def test_local_cluster_runs_tasks_and_closes() -> None:
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.INFO)  # as importing distributed leaves it
     with dask_client(DaskSettings(n_workers=1, memory_limit="1GiB")) as client:
+        # The cluster's start-up chatter is not ours: its loggers are at WARNING once the client is up.
+        assert logging.getLogger("distributed").level == logging.WARNING
         assert len(client.scheduler_info()["workers"]) == 1
         assert client.gather(client.map(_square, range(5))) == [0, 1, 4, 9, 16]
     assert client.status == "closed"
