@@ -101,3 +101,58 @@ def test_an_ml_member_only_trades_while_it_is_chosen(bars: pd.DataFrame) -> None
     for ts in entries.ts:  # filled at the open after the signal's bar closed, when the ML member was the choice
         before = choices[choices.ts <= ts]
         assert len(before) and before.chosen.iloc[-1] == "ml"
+
+
+def _shadow_trailing(cfg: SelectorConfig, bars: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each bar member's trailing shadow net return, recomputed from whole-series signals (independent)."""
+    import math
+
+    import numpy as np
+
+    from trader.domain import Bar, timeframe_delta
+    from trader.strategies.signal import bar_arrays, signal_arrays
+
+    sel = SelectorStrategy(cfg, [INST])
+    rows = [Bar(INST.exchange, INST.symbol, "30m", t.to_pydatetime(), t.to_pydatetime() + timeframe_delta("30m"),
+                o, h, lo, c, v) for t, o, h, lo, c, v in bars[["open_time", "open", "high", "low", "close", "volume"]]
+            .itertuples(index=False)]
+    full = bar_arrays(rows)
+    start = sel.history_bars - 1 - cfg.warm_bars  # where the first decision's replay begins
+    out = {}
+    for name, m in sel.members.items():
+        entry, exit_, _ = signal_arrays(type(m).signal, full, m._params, m.history_bars)
+        held, rets = False, np.zeros(len(rows))
+        for i in range(start, len(rows)):
+            r = math.log(full[3][i] / full[3][i - 1]) if held else 0.0
+            if held and exit_[i]:
+                held, r = False, r - cfg.perf_cost / 2
+            elif not held and entry[i]:
+                held, r = True, r - cfg.perf_cost / 2
+            rets[i] = r
+        trailing = pd.Series(rets).rolling(cfg.perf_bars).sum()
+        trailing[: start + cfg.perf_bars - 1] = np.nan
+        out[name] = pd.Series(trailing.to_numpy(), index=[b.close_time for b in rows])
+    return out
+
+
+def test_rolling_performance_passes_over_a_losing_member_with_the_measured_reason(bars: pd.DataFrame) -> None:
+    import re
+
+    cfg = SelectorConfig(perf_bars=96)
+    choices = trace_choices(cfg, bars, INST)
+    plain = trace_choices(SelectorConfig(), bars, INST)
+    by_perf = choices[choices.reason.str.contains("over 96 bars")]
+    assert len(by_perf) >= 3 and not choices.equals(plain)
+    trailing = _shadow_trailing(cfg, bars)
+    for c in by_perf.itertuples():
+        for name, value in re.findall(r"(\w+) ([+-]\d+\.\d{4})", c.reason.split(";", 1)[1]):
+            assert float(value) == pytest.approx(trailing[name][c.ts], abs=5e-5), (c.ts, name)
+        mapped = SelectorConfig().by_regime[c.regime]
+        assert trailing[mapped][c.ts] <= 0  # the regime's own member was losing over the window
+        if c.chosen != "cash":
+            assert trailing[c.chosen][c.ts] > 0 and c.chosen != mapped
+    # Still no leakage: truncating after t leaves every choice at t unchanged.
+    cut = 1200
+    part = trace_choices(cfg, bars.iloc[:cut], INST)
+    last_close = bars.open_time.iloc[cut - 1] + pd.Timedelta(minutes=30)
+    assert part.equals(choices[choices.ts <= last_close].reset_index(drop=True))

@@ -4,8 +4,10 @@ Each bar the regime (:mod:`trader.regimes`) names a preferred member (``by_regim
 flat). The selector switches to it only after it has been preferred for ``confirm_bars`` consecutive
 bars (hysteresis: one noisy bar never flips the choice). On a switch a position is closed at the next
 open and the new member's entry signal is followed from then on. Every switch is recorded in
-:attr:`SelectorStrategy.choices` with the regime and its measured reason; :func:`trace_choices`
-replays the same decisions over a bar frame for reports and the leakage test.
+:attr:`SelectorStrategy.choices` with the regime and its measured reason. With ``perf_bars`` the
+choice also follows rolling out-of-sample performance: every bar member runs a shadow of its own
+signals, and the regime's member is passed over while its trailing net return is not positive.
+:func:`trace_choices` replays the same decisions over a bar frame for reports and the leakage test.
 
 Members are signal strategies (decided at each bar close from the bars) or ``mlsignal`` members,
 which trade the model's signals: while an ML member is chosen for an instrument, the selector applies
@@ -16,6 +18,7 @@ the signal about bar ``t`` arrives after bar ``t`` has closed, so it sees the ch
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +52,10 @@ class SelectorConfig(SignalConfig):
                            "(unrecorded) to set the choice a run starts with, so a run continuing an account "
                            "does not start in cash")
     regime: RegimeConfig = RegimeConfig()
+    perf_bars: int = Field(default=0, ge=0, description="Trailing bars of each bar member's shadow (hypothetical) "
+                           "net return; the regime's member is chosen only while its return there is > 0, else "
+                           "the best positive member, else cash. 0 = by regime only")
+    perf_cost: float = Field(default=0.003, ge=0, description="Round-trip cost (log) charged to a shadow trade")
 
     @field_validator("members", mode="before")
     @classmethod
@@ -97,6 +104,8 @@ class SelectorStrategy(SignalStrategy):
         self.streak: dict[str, tuple[str, int]] = {}
         self.choices: list[Choice] = []
         self._bar: Bar | None = None
+        # Per instrument: each bar member's shadow position and its last ``perf_bars`` net log returns.
+        self._shadow: dict[str, dict[str, tuple[bool, deque[float]]]] = {}
 
     def lookback(self) -> int:
         cfg = self.config
@@ -143,6 +152,8 @@ class SelectorStrategy(SignalStrategy):
         """The member chosen at bar ``t`` of ``arrays`` (the hysteresis' state updated) and whether it switched."""
         regime, why = regime_at(arrays[1], arrays[2], arrays[3], t, self.sel.regime)
         want = self.sel.by_regime[regime]
+        if self.sel.perf_bars:
+            want, why = self._by_performance(key, arrays, t, want, why)
         current = self.current[key]
         switched = False
         if want == current:
@@ -159,6 +170,38 @@ class SelectorStrategy(SignalStrategy):
                                                f"{why} for {n} bars"))
                 current, switched = want, True
         return current, switched
+
+
+    def _by_performance(self, key: str, arrays: tuple[np.ndarray, ...], t: int, want: str, why: str
+                        ) -> tuple[str, str]:
+        """Advance every bar member's shadow to bar ``t``; keep ``want`` only if its trailing net return is > 0.
+
+        A shadow trades the member's own entry and exit signals on the bars up to ``t`` (entering at the
+        close it decides on, a round trip costing ``perf_cost``): the trailing return is out of sample
+        for every later decision. ML and vote members have no shadow and are always eligible.
+        """
+        c = arrays[3]
+        shadows = self._shadow.setdefault(key, {})
+        for name, m in self.members.items():
+            if not isinstance(m, SignalStrategy) or hasattr(m, "members"):
+                continue
+            held, rets = shadows.get(name, (False, deque(maxlen=self.sel.perf_bars)))
+            r = math.log(c[t] / c[t - 1]) if held and t > 0 else 0.0
+            e, x, _ = type(m).signal(*arrays, t, m._params)
+            if held and x:
+                held, r = False, r - self.sel.perf_cost / 2
+            elif not held and e:
+                held, r = True, r - self.sel.perf_cost / 2
+            rets.append(r)
+            shadows[name] = (held, rets)
+        trailing = {n: sum(r) for n, (_, r) in shadows.items() if len(r) == self.sel.perf_bars}
+        if want == CASH or want not in trailing or trailing[want] > 0:
+            return want, why
+        best = max(trailing, key=lambda n: (trailing[n], n))
+        if trailing[best] > 0:
+            return best, (f"{why}; {want} {trailing[want]:+.4f} over {self.sel.perf_bars} bars, "
+                          f"{best} {trailing[best]:+.4f}")
+        return CASH, f"{why}; no member positive over {self.sel.perf_bars} bars ({want} {trailing[want]:+.4f})"
 
 
 def trace_choices(config: SelectorConfig, bars: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
