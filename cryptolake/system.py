@@ -25,6 +25,7 @@ from cryptolake.types import TIMEFRAME_MS
 
 DEFAULT_FILE = PROJECT_ROOT / "infra" / "system.toml"
 ENV_PREFIX = "CRYPTOLAKE_SYSTEM__"
+DEFAULT_1M = "market/ohlcv_1m/nautilus_trader/btc-perp-20211231-20220201_1m.csv.gz"  # Binance BTCUSDT 1m
 
 
 def shared_data_root() -> Path:
@@ -40,7 +41,7 @@ class ReplaySpec(_Frozen):
     """The local exchange's replay of real candles (the default venue)."""
 
     candles: dict[str, Path] = Field(
-        default_factory=lambda: {"BTC/USDT": Path("market/ohlcv_1m/nautilus_trader/btc-perp-20211231-20220201_1m.csv.gz")},
+        default_factory=lambda: {"BTC/USDT": Path(DEFAULT_1M)},
         description="Unified symbol -> real candle file (relative = under the shared data root)")
     speed: float = Field(60.0, gt=0, description="Replay speed multiple of real time (60 = one 1m candle per second)")
     start_index: int = Field(500, ge=1, description="Candles of history already visible when the replay starts")
@@ -73,7 +74,7 @@ class VenueSpec(_Frozen):
 
     name: str = Field("localex", min_length=1, description="Venue name written into the records")
     kind: Literal["local", "ccxt"] = Field("local", description="local = the replaying local exchange")
-    exchange_id: str = Field("binance", min_length=1, description="ccxt exchange id (the local exchange speaks binance)")
+    exchange_id: str = Field("binance", min_length=1, description="ccxt exchange id (local: binance)")
     base_url: str = Field("", description="kind=ccxt: point every API URL here (empty = the real venue)")
     sandbox: bool = Field(False, description="kind=ccxt: the venue's testnet")
 

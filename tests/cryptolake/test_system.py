@@ -49,7 +49,7 @@ def test_bad_values_name_the_field_and_value(env: dict[str, str], needle: str) -
 def test_missing_candle_file_and_bad_toml(tmp_path: Path) -> None:
     bad = tmp_path / "s.toml"
     bad.write_text('[replay.candles]\n"BTC/USDT" = "nope/missing.csv.gz"\n')
-    with pytest.raises(ConfigError, match="nope/missing.csv.gz.*does not exist"):
+    with pytest.raises(ConfigError, match=r"nope/missing\.csv\.gz.*does not exist"):
         load_system(bad, environ={})
     bad.write_text("symbols = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
