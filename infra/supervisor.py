@@ -141,6 +141,12 @@ class Supervisor:
             child.proc = subprocess.Popen(list(spec.argv), stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True,
                                           env={**os.environ, **spec.env})
+        deadline = time.monotonic() + 5.0  # register the exec'ed command line, never the fork's (or none)
+        mine = processes.cmdline(os.getpid())
+        while processes.cmdline(child.proc.pid) in (None, mine) and time.monotonic() < deadline:
+            if child.proc.poll() is not None:
+                break
+            time.sleep(0.005)
         child.cmdline = register(KIND_PREFIX + spec.name, child.proc.pid, self.settings).cmdline
         child.state, child.ready, child.started_at = "running", spec.readiness_url() is None, time.time()
         log.info("supervisor.started", extra={"proc": spec.name, "pid": child.proc.pid, "restarts": child.restarts})
