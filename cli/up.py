@@ -60,7 +60,8 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
         p = port()
         argv = [*CLI, "connect", "altdata", "--metrics-port", str(p)]
         for a in system.altdata:
-            argv += ["--source", a.source, "--poll-interval", str(a.poll_interval_s)]
+            argv += ["--source", a.source]
+        argv += ["--poll-interval", str(min(a.poll_interval_s for a in system.altdata))]
         specs.append(ProcessSpec("altdata", tuple(argv), metrics_port=p))
     # The STREAM helper's processes, where its commands exist on this branch.
     if _has("cli.stream"):

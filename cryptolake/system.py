@@ -94,7 +94,7 @@ class StrategySpec(_Frozen):
     cash: float = Field(10_000.0, gt=0, description="Initial paper cash")
 
 
-AltSource = Literal["news", "reddit", "chain"]
+AltSource = Literal["news"]  # the long-running alternative-data connectors so far
 
 
 class AltDataSpec(_Frozen):

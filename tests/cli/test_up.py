@@ -60,7 +60,7 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         state = supervisor.read_state(settings)
         assert state is not None
         rows = state["processes"]
-        assert set(rows) == {"exchange", "market-localex-1m", "trader-paper-breakout"}
+        assert set(rows) == {"exchange", "market-localex-1m", "trader-paper-breakout", "altdata"}
         assert all(r["state"] == "running" and r["ready"] for r in rows.values())
         pids = [state["pid"], *(r["pid"] for r in rows.values())]
         log = settings.paths.state_dir / "logs" / "trader-paper-breakout.log"
@@ -72,13 +72,15 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
             time.sleep(1)
         assert bars >= 30  # the paper trader got the replayed bars over the websocket
         status = _run(["status"], env, 60)
-        assert status.returncode == 0 and status.stdout.count("running") == 3
+        assert status.returncode == 0 and status.stdout.count("running") == 4
         logs = _run(["logs", "market-localex-1m", "--lines", "5"], env, 60)
         assert logs.returncode == 0
         seen = _published(settings, "localex")  # the candles in Kafka: the history, then the replay, each once
         assert len(seen) >= 300 and max(seen.values()) == 1
         sent = _metric(rows["market-localex-1m"]["metrics_port"], "cryptolake_producer_messages_sent")
         assert sent is not None and sent >= len(seen) >= 300
+        news = _metric(rows["altdata"]["metrics_port"], "cryptolake_producer_messages_sent")
+        assert news is not None and news > 0  # the real headlines' replay flows into news.articles
     finally:
         down = _run(["down"], env, 180)
     assert down.returncode == 0, down.stdout + down.stderr
