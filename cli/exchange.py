@@ -15,9 +15,16 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(0, help="Port; 0 picks a free one"),
     capture: list[Path] = typer.Option([], help="Binance websocket capture(s) to replay (<ns> <json> lines)"),
-    candles: list[str] = typer.Option([], help="SYMBOL=PATH of a CryptoDataDownload candle export, e.g. "
+    candles: list[str] = typer.Option([], help="SYMBOL=PATH of a candle file (a CryptoDataDownload export or a "
+                                                "timestamp,open,high,low,close,volume CSV), e.g. "
                                                 "BTC/USDT=.../Binance_BTCUSDT_1h.csv.gz"),
     speed: float = typer.Option(1.0, help="Replay speed multiple (0 = paused; step via /admin/replay)"),
+    candle_step: float = typer.Option(1.0, help="Wall seconds per candle at --speed 1 (60 = real time for 1m)"),
+    start_index: int = typer.Option(500, help="Candles of history visible when the replay starts"),
+    drift_at: str = typer.Option(None, help="SYNTHETIC drift: from this candle open time (ISO 8601 UTC) on, the "
+                                            "replayed candles are CHANGED (returns and volume scaled by "
+                                            "--drift-scale) and labelled SYNTHETIC in the kline 'ignore' field"),
+    drift_scale: float = typer.Option(1.0, help="SYNTHETIC drift factor of log returns and volume"),
     api_key: str = typer.Option("", envvar="LOCALEX_API_KEY", help="API key accepted (random if empty)"),
     api_secret: str = typer.Option("", envvar="LOCALEX_API_SECRET", help="Its secret (random if empty)"),
 ) -> None:
@@ -36,12 +43,21 @@ def serve(
         if not sep:
             raise typer.BadParameter(f"--candles {item!r}: expected SYMBOL=PATH")
         files[symbol] = Path(path)
-    config = LocalExchangeConfig(captures=tuple(capture), candle_files=files, speed=speed, api_keys={key: secret})
+    from cli.options import parse_time
+
+    at = parse_time(drift_at, "drift-at") if drift_at else None
+    if drift_scale <= 0:
+        raise typer.BadParameter(f"--drift-scale {drift_scale}: must be positive")
+    config = LocalExchangeConfig(captures=tuple(capture), candle_files=files, speed=speed, api_keys={key: secret},
+                                 candle_step_s=candle_step, candle_start_index=start_index,
+                                 drift_at_ms=int(at.timestamp() * 1000) if at else None, drift_scale=drift_scale)
 
     def ready(ex: LocalExchange) -> None:
         # Printed to the terminal for the user who started it; never logged.
         typer.echo(f"local exchange on {ex.base_url} (websockets {ex.ws_url}/ws, {ex.ws_url}/stream)")
         typer.echo(f"markets: {', '.join(sorted(ex.markets))}")
+        if at is not None:
+            typer.echo(f"SYNTHETIC drift: candles from {at.isoformat()} on have returns and volume x{drift_scale}")
         if not api_key:
             typer.echo(f"api key: {key}\napi secret: {secret}")
         typer.echo("ccxt: point_ccxt_at(ccxt.binance({'apiKey': ..., 'secret': ...}), url)  -- Ctrl-C to stop")

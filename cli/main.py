@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import ablation, altdata, backtest, doctor, exchange, optimize, run, serve, sql, stack, trade, train
+from cli import ablation, altdata, backtest, connect, doctor, exchange, optimize, run, serve, sql, stack, trade, train, up
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -30,6 +30,11 @@ app.add_typer(serve.users_app, name="users")
 app.command("train")(train.train)
 app.add_typer(trade.app, name="trade")
 app.add_typer(ablation.app, name="ablation")
+app.add_typer(connect.app, name="connect")
+app.command("up")(up.up)
+app.command("down")(up.down)
+app.command("status")(up.status)
+app.command("logs")(up.logs)
 
 
 @app.callback()

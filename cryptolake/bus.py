@@ -211,6 +211,14 @@ class Producer:
             failed, self.failed = self.failed, {}
             raise InfrastructureError(f"delivery failed: {failed}")
 
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery reports (a long-running producer calls this between sends); returns how many."""
+        return int(self._producer.poll(timeout))
+
+    def buffered(self) -> int:
+        """Records queued locally, not yet acknowledged by the broker (they wait out a broker outage)."""
+        return len(self._producer)
+
     def close(self) -> None:
         """Release the client (librdkafka closes when the handle goes; queued records were flushed)."""
         self._producer.poll(0)

@@ -212,3 +212,58 @@ def _infer_interval(candles: list[Candle]) -> int:
     for a, b in itertools.pairwise(candles):
         gaps[b.open_time - a.open_time] = gaps.get(b.open_time - a.open_time, 0) + 1
     return max(gaps, key=lambda g: gaps[g])
+
+
+def load_plain_candles(path: str | Path, symbol: str) -> CandleSet:
+    """A ``timestamp,open,high,low,close,volume`` file (naive UTC open times, oldest first), e.g. the real
+    Binance BTCUSDT 1-minute bars in ``shared/data/market/ohlcv_1m/nautilus_trader/``."""
+    path = Path(path)
+    out: dict[int, Candle] = {}
+    with _open_text(path) as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or reader.fieldnames[:1] != ["timestamp"]:
+            raise DataValidationError(f"{path.name}:1", reader.fieldnames, "expected a 'timestamp,open,...' header")
+        for rowno, row in enumerate(reader, start=2):
+            try:
+                ts = int(datetime.fromisoformat(row["timestamp"]).replace(tzinfo=UTC).timestamp() * 1000)
+                out.setdefault(ts, Candle(ts, float(row["open"]), float(row["high"]), float(row["low"]),
+                                          float(row["close"]), float(row["volume"])))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataValidationError(f"{path.name}:{rowno}", row, f"unreadable candle: {exc}") from exc
+    candles = [out[t] for t in sorted(out)]
+    return CandleSet(symbol, _infer_interval(candles), candles, source=str(path))
+
+
+def load_candles(path: str | Path, symbol: str) -> CandleSet:
+    """A candle file of either supported format (a CryptoDataDownload export or a plain ``timestamp,...`` CSV)."""
+    with _open_text(Path(path)) as fh:
+        first = fh.readline()
+    if first.startswith("timestamp,"):
+        return load_plain_candles(path, symbol)
+    return load_cdd_candles(path, symbol)
+
+
+def synthetic_drift(candles: CandleSet, at_ms: int, scale: float) -> CandleSet:
+    """SYNTHETIC: from open time ``at_ms`` on, every log return (close to close, and each candle's open,
+    high and low relative to the previous close) is multiplied by ``scale`` and so is the volume: the
+    volatility and volume regime shifts while the path stays continuous. Earlier candles are untouched
+    (real). Used to show that drift detection fires; never a stand-in for real data."""
+    if scale <= 0:
+        raise DataValidationError("drift_scale", scale, "must be positive")
+    out: list[Candle] = []
+    prev_real: float | None = None
+    prev_new: float | None = None
+    for c in candles.candles:
+        if c.open_time < at_ms or prev_real is None or prev_new is None:
+            out.append(c)
+            prev_real, prev_new = c.close, c.close
+            continue
+
+        def move(price: float, real_ref: float = prev_real, new_ref: float = prev_new) -> float:
+            return float(new_ref * (price / real_ref) ** scale)
+
+        o, h, lo, cl = move(c.open), move(c.high), move(c.low), move(c.close)
+        out.append(Candle(c.open_time, o, max(o, h, lo, cl), min(o, h, lo, cl), cl, c.volume * scale))
+        prev_real, prev_new = c.close, cl
+    return CandleSet(candles.symbol, candles.interval_ms, out, source=f"SYNTHETIC drift x{scale} from {at_ms} of "
+                     f"{candles.source}")

@@ -37,7 +37,7 @@ from cryptolake.errors import (
     OrderRejectedError,
 )
 from cryptolake.logs import get_logger
-from ingest.localexchange.data import CandleSet, load_capture, load_cdd_candles, load_gym_candles
+from ingest.localexchange.data import CandleSet, load_candles, load_capture, load_gym_candles, synthetic_drift
 from ingest.localexchange.faults import FaultState
 from ingest.localexchange.matching import Fill, MarketSpec, MatchingEngine, Order
 from ingest.localexchange.replay import MarketReplay, decimals_used, split_symbol_id
@@ -67,6 +67,8 @@ class LocalExchangeConfig(BaseModel):
     candle_step_s: float = Field(1.0, gt=0, description="Wall seconds per candle for candle-only markets")
     candle_start_index: int = Field(500, ge=0, description="Candle-only markets start with this much history")
     start_paused: bool = Field(False, description="Load but do not start the replay clock")
+    drift_at_ms: int | None = Field(None, description="SYNTHETIC drift of candle-file markets from this open time")
+    drift_scale: float = Field(1.0, gt=0, description="SYNTHETIC drift: log returns and volume multiplied by this")
     api_keys: dict[str, str] = Field(default_factory=dict, description="API key -> secret (one account each)")
     balances: dict[str, str] = Field(default_factory=lambda: {"USDT": "100000", "USD": "100000", "BTC": "1",
                                                                "ETH": "10"},
@@ -147,7 +149,12 @@ class LocalExchange:
             rep = self.markets.setdefault(capture.symbol, MarketReplay(capture.symbol))
             rep.capture = capture
             self._pending[capture.symbol] = rep.start_capture()
-        candle_sets: list[CandleSet] = [load_cdd_candles(p, s) for s, p in self.config.candle_files.items()]
+        candle_sets: list[CandleSet] = [load_candles(p, s) for s, p in self.config.candle_files.items()]
+        if self.config.drift_at_ms is not None:
+            candle_sets = [synthetic_drift(cs, self.config.drift_at_ms, self.config.drift_scale) for cs in candle_sets]
+            log.warning("localexchange.synthetic_drift", extra={"synthetic": True, "at_ms": self.config.drift_at_ms,
+                                                               "scale": self.config.drift_scale,
+                                                               "markets": [c.symbol for c in candle_sets]})
         if not self.config.captures and not self.config.candle_files:
             candle_sets = [load_gym_candles(c) for c in self.config.gym_coins]
         for cs in candle_sets:
@@ -408,8 +415,25 @@ class LocalExchange:
             return
         k = {"t": c.open_time, "T": c.open_time + rep.candles.interval_ms - 1, "s": sym, "i": interval,
              "f": -1, "L": -1, "o": repr(c.open), "c": repr(c.close), "h": repr(c.high), "l": repr(c.low),
-             "v": repr(c.volume), "n": 0, "x": True, "q": "0", "V": "0", "Q": "0", "B": "0"}
+             "v": repr(c.volume), "n": 0, "x": True, "q": "0", "V": "0", "Q": "0", "B": self._label(c.open_time)}
         await self._publish(f"{sym.lower()}@kline_{interval}", {"e": "kline", "E": c.open_time, "s": sym, "k": k})
+
+    def _label(self, open_time: int) -> str:
+        """Binance's unused "ignore" kline field: ``SYNTHETIC`` on candles the drift option changed, else "0"."""
+        at = self.config.drift_at_ms
+        return "SYNTHETIC" if at is not None and open_time >= at and self.config.drift_scale != 1.0 else "0"
+
+    def replay_status(self) -> dict[str, Any]:
+        """Per candle market: the open time of the replay cursor's candle and of the first visible one."""
+        out: dict[str, Any] = {}
+        for sid, rep in self.markets.items():
+            if rep.candles is not None and rep.candles.candles:
+                cur = rep.current_candle()
+                out[sid] = {"cursor": rep.candle_cursor, "cursor_open_time": cur.open_time if cur else None,
+                            "first_open_time": rep.candles.candles[0].open_time,
+                            "interval_ms": rep.candles.interval_ms, "total": len(rep.candles.candles)}
+        return {"candles": out, "synthetic_drift": None if self.config.drift_at_ms is None else
+                {"at_ms": self.config.drift_at_ms, "scale": self.config.drift_scale}}
 
     async def _publish(self, stream: str, data: dict[str, Any], also: tuple[str, ...] = ()) -> None:
         names = (stream, *also)
@@ -733,7 +757,8 @@ class LocalExchange:
                 for _ in range(int(body.get("n", 1))):
                     await self._advance(str(body["symbol"]))
             return web.json_response({"paused": self._paused, "pending": {k: len(v) for k, v in
-                                                                         self._pending.items()}})
+                                                                         self._pending.items()},
+                                      **self.replay_status()})
         if what == "requests":
             return web.json_response([{"t": t, "path": p, "status": s} for t, p, s in self.faults.request_log])
         return web.json_response({"error": f"unknown admin action {what!r}"}, status=404)
@@ -819,7 +844,7 @@ class LocalExchange:
                 if (start is not None and c.open_time < start) or (end is not None and c.open_time > end):
                     continue
                 rows.append([c.open_time, repr(c.open), repr(c.high), repr(c.low), repr(c.close), repr(c.volume),
-                             c.open_time + ims - 1, "0", 0, "0", "0", "0"])
+                             c.open_time + ims - 1, "0", 0, "0", "0", self._label(c.open_time)])
         elif rep.capture is not None and interval == "1m":
             for t0 in sorted(rep.klines_1m):
                 if (start is not None and t0 < start) or (end is not None and t0 > end):
@@ -1068,11 +1093,17 @@ def serve(config: LocalExchangeConfig, host: str = "127.0.0.1", port: int = 0,
     exchange = LocalExchange(config)
 
     async def main() -> None:
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)  # a supervised stop ends cleanly (exit 0)
         await exchange.start_async(host, port)
         if on_ready is not None:
             on_ready(exchange)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await exchange.stop_async()
 

@@ -1,0 +1,244 @@
+"""`cryptolake up | down | status | logs`: the whole living system as supervised processes.
+
+``up`` starts the broker (:mod:`infra.broker`), then the supervisor daemon (:mod:`infra.supervisor`) over
+the processes the system config (:mod:`cryptolake.system`) describes; ``down`` stops all of them and
+checks that no process of ours is left.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cryptolake.settings import Settings, get_settings
+from cryptolake.system import SystemConfig, load_system
+
+CLI = (sys.executable, "-m", "cli.main")  # the same interpreter and code as this `cryptolake`
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, port: Any) -> list[Any]:
+    """The supervised processes of ``system`` (``port()`` hands out free metrics ports)."""
+    from infra.supervisor import ProcessSpec
+
+    specs: list[ProcessSpec] = []
+    base_url = f"http://127.0.0.1:{exchange_port}"
+    r = system.replay
+    tf_s = 60.0  # the local exchange replays the candle files' own interval; wall seconds at speed 1 = 1m
+    if any(v.kind == "local" for v in system.venues):
+        argv = [*CLI, "exchange", "serve", "--port", str(exchange_port), "--speed", str(r.speed),
+                "--candle-step", str(tf_s), "--start-index", str(r.start_index)]
+        for sym, path in r.candles.items():
+            argv += ["--candles", f"{sym}={path}"]
+        if r.drift_at is not None:
+            argv += ["--drift-at", r.drift_at.isoformat(), "--drift-scale", str(r.drift_scale)]
+        specs.append(ProcessSpec("exchange", tuple(argv), ready_url=f"{base_url}/admin/replay"))
+    symbols = ",".join(system.symbols)
+    for v in system.venues:
+        url = base_url if v.kind == "local" else v.base_url
+        for tf in system.timeframes:
+            p = port()
+            argv = [*CLI, "connect", "market", "--venue", v.name, "--exchange-id", v.exchange_id,
+                    "--symbols", symbols, "--timeframe", tf, "--metrics-port", str(p)]
+            argv += ["--base-url", url] if url else []
+            argv += ["--trades"] if system.trades else []
+            argv += ["--books"] if system.books else []
+            specs.append(ProcessSpec(f"market-{v.name}-{tf}", tuple(argv), metrics_port=p))
+    if system.altdata and _has("ingest.altlive"):
+        p = port()
+        argv = [*CLI, "connect", "altdata", "--metrics-port", str(p)]
+        for a in system.altdata:
+            argv += ["--source", a.source]
+        argv += ["--poll-interval", str(min(a.poll_interval_s for a in system.altdata))]
+        specs.append(ProcessSpec("altdata", tuple(argv), metrics_port=p))
+    # The STREAM helper's processes, where its commands exist on this branch.
+    if _has("cli.stream"):
+        for job in ("land", "features", "score"):
+            p = port()
+            specs.append(ProcessSpec(f"stream-{job}", (*CLI, "stream", job, "--metrics-port", str(p)), metrics_port=p))
+    if _has("cli.monitor"):
+        p = port()
+        specs.append(ProcessSpec("monitor", (*CLI, "monitor", "--metrics-port", str(p)), metrics_port=p))
+    # The AIRFLOW helper's services (scheduler, DAG processor, API server), where infra.airflow_services exists.
+    if _has("infra.airflow_services"):
+        from infra import airflow_services  # type: ignore[attr-defined]
+
+        for name, argv, env in airflow_services.services(settings):
+            specs.append(ProcessSpec(f"airflow-{name}", tuple(argv), env=dict(env)))
+    local = next((v for v in system.venues if v.kind == "local"), system.venues[0])
+    bar_s = tf_s / r.speed
+    for s in system.strategies:
+        p = port()
+        argv = [*CLI, "trade", "run", "--paper", "--strategy", s.kind, "--symbols", symbols, "--venue",
+                local.exchange_id, "--timeframe", system.timeframes[0], "--account", s.account, "--cash",
+                str(s.cash), "--feed", "ws", "--poll-interval", str(min(1.0, bar_s / 4)), "--bar-interval",
+                str(bar_s), "--stale-bars", "30", "--max-orders-per-minute", str(max(60, int(60 * r.speed))),
+                "--metrics-port", str(p)]
+        argv += ["--base-url", base_url if local.kind == "local" else local.base_url]
+        for k, val in s.params.items():
+            import json
+
+            argv += ["--param", f"{k}={json.dumps(val)}"]
+        specs.append(ProcessSpec(f"trader-{s.account}", tuple(argv), metrics_port=p))
+    return specs
+
+
+def up(
+    config: Path = typer.Option(None, "--config", "-c", help="System config TOML (default: $CRYPTOLAKE_SYSTEM_FILE "
+                                "or infra/system.toml); CRYPTOLAKE_SYSTEM__* variables override it"),
+    wait: bool = typer.Option(True, help="Wait until every process is ready (progress shown)"),
+) -> None:
+    """Start the broker and every process of the system config under the supervisor (restarted when they die)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from cryptolake.errors import CryptolakeError
+    from infra import broker, supervisor
+    from infra.broker import free_port
+
+    settings = get_settings()
+    try:
+        system = load_system(config)
+    except CryptolakeError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    if supervisor.daemon(settings) is not None:
+        typer.echo("already up (`cryptolake status`; `cryptolake down` first to restart)", err=True)
+        raise typer.Exit(1)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TimeElapsedColumn(), transient=True) as progress:
+        task = progress.add_task("kafka broker", total=None)
+        info = broker.start(settings)
+        specs = build_specs(system, settings, free_port(), free_port)
+        sup_port = free_port()
+        progress.update(task, description="supervisor", total=len(specs), completed=0)
+        supervisor.start_daemon(specs, system.supervisor, settings, metrics_port=sup_port)
+        deadline = time.monotonic() + system.supervisor.ready_timeout_s
+        while wait:
+            rows = (supervisor.read_state(settings) or {}).get("processes", {})
+            ready = [n for n, r in rows.items() if r["ready"]]
+            failed = [n for n, r in rows.items() if r["state"] == "failed"]
+            waiting = sorted(set(rows) - set(ready) - set(failed))
+            progress.update(task, completed=len(ready), description=f"waiting for {', '.join(waiting) or '-'}")
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+    typer.echo(f"kafka      : {info.bootstrap} (pid {info.pid})")
+    typer.echo(f"supervisor : http://127.0.0.1:{sup_port}/metrics")
+    _print_status(settings)
+    typer.echo(f"logs       : {supervisor.logs_dir(settings)}  (`cryptolake logs NAME --follow`)")
+    rows = (supervisor.read_state(settings) or {}).get("processes", {})
+    if wait and not all(r["ready"] for r in rows.values()):
+        typer.echo("not every process is ready: see `cryptolake status` and `cryptolake logs NAME`", err=True)
+        raise typer.Exit(1)
+
+
+def down(keep_broker: bool = typer.Option(False, help="Leave the Kafka broker running")) -> None:
+    """Stop every supervised process and the broker; fail if any process of ours is left."""
+    from infra import broker, supervisor
+    from infra.processes import alive
+
+    settings = get_settings()
+    try:
+        policy = load_system().supervisor
+    except Exception:  # a broken config file must never keep `down` from stopping things
+        from cryptolake.system import SupervisorSpec
+
+        policy = SupervisorSpec()
+    state = supervisor.read_state(settings) or {}
+    ended = supervisor.stop_daemon(settings, policy)
+    typer.echo(f"supervised : stopped {len(ended)} process(es)")
+    if not keep_broker:
+        typer.echo(f"kafka      : {'stopped' if broker.stop(settings) else 'was not running'}")
+    left = [int(r["pid"]) for r in state.get("processes", {}).values() if r.get("pid") and alive(int(r["pid"]))]
+    left += [t.pid for t in supervisor.supervised_pids(settings)]
+    if supervisor.daemon(settings) is not None:
+        left.append(supervisor.daemon(settings).pid)  # type: ignore[union-attr]
+    if not keep_broker:
+        left += broker.broker_java_pids(settings)
+    if left:
+        typer.echo(f"still running: pids {sorted(set(left))}", err=True)
+        raise typer.Exit(1)
+    typer.echo("no process of ours left")
+
+
+def _latency_lines(settings: Settings) -> list[str]:
+    try:
+        from pipeline.latency import bar_latency  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return []
+    try:
+        report = bar_latency(settings)
+    except Exception as exc:  # the latency report is optional; its failure is shown, not fatal
+        return [f"latency    : unavailable ({type(exc).__name__}: {exc})"]
+    return [f"latency    : {report}"]
+
+
+def _print_status(settings: Settings) -> bool:
+    from infra import supervisor
+
+    state = supervisor.read_state(settings)
+    if state is None or supervisor.daemon(settings) is None:
+        typer.echo("supervisor : down")
+        return False
+    now = time.time()
+    typer.echo(f"{'process':<24}{'state':<10}{'ready':<7}{'pid':>8}{'uptime':>10}{'restarts':>10}  metrics")
+    for name, r in state["processes"].items():
+        up_s = f"{now - r['started_at']:.0f}s" if r["pid"] else "-"
+        url = f"http://127.0.0.1:{r['metrics_port']}/metrics" if r.get("metrics_port") else "-"
+        typer.echo(f"{name:<24}{r['state']:<10}{'yes' if r['ready'] else 'no':<7}{r['pid'] or '-':>8}{up_s:>10}"
+                   f"{r['restarts']:>10}  {url}")
+    for line in _latency_lines(settings):
+        typer.echo(line)
+    return True
+
+
+def status() -> None:
+    """Each supervised process: state, readiness, pid, uptime, restarts, metrics URL; the broker; bar latency."""
+    from infra import broker
+
+    settings = get_settings()
+    info = broker.status(settings)
+    typer.echo(f"kafka      : {info.bootstrap + f' (pid {info.pid})' if info else 'down'}")
+    typer.echo(f"at         : {datetime.now(tz=UTC).isoformat(timespec='seconds')}")
+    if not _print_status(settings):
+        raise typer.Exit(3)
+
+
+def logs(
+    name: str = typer.Argument(None, help="Process name (see `cryptolake status`); empty = list the log files"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)"),
+    lines: int = typer.Option(40, "--lines", "-n", min=0, help="Lines of the end to print first"),
+) -> None:
+    """Print a supervised process's log (``<state_dir>/logs/NAME.log``)."""
+    from infra import supervisor
+
+    folder = supervisor.logs_dir(get_settings())
+    if not name:
+        for path in sorted(folder.glob("*.log")):
+            typer.echo(f"{path.stem:<24}{path.stat().st_size:>12,} bytes  {path}")
+        return
+    path = folder / f"{name}.log"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.log"))) or "none"
+        raise typer.BadParameter(f"no log for {name!r} in {folder} (known: {known})")
+    with path.open("r", errors="replace") as fh:
+        tail = fh.readlines()[-lines:] if lines else []
+        typer.echo("".join(tail), nl=False)
+        while follow:
+            line = fh.readline()
+            if line:
+                typer.echo(line, nl=False)
+            else:
+                time.sleep(0.3)
