@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import altdata, backtest, doctor, exchange, optimize, run, serve, sql, stack, trade, train
+from cli import altdata, backtest, doctor, exchange, optimize, run, serve, sql, stack, stream, trade, train
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -29,6 +29,7 @@ app.command("serve")(serve.serve)
 app.add_typer(serve.users_app, name="users")
 app.command("train")(train.train)
 app.add_typer(trade.app, name="trade")
+app.add_typer(stream.app, name="stream")
 
 
 @app.callback()
