@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import typer
 
-from cli import ablation, altdata, backtest, connect, doctor, exchange, optimize, run, serve, sql, stack, trade, train, up
+from cli import (
+    ablation, altdata, backtest, connect, doctor, exchange, monitor, optimize, run, serve, sql, stack, stream, trade,
+    train, up,
+)
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -35,6 +38,7 @@ app.command("up")(up.up)
 app.command("down")(up.down)
 app.command("status")(up.status)
 app.command("logs")(up.logs)
+app.add_typer(stream.app, name="stream")
 
 
 @app.callback()

@@ -21,6 +21,17 @@ from cryptolake.errors import DataValidationError
 from cryptolake.ids import signal_id
 from cryptolake.types import TIMEFRAME_MS
 
+MAX_NAME_CHARS = 64  # an exchange or symbol name longer than this is garbage, not a market
+
+
+def _name(v: str) -> str:
+    """A non-empty exchange or symbol name of at most MAX_NAME_CHARS characters."""
+    if not v.strip():
+        raise ValueError("must not be empty")
+    if len(v) > MAX_NAME_CHARS:
+        raise ValueError(f"longer than {MAX_NAME_CHARS} characters")
+    return v
+
 
 class Message(BaseModel):
     """Base of every Kafka payload."""
@@ -81,9 +92,7 @@ class OhlcvV1(Message):
     @field_validator("exchange", "symbol")
     @classmethod
     def _non_empty(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be empty")
-        return v
+        return _name(v)
 
     @field_validator("timeframe")
     @classmethod
@@ -179,7 +188,9 @@ def error_detail(err: ErrorDetails) -> tuple[str, Any, str]:
     if "field" in ctx:
         return str(ctx["field"]), ctx.get("value"), err.get("msg", "invalid")
     field = ".".join(str(p) for p in err.get("loc", ())) or "payload"
-    return field, err.get("input"), err.get("msg", "invalid")
+    # A missing field's "input" is the whole payload: the value of a missing field is None.
+    value = None if err.get("type") == "missing" else err.get("input")
+    return field, value, err.get("msg", "invalid")
 
 
 def validate_for_topic(topic: str, payload: Any) -> Message:
@@ -443,9 +454,7 @@ class _MarketMessage(Message):
     @field_validator("exchange", "symbol")
     @classmethod
     def _market_non_empty(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be empty")
-        return v
+        return _name(v)
 
     def key(self) -> str:
         return topics.market_key(self.exchange, self.symbol)

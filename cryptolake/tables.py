@@ -533,3 +533,27 @@ TRADING_EQUITY = register(
         description="The account's equity curve of every exported trading run, one row per bar close",
     )
 )
+
+
+# --- streaming latency (issue #12) ---------------------------------------------------------
+# One row per bar and stage, stamped by the stage that reached it (wall clock, UTC): ``ingest`` (the
+# connector's ingest_time), ``landed`` (bronze landed_time), ``gold`` (the features row committed),
+# ``signal`` (the signal published and acknowledged). A replayed batch may stamp a bar again:
+# readers take the earliest stamp per (bar, stage). pipeline.latency turns it into p50/p99.
+BAR_STAGES = register(
+    TableSpec(
+        name="ops.bar_stages",
+        columns=(
+            ("exchange", "STRING"),
+            ("symbol", "STRING"),
+            ("timeframe", "STRING"),
+            ("ts", "TIMESTAMP"),  # the bar's open time; its venue close is ts + timeframe
+            ("stage", "STRING"),
+            ("stage_time", "TIMESTAMP"),
+            ("bar_date", "DATE"),
+        ),
+        keys=("exchange", "symbol", "timeframe", "ts", "stage"),
+        partition_by=("bar_date",),
+        description="When each bar reached each streaming stage (ingest, landed, gold, signal): per-bar latency",
+    )
+)

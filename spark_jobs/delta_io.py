@@ -200,3 +200,16 @@ def read_interval(spark: SparkSession, spec: TableSpec, start: datetime, end: da
         return None
     return (spark.read.format("delta").load(spec.path(settings))
             .where(interval_filter(date_column, time_column, start, end)))
+
+
+def append_once(df: DataFrame, path: str, app_id: str, version: int) -> None:
+    """Delta idempotent append: a second append with the same ``(app_id, version)`` commits nothing.
+
+    ``app_id`` names the writer (table + streaming query id), ``version`` its micro-batch id, so a
+    batch replayed after a crash (Spark re-runs the batch the checkpoint has not committed) is skipped.
+    """
+    try:
+        (df.write.format("delta").mode("append")
+           .option("txnAppId", app_id).option("txnVersion", version).save(path))
+    except Exception as exc:  # py4j / Delta errors, translated at the boundary
+        raise translate_spark_error(exc, f"append to {path}") from exc

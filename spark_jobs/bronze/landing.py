@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,7 @@ from spark_jobs.delta_io import ensure_table, translate_spark_error
 if TYPE_CHECKING:
     from pyspark.accumulators import Accumulator
     from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
 
 log = get_logger(__name__)
 
@@ -43,6 +46,10 @@ log = get_logger(__name__)
 _MIN_MS, _MAX_MS = 1_230_768_000_000, 4_102_444_800_000
 _MAX_VALUE_CHARS = 200
 CHECK_DDL = "reason STRING, event_time BIGINT, available_time BIGINT, ingest_time BIGINT"
+# Fault injection (tests only, off by default): when set to an exit code, the landing process
+# os._exit()s right after a batch's bronze Delta commit, before Spark writes the batch's commit
+# to the checkpoint, so the restart replays a batch Delta already holds (the txn id must skip it).
+FAULT_EXIT_AFTER_COMMIT_ENV = "CRYPTOLAKE_FAULT_EXIT_AFTER_BRONZE_COMMIT"
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,21 @@ class LandingResult:
     rows_landed: int
     rows_quarantined: int
     batches: int
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one landing micro-batch did (handed to an ``on_batch`` callback: metrics, logs)."""
+
+    topic: str
+    batch_id: int
+    landed: int
+    quarantined: int
+    seconds: float
+    landed_time: datetime
+
+
+OnBatch = Callable[[BatchReport], None]
 
 
 # --- pure checks (no JVM) ----------------------------------------------------------------
@@ -142,7 +164,9 @@ def to_bronze(batch: DataFrame, model: type[Message] | None, landed_time: dateti
     # Non-deterministic stops the optimizer from copying the UDF into both the filter and the
     # projection (which ran it twice per row and double-counted).
     check = check.asNondeterministic()
-    payload = F.col("value").cast("string")
+    # Kafka values are bytes: invalid UTF-8 (random bytes) becomes U+FFFD, so Arrow, Parquet and every
+    # reader get a valid string, and the check still refuses it naming ``payload`` (found by the fuzz test).
+    payload = F.make_valid_utf8(F.col("value").cast("string"))
     checked = _with_kafka_columns(batch, payload.alias("payload"), check(payload).alias("c"))
     return checked.select(
         "key", "payload", "topic", "partition", "offset", "kafka_time",
@@ -180,13 +204,16 @@ class _Batches:
     def __init__(self) -> None:
         self.query_id = ""
         self.ready = threading.Event()
+        self.busy = threading.Lock()  # held while a batch runs: a graceful stop waits for it
         self.landed = 0
         self.quarantined = 0
         self.batches = 0
 
 
-def _run_stream(spark: SparkSession, topic: str, checkpoint: str, settings: Settings,
-                max_offsets_per_trigger: int | None, handler: Any, state: _Batches, what: str) -> None:
+def _start_stream(spark: SparkSession, topic: str, checkpoint: str, settings: Settings,
+                  max_offsets_per_trigger: int | None, handler: Any, state: _Batches, what: str,
+                  trigger_seconds: float | None = None) -> StreamingQuery:
+    """Start the Kafka -> foreachBatch query: ``availableNow`` (a run), or every ``trigger_seconds``."""
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers(settings))
@@ -196,20 +223,89 @@ def _run_stream(spark: SparkSession, topic: str, checkpoint: str, settings: Sett
     )
     if max_offsets_per_trigger is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    trigger: dict[str, Any] = ({"availableNow": True} if trigger_seconds is None
+                               else {"processingTime": f"{trigger_seconds} seconds"})
     try:
         query = (
             reader.load().writeStream.queryName(f"{what}-{topic}")
             .option("checkpointLocation", checkpoint)
-            .trigger(availableNow=True)
+            .trigger(**trigger)
             .foreachBatch(handler)
             .start()
         )
-        state.query_id = str(query.id)  # persists across restarts from the same checkpoint
-        state.ready.set()
-        query.awaitTermination()
     except Exception as exc:  # py4j StreamingQueryException and friends
         state.ready.set()
         raise translate_spark_error(exc, f"{what} {topic}") from exc
+    state.query_id = str(query.id)  # persists across restarts from the same checkpoint
+    state.ready.set()
+    return query
+
+
+def _run_stream(spark: SparkSession, topic: str, checkpoint: str, settings: Settings,
+                max_offsets_per_trigger: int | None, handler: Any, state: _Batches, what: str) -> None:
+    query = _start_stream(spark, topic, checkpoint, settings, max_offsets_per_trigger, handler, state, what)
+    try:
+        query.awaitTermination()
+    except Exception as exc:  # py4j StreamingQueryException and friends
+        raise translate_spark_error(exc, f"{what} {topic}") from exc
+
+
+def _fault_exit_code() -> int | None:
+    value = os.environ.get(FAULT_EXIT_AFTER_COMMIT_ENV)
+    return int(value) if value else None
+
+
+def _land_handler(spark: SparkSession, topic: str, settings: Settings, validate: bool,
+                  stamp: Callable[[], datetime], state: _Batches,
+                  on_batch: OnBatch | None = None) -> Callable[[DataFrame, int], None]:
+    """The validated, idempotent foreachBatch body of ``topic``'s landing (batch runs and continuous)."""
+    from pyspark.sql import functions as F
+
+    bronze, quarantine = bronze_spec(topic), dead_letter_spec(topic)
+    ensure_table(spark, bronze, settings)
+    ensure_table(spark, quarantine, settings)
+    bronze_path, quarantine_path = bronze.path(settings), quarantine.path(settings)
+    model = model_for(topic, validate)
+    fault_exit = _fault_exit_code()
+
+    def handle(batch: DataFrame, batch_id: int) -> None:
+        state.ready.wait(timeout=60)
+        with state.busy:
+            t0, landed_time = time.monotonic(), stamp()
+            counters = (spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0))
+            checked = to_bronze(batch, model, landed_time, counters)
+            bad = checked.where(F.col("reason").isNotNull()).select(*quarantine.column_names)
+            try:
+                # One pass: Kafka -> check -> bronze append; the check counts valid and invalid rows.
+                good = checked.where(F.col("reason").isNull()).select(*bronze.column_names)
+                _append(good, bronze_path, f"{bronze.name}:{state.query_id}", batch_id)
+                n_good, n_bad = counters[0].value, counters[1].value
+                if fault_exit is not None and n_good:
+                    os._exit(fault_exit)  # fault injection: after the Delta commit, before the checkpoint's
+                if n_good + n_bad == 0:
+                    # Delta skipped an append this batch already committed (a replay after a crash):
+                    # count the invalid rows explicitly so the quarantine append is not lost.
+                    n_bad = bad.count()
+                t_good = time.monotonic()
+                if n_bad:
+                    # Rare: a second pass over the batch, for the invalid rows only.
+                    _append(bad.coalesce(1), quarantine_path, f"{quarantine.name}:{state.query_id}", batch_id)
+            except Exception as exc:
+                raise translate_spark_error(exc, f"land batch {batch_id} of {topic}") from exc
+            state.landed += n_good
+            state.quarantined += n_bad
+            state.batches += 1
+            seconds = time.monotonic() - t0
+        log.info("bronze.batch", extra={"topic": topic, "batch_id": batch_id, "landed": n_good,
+                                        "quarantined": n_bad, "bronze_s": round(t_good - t0, 2),
+                                        "quarantine_s": round(seconds - (t_good - t0), 2),
+                                        "total_landed": state.landed})
+        if n_bad:
+            log.warning("bronze.quarantined", extra={"topic": topic, "batch_id": batch_id, "rows": n_bad})
+        if on_batch is not None:
+            on_batch(BatchReport(topic, batch_id, n_good, n_bad, seconds, landed_time))
+
+    return handle
 
 
 def land_topic(topic: str, *, settings: Settings | None = None, validate: bool = True,
@@ -219,57 +315,39 @@ def land_topic(topic: str, *, settings: Settings | None = None, validate: bool =
     ``landed_time`` defaults to the wall clock at the start of the run (it is load metadata, not
     a transform input).
     """
-    from pyspark.sql import functions as F
-
     from spark_jobs.session import get_spark
 
     settings = settings or get_settings()
     spark = get_spark(settings)
-    bronze, quarantine = bronze_spec(topic), dead_letter_spec(topic)
-    ensure_table(spark, bronze, settings)
-    ensure_table(spark, quarantine, settings)
-    bronze_path, quarantine_path = bronze.path(settings), quarantine.path(settings)
-    model = model_for(topic, validate)
     stamp = landed_time or datetime.now(UTC)
     state = _Batches()
-
-    def handle(batch: DataFrame, batch_id: int) -> None:
-        state.ready.wait(timeout=60)
-        t0 = time.monotonic()
-        counters = (spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0))
-        checked = to_bronze(batch, model, stamp, counters)
-        bad = checked.where(F.col("reason").isNotNull()).select(*quarantine.column_names)
-        try:
-            # One pass: Kafka -> check -> bronze append; the check counts valid and invalid rows.
-            good = checked.where(F.col("reason").isNull()).select(*bronze.column_names)
-            _append(good, bronze_path, f"{bronze.name}:{state.query_id}", batch_id)
-            n_good, n_bad = counters[0].value, counters[1].value
-            if n_good + n_bad == 0:
-                # Delta skipped an append this batch already committed (a replay after a crash):
-                # count the invalid rows explicitly so the quarantine append is not lost.
-                n_bad = bad.count()
-            t_good = time.monotonic()
-            if n_bad:
-                # Rare: a second pass over the batch, for the invalid rows only.
-                _append(bad.coalesce(1), quarantine_path, f"{quarantine.name}:{state.query_id}", batch_id)
-        except Exception as exc:
-            raise translate_spark_error(exc, f"land batch {batch_id} of {topic}") from exc
-        state.landed += n_good
-        state.quarantined += n_bad
-        state.batches += 1
-        log.info("bronze.batch", extra={"topic": topic, "batch_id": batch_id, "landed": n_good,
-                                        "quarantined": n_bad, "bronze_s": round(t_good - t0, 2),
-                                        "quarantine_s": round(time.monotonic() - t_good, 2),
-                                        "total_landed": state.landed})
-        if n_bad:
-            log.warning("bronze.quarantined", extra={"topic": topic, "batch_id": batch_id, "rows": n_bad})
-
+    handle = _land_handler(spark, topic, settings, validate, lambda: stamp, state)
     _run_stream(spark, topic, checkpoint_location("bronze", topic, settings), settings,
                 max_offsets_per_trigger, handle, state, "land")
     result = LandingResult(topic, state.landed, state.quarantined, state.batches)
     log.info("bronze.landed", extra={"topic": topic, "rows_landed": result.rows_landed,
                                      "rows_quarantined": result.rows_quarantined, "batches": result.batches})
     return result
+
+
+def start_landing(topic: str, *, trigger_seconds: float, settings: Settings | None = None, validate: bool = True,
+                  max_offsets_per_trigger: int | None = None,
+                  on_batch: OnBatch | None = None) -> tuple[StreamingQuery, threading.Lock]:
+    """Start landing ``topic`` continuously (a micro-batch every ``trigger_seconds``); returns the query
+    and the lock its batches hold (so a stop can wait for the current batch, see ``spark_jobs.streaming``).
+
+    The same checkpoint, checks and Delta txn ids as :func:`land_topic`: batch and continuous runs
+    may follow each other on one topic. ``landed_time`` is each batch's start (wall clock).
+    """
+    from spark_jobs.session import get_spark
+
+    settings = settings or get_settings()
+    spark = get_spark(settings)
+    state = _Batches()
+    handle = _land_handler(spark, topic, settings, validate, lambda: datetime.now(UTC), state, on_batch)
+    query = _start_stream(spark, topic, checkpoint_location("bronze", topic, settings), settings,
+                          max_offsets_per_trigger, handle, state, "land", trigger_seconds)
+    return query, state.busy
 
 
 def parse_envelope(raw: str | None) -> tuple[str | None, str, str | None]:

@@ -89,8 +89,14 @@ def _validate_features(features: DataFrame) -> dict[str, Any]:
     return out
 
 
-def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -> GoldResult:
-    """Write gold.features and gold.labels for ``[start, end)`` (idempotent; see module docstring)."""
+def run_gold(start: datetime, end: datetime, settings: Settings | None = None, *,
+             merge_features: bool = False) -> GoldResult:
+    """Write gold.features and gold.labels for ``[start, end)`` (idempotent; see module docstring).
+
+    ``merge_features``: MERGE the feature rows on their keys instead of ``replaceWhere`` on the
+    interval (the streaming path: a re-run then rewrites no file, so the scorer's Delta stream,
+    which skips change commits, still sees every new bar as an append).
+    """
     from pyspark.sql import functions as F
 
     from spark_jobs.session import get_spark
@@ -106,10 +112,14 @@ def run_gold(start: datetime, end: datetime, settings: Settings | None = None) -
         features = compute_features(bars).where(in_interval).persist()
         checked = _validate_features(features)
         ensure_table(spark, GOLD_FEATURES, settings)
-        scope = interval_filter("bar_date", "ts", start, end)
-        features.write.format("delta").mode("overwrite").option("replaceWhere", scope).save(
-            GOLD_FEATURES.path(settings)
-        )
+        if merge_features:
+            merge_rows(spark, features, GOLD_FEATURES, settings=settings,
+                       target_filter=interval_filter("t.bar_date", "t.ts", start, end))
+        else:
+            scope = interval_filter("bar_date", "ts", start, end)
+            features.write.format("delta").mode("overwrite").option("replaceWhere", scope).save(
+                GOLD_FEATURES.path(settings)
+            )
         result.feature_rows, result.anomalies = checked["rows"], checked["anomalies"]
         result.per_series = checked["per_series"]
         features.unpersist()

@@ -22,8 +22,12 @@ needs the registry and the Model protocol).
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -33,10 +37,14 @@ from cryptolake.errors import DataValidationError
 from cryptolake.logs import get_logger
 from cryptolake.schemas import SignalV1
 from cryptolake.settings import Settings, get_settings
-from cryptolake.tables import GOLD_FEATURES, SIGNALS_TABLE
+from cryptolake.tables import BAR_STAGES, GOLD_FEATURES, SIGNALS_TABLE
 from cryptolake.types import TIMEFRAME_MS, to_ms
 from models.base import Model
 from models.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+    from pyspark.sql.streaming import StreamingQuery
 
 log = get_logger(__name__)
 
@@ -104,41 +112,64 @@ def check_out_of_sample(model: Model, score_from: datetime) -> None:
         )
 
 
-def run_scorer(
-    model_version: str,
-    *,
-    score_from: datetime,
-    score_until: datetime,
-    settings: Settings | None = None,
-    registry: ModelRegistry | None = None,
-) -> ScoreResult:
-    """Score gold feature rows with ``score_from <= ts < score_until`` not yet scored by ``model_version``."""
-    from pyspark.sql import DataFrame
-    from pyspark.sql import functions as F
+@dataclass
+class _Scoring:
+    """One scorer's loaded model, producer and running result (shared by the batch and continuous runs)."""
 
-    from models.scoring import score_frame
-    from spark_jobs.delta_io import check_interval, date_filter, ensure_table, merge_rows
+    model: Model
+    result: ScoreResult
+    producer: Producer | None
+    refused: str | None
+    query_id: str = ""
+    ready: threading.Event = field(default_factory=threading.Event)
+    busy: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _prepare(model: Model, settings: Settings, registry: ModelRegistry) -> _Scoring:
+    from spark_jobs.delta_io import ensure_table
     from spark_jobs.session import get_spark
 
-    settings = settings or get_settings()
-    check_interval(score_from, score_until)
-    registry = registry or ModelRegistry.for_settings(settings)
-    model = registry.load(model_version)
-    check_out_of_sample(model, score_from)
+    model_version = model.model_version
     refused = gate_refusal(registry, model_version)
     spark = get_spark(settings)
-    window = model.window
-    result = ScoreResult(model_version=model_version)
     ensure_topics([topics.SIGNALS], settings)
-    features_path = GOLD_FEATURES.path(settings)
     ensure_table(spark, SIGNALS_TABLE, settings)
     if refused is not None:
         log.warning("scorer.refused", extra={"model_version": model_version, "reason": refused})
-        return ScoreResult(model_version=model_version, refused=refused)
-    context_cols = ["exchange", "symbol", "timeframe", "ts", *model.feature_columns]
+        return _Scoring(model, ScoreResult(model_version=model_version, refused=refused), None, refused)
     producer = Producer(settings, client_id="cryptolake-scorer")
+    return _Scoring(model, ScoreResult(model_version=model_version), producer, None)
+
+
+def _score_handler(sc: _Scoring, settings: Settings, *, stamp: bool = False,
+                   on_batch: Callable[[pd.DataFrame, float, float], None] | None = None
+                   ) -> Callable[[DataFrame, int], None]:
+    """The foreachBatch body: score the batch's new bars, publish, MERGE into gold.signals.
+
+    ``stamp``: also record each bar's ``signal`` stage (published and acknowledged) in ops.bar_stages;
+    ``on_batch(scores, published_at, seconds)`` is called after each batch that scored bars.
+    """
+    from pyspark.sql import functions as F
+
+    from models.scoring import score_frame
+    from spark_jobs.delta_io import date_filter, merge_rows
+    from spark_jobs.session import get_spark
+    from spark_jobs.stages import append_stages, stage_rows
+
+    spark = get_spark(settings)
+    model, result, producer = sc.model, sc.result, sc.producer
+    assert producer is not None
+    window = model.window
+    features_path = GOLD_FEATURES.path(settings)
+    context_cols = ["exchange", "symbol", "timeframe", "ts", *model.feature_columns]
 
     def score_batch(batch: DataFrame, batch_id: int) -> None:
+        sc.ready.wait(timeout=60)
+        with sc.busy:
+            _score(batch, batch_id)
+
+    def _score(batch: DataFrame, batch_id: int) -> None:
+        t0 = time.monotonic()
         new = batch.select("exchange", "symbol", "timeframe", "ts").toPandas()
         if new.empty:
             return
@@ -160,6 +191,11 @@ def run_scorer(
         for msg in signal_messages(scores):
             producer.send_message(msg)
         producer.flush()
+        published_at = time.time()
+        if stamp:
+            bars = scores.rename(columns={"bar_time": "ts"})
+            append_stages(spark, stage_rows(bars, "signal", pd.Timestamp(published_at, unit="s", tz="UTC")),
+                          f"{BAR_STAGES.name}:scorer:{result.model_version}:{sc.query_id}", batch_id, settings)
         rows = scores.assign(
             available_time=scores["bar_time"] + pd.to_timedelta(scores["timeframe"].map(TIMEFRAME_MS), unit="ms"),
             bar_date=scores["bar_time"].dt.date,
@@ -177,21 +213,95 @@ def run_scorer(
             result.per_symbol[str(sym)] = result.per_symbol.get(str(sym), 0) + int(n)
         result.first_bar = min(result.first_bar or first.isoformat(), first.isoformat())
         result.last_bar = max(result.last_bar or last.isoformat(), last.isoformat())
-        log.info("scorer.batch", extra={"batch_id": batch_id, "scored": len(scores), "model_version": model_version})
+        log.info("scorer.batch", extra={"batch_id": batch_id, "scored": len(scores),
+                                        "model_version": result.model_version})
+        if on_batch is not None:
+            on_batch(scores, published_at, time.monotonic() - t0)
 
-    stream = (
-        spark.readStream.format("delta").option("skipChangeCommits", "true").load(features_path)
-        .where((F.col("ts") >= F.lit(score_from)) & (F.col("ts") < F.lit(score_until)))
+    return score_batch
+
+
+def _start(sc: _Scoring, handler: Callable[[DataFrame, int], None], settings: Settings, score_from: datetime,
+           score_until: datetime | None, trigger: dict[str, Any]) -> StreamingQuery:
+    from pyspark.sql import functions as F
+
+    from spark_jobs.session import get_spark
+
+    spark = get_spark(settings)
+    stream = (spark.readStream.format("delta").option("skipChangeCommits", "true")
+              .load(GOLD_FEATURES.path(settings)).where(F.col("ts") >= F.lit(score_from)))
+    if score_until is not None:
+        stream = stream.where(F.col("ts") < F.lit(score_until))
+    query = (
+        stream.writeStream.foreachBatch(handler)
+        .option("checkpointLocation", scorer_checkpoint(settings, sc.result.model_version))
+        .trigger(**trigger)
+        .start()
     )
+    sc.query_id = str(query.id)
+    sc.ready.set()
+    return query
+
+
+def run_scorer(
+    model_version: str,
+    *,
+    score_from: datetime,
+    score_until: datetime,
+    settings: Settings | None = None,
+    registry: ModelRegistry | None = None,
+) -> ScoreResult:
+    """Score gold feature rows with ``score_from <= ts < score_until`` not yet scored by ``model_version``."""
+    from spark_jobs.delta_io import check_interval, ensure_table
+    from spark_jobs.session import get_spark
+
+    settings = settings or get_settings()
+    check_interval(score_from, score_until)
+    registry = registry or ModelRegistry.for_settings(settings)
+    model = registry.load(model_version)
+    check_out_of_sample(model, score_from)
+    ensure_table(get_spark(settings), GOLD_FEATURES, settings)
+    sc = _prepare(model, settings, registry)
+    if sc.producer is None:
+        return sc.result
     try:
-        query = (
-            stream.writeStream.foreachBatch(score_batch)
-            .option("checkpointLocation", scorer_checkpoint(settings, model_version))
-            .trigger(availableNow=True)
-            .start()
-        )
+        query = _start(sc, _score_handler(sc, settings), settings, score_from, score_until, {"availableNow": True})
         query.awaitTermination()
     finally:
-        producer.close()
-    log.info("scorer.done", extra={"model_version": model_version, "scored": result.scored})
-    return result
+        sc.producer.close()
+    log.info("scorer.done", extra={"model_version": model_version, "scored": sc.result.scored})
+    return sc.result
+
+
+def start_scorer(
+    model_version: str,
+    *,
+    trigger_seconds: float,
+    settings: Settings | None = None,
+    registry: ModelRegistry | None = None,
+    score_from: datetime | None = None,
+    on_batch: Callable[[pd.DataFrame, float, float], None] | None = None,
+) -> tuple[StreamingQuery | None, threading.Lock, ScoreResult, Callable[[], None]]:
+    """Start scoring continuously (a micro-batch every ``trigger_seconds``) from ``score_from`` (default:
+    the model's out-of-sample start), with run_scorer's checkpoint and MERGE: one signal per bar.
+
+    Returns the query (None when the model failed the champion gate: it publishes nothing), the lock
+    its batches hold, the running result and a ``close`` for the producer. Stamps each scored bar's
+    ``signal`` stage in ops.bar_stages.
+    """
+    from spark_jobs.delta_io import ensure_table
+    from spark_jobs.session import get_spark
+
+    settings = settings or get_settings()
+    registry = registry or ModelRegistry.for_settings(settings)
+    model = registry.load(model_version)
+    score_from = score_from or model.oos_start
+    check_out_of_sample(model, score_from)
+    ensure_table(get_spark(settings), GOLD_FEATURES, settings)
+    sc = _prepare(model, settings, registry)
+    if sc.producer is None:
+        return None, sc.busy, sc.result, lambda: None
+    producer = sc.producer
+    handler = _score_handler(sc, settings, stamp=True, on_batch=on_batch)
+    query = _start(sc, handler, settings, score_from, None, {"processingTime": f"{trigger_seconds} seconds"})
+    return query, sc.busy, sc.result, producer.close
