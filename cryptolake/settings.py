@@ -9,7 +9,7 @@ environment or files by the component that needs them (see ``cryptolake.secrets`
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -127,6 +127,13 @@ class AirflowSettings(_Frozen):
 
     home: Path = Field(PROJECT_ROOT / ".state" / "airflow", description="AIRFLOW_HOME")
     dags_folder: Path = Field(PROJECT_ROOT / "dags", description="DAG folder")
+    api_port: int = Field(0, ge=0, le=65535, description="Airflow API server port; 0 = a free one chosen once")
+    parallelism: int = Field(2, ge=1, description="LocalExecutor task processes at once (one per core)")
+    dag_refresh_s: int = Field(30, ge=1, description="How often the DAG processor re-parses the DAG folder")
+    market_schedule: str = Field("@daily", description="Cron of the market DAG's data intervals")
+    market_start: datetime = Field(datetime(2017, 10, 1, tzinfo=UTC), description="First data interval's start")
+    market_end: datetime | None = Field(None, description="Last data interval's start; none = open-ended")
+    market_catchup: bool = Field(False, description="Schedule every missed interval since market_start")
 
 
 class MarketSettings(_Frozen):
@@ -230,6 +237,18 @@ class AlertSettings(_Frozen):
     )
 
 
+class DriftSettings(_Frozen):
+    """When live data has drifted from the champion's training set (pipeline.drift), which triggers retraining."""
+
+    psi_threshold: float = Field(0.2, gt=0, description="PSI of a feature or of the predictions that is drift")
+    ks_threshold: float = Field(0.1, gt=0, le=1, description="Two-sample KS statistic that is drift")
+    psi_bins: int = Field(10, ge=2, description="Quantile bins of the reference for the PSI")
+    max_hit_rate_decay: float = Field(
+        0.1, gt=0, le=1, description="Drop of the live hit rate below the test segment's that is decay"
+    )
+    min_live_rows: int = Field(100, ge=2, description="Live rows needed before drift is judged")
+
+
 class ApiSettings(_Frozen):
     """The dashboard and control API (``cryptolake serve``). Secure by default: HTTPS, no default user."""
 
@@ -285,6 +304,7 @@ class Settings(BaseSettings):
     altdata: AltDataSettings = AltDataSettings()
     dask: DaskSettings = DaskSettings()
     alerts: AlertSettings = AlertSettings()
+    drift: DriftSettings = DriftSettings()
     api: ApiSettings = ApiSettings()
     s3: S3Settings = S3Settings()
     models: ModelSettings = ModelSettings()
