@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import altdata, backtest, doctor, exchange, optimize, run, serve, sql, stack, trade, train
+from cli import altdata, backtest, doctor, exchange, monitor, optimize, run, serve, sql, stack, trade, train
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table
 
@@ -26,6 +26,7 @@ app.command("backtest")(backtest.backtest)
 app.command("optimize")(optimize.optimize)
 app.add_typer(run.app, name="run")
 app.command("serve")(serve.serve)
+app.command("monitor")(monitor.monitor)
 app.add_typer(serve.users_app, name="users")
 app.command("train")(train.train)
 app.add_typer(trade.app, name="trade")
