@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -249,6 +249,30 @@ class DriftSettings(_Frozen):
     min_live_rows: int = Field(100, ge=2, description="Live rows needed before drift is judged")
 
 
+class MaintenanceSettings(_Frozen):
+    """The maintenance DAG: VACUUM retention, abandoned streaming checkpoints, event-time freshness."""
+
+    vacuum_retention_hours: float = Field(
+        168.0, ge=0, description="VACUUM keeps unreferenced files this long (Delta's safe default: 168 h)"
+    )
+    allow_short_retention: bool = Field(
+        False, description="Allow vacuum_retention_hours below Delta's safe 168 h (readers may lose files)"
+    )
+    checkpoint_abandoned_days: float = Field(
+        30.0, gt=0, description="A streaming checkpoint unwritten for this long is deleted"
+    )
+    max_event_age_s: float = Field(
+        6 * 3600.0, gt=0, description="A table whose newest event time is older than this raises a stale_data alert"
+    )
+
+    @model_validator(mode="after")
+    def _retention(self) -> MaintenanceSettings:
+        if self.vacuum_retention_hours < 168.0 and not self.allow_short_retention:
+            raise ValueError(f"vacuum_retention_hours={self.vacuum_retention_hours:g} is below Delta's safe 168 h: "
+                             "set maintenance.allow_short_retention to allow it")
+        return self
+
+
 class ApiSettings(_Frozen):
     """The dashboard and control API (``cryptolake serve``). Secure by default: HTTPS, no default user."""
 
@@ -305,6 +329,7 @@ class Settings(BaseSettings):
     dask: DaskSettings = DaskSettings()
     alerts: AlertSettings = AlertSettings()
     drift: DriftSettings = DriftSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     api: ApiSettings = ApiSettings()
     s3: S3Settings = S3Settings()
     models: ModelSettings = ModelSettings()
