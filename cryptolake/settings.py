@@ -9,11 +9,11 @@ environment or files by the component that needs them (see ``cryptolake.secrets`
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +127,13 @@ class AirflowSettings(_Frozen):
 
     home: Path = Field(PROJECT_ROOT / ".state" / "airflow", description="AIRFLOW_HOME")
     dags_folder: Path = Field(PROJECT_ROOT / "dags", description="DAG folder")
+    api_port: int = Field(0, ge=0, le=65535, description="Airflow API server port; 0 = a free one chosen once")
+    parallelism: int = Field(2, ge=1, description="LocalExecutor task processes at once (one per core)")
+    dag_refresh_s: int = Field(30, ge=1, description="How often the DAG processor re-parses the DAG folder")
+    market_schedule: str = Field("@daily", description="Cron of the market DAG's data intervals")
+    market_start: datetime = Field(datetime(2017, 10, 1, tzinfo=UTC), description="First data interval's start")
+    market_end: datetime | None = Field(None, description="Last data interval's start; none = open-ended")
+    market_catchup: bool = Field(False, description="Schedule every missed interval since market_start")
 
 
 class MarketSettings(_Frozen):
@@ -230,6 +237,42 @@ class AlertSettings(_Frozen):
     )
 
 
+class DriftSettings(_Frozen):
+    """When live data has drifted from the champion's training set (pipeline.drift), which triggers retraining."""
+
+    psi_threshold: float = Field(0.2, gt=0, description="PSI of a feature or of the predictions that is drift")
+    ks_threshold: float = Field(0.1, gt=0, le=1, description="Two-sample KS statistic that is drift")
+    psi_bins: int = Field(10, ge=2, description="Quantile bins of the reference for the PSI")
+    max_hit_rate_decay: float = Field(
+        0.1, gt=0, le=1, description="Drop of the live hit rate below the test segment's that is decay"
+    )
+    min_live_rows: int = Field(100, ge=2, description="Live rows needed before drift is judged")
+
+
+class MaintenanceSettings(_Frozen):
+    """The maintenance DAG: VACUUM retention, abandoned streaming checkpoints, event-time freshness."""
+
+    vacuum_retention_hours: float = Field(
+        168.0, ge=0, description="VACUUM keeps unreferenced files this long (Delta's safe default: 168 h)"
+    )
+    allow_short_retention: bool = Field(
+        False, description="Allow vacuum_retention_hours below Delta's safe 168 h (readers may lose files)"
+    )
+    checkpoint_abandoned_days: float = Field(
+        30.0, gt=0, description="A streaming checkpoint unwritten for this long is deleted"
+    )
+    max_event_age_s: float = Field(
+        6 * 3600.0, gt=0, description="A table whose newest event time is older than this raises a stale_data alert"
+    )
+
+    @model_validator(mode="after")
+    def _retention(self) -> MaintenanceSettings:
+        if self.vacuum_retention_hours < 168.0 and not self.allow_short_retention:
+            raise ValueError(f"vacuum_retention_hours={self.vacuum_retention_hours:g} is below Delta's safe 168 h: "
+                             "set maintenance.allow_short_retention to allow it")
+        return self
+
+
 class ApiSettings(_Frozen):
     """The dashboard and control API (``cryptolake serve``). Secure by default: HTTPS, no default user."""
 
@@ -285,6 +328,8 @@ class Settings(BaseSettings):
     altdata: AltDataSettings = AltDataSettings()
     dask: DaskSettings = DaskSettings()
     alerts: AlertSettings = AlertSettings()
+    drift: DriftSettings = DriftSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     api: ApiSettings = ApiSettings()
     s3: S3Settings = S3Settings()
     models: ModelSettings = ModelSettings()

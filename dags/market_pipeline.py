@@ -11,12 +11,13 @@ is idempotent.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from cryptolake.settings import get_settings
 from pipeline.alerts import on_task_failure
 
 DEFAULT_ARGS = {"owner": "cryptolake", "retries": 2, "retry_delay": timedelta(seconds=30),
@@ -37,13 +38,18 @@ def _interval() -> tuple[str, str]:
     return str(start), str(end)
 
 
+_AF = get_settings().airflow
+
+
 @dag(
     dag_id="market_pipeline",
     # A data-interval timetable: the run for day D covers [D, D + 1 day) (Airflow 3's plain "@daily"
-    # string would give a zero-length interval at the trigger time).
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=datetime(2017, 10, 1, tzinfo=UTC),
-    catchup=False,
+    # string would give a zero-length interval at the trigger time). Schedule, first and last interval
+    # and catch-up are settings (airflow.market_*): the scheduler then creates one run per missed interval.
+    schedule=CronDataIntervalTimetable(_AF.market_schedule, timezone="UTC"),
+    start_date=_AF.market_start,
+    end_date=_AF.market_end,
+    catchup=_AF.market_catchup,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["market", "main-job"],

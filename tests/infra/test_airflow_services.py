@@ -1,0 +1,111 @@
+"""The real Airflow deployment: its environment and argv (pure), then the scheduler running backfill runs.
+
+The integration test starts PostgreSQL, migrates it, starts the API server, scheduler and DAG
+processor with the LocalExecutor, backfills three daily intervals of ``stack_smoke`` (one Spark
+task each, writing its interval's rows to ``ops.stack_smoke``) and asserts the run states in the
+metadata DB and the rows the runs wrote.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cryptolake.settings import Settings
+from infra import airflow_services as svc
+
+
+def _settings(home: Path) -> Settings:
+    base = Settings()
+    return base.model_copy(update={"airflow": base.airflow.model_copy(update={"home": home, "dag_refresh_s": 5})})
+
+
+def test_env_uses_postgres_local_executor_and_the_api_server_for_task_execution(tmp_path):
+    s = _settings(tmp_path / "af")
+    env = svc.services_env(s)
+    port = svc.db_port(s)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(f"@127.0.0.1:{port}/airflow")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    api = env["AIRFLOW__API__PORT"]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{api}/execution/"
+    assert svc.services_env(s) == env  # ports and the JWT secret are chosen once, then kept
+    assert oct((tmp_path / "af" / "jwt_secret").stat().st_mode & 0o777) == "0o600"
+
+
+def test_specs_name_every_process_with_its_argv(tmp_path):
+    s = _settings(tmp_path / "af")
+    specs = {spec.name: spec for spec in svc.specs(s)}
+    assert list(specs) == ["airflow-postgres", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor"]
+    assert specs["airflow-scheduler"].argv[1:] == ("scheduler",)
+    assert specs["airflow-dag-processor"].argv[1:] == ("dag-processor",)
+    assert specs["airflow-api-server"].argv[1:3] == ("api-server", "--port")
+    pg = specs["airflow-postgres"].argv
+    assert pg[pg.index("-p") + 1] == str(svc.db_port(s)) and "listen_addresses=127.0.0.1" in pg
+    assert specs["airflow-postgres"].env == {}  # no secret, no airflow option: the DB needs none
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[tuple[svc.AirflowServices, Path]]:
+    # not under pytest's 0700 tmp root: under root, PostgreSQL runs as `postgres` and must reach its folder
+    root = Path(tempfile.mkdtemp(prefix="cryptolake-afsvc-"))
+    root.chmod(0o755)
+    lake = root / "lake"
+    extra = {"CRYPTOLAKE__PATHS__LAKE_ROOT": str(lake), "CRYPTOLAKE__PATHS__CHECKPOINT_ROOT": str(root / "chk"),
+             "CRYPTOLAKE__SPARK__DRIVER_MEMORY": "1g"}
+    deployment = svc.AirflowServices(_settings(root / "af"), extra_env=extra)
+    try:
+        deployment.start()
+        yield deployment, lake
+    finally:
+        deployment.stop()
+        shutil.copytree(root / "af" / "logs", tmp_path / "airflow-logs", dirs_exist_ok=True)  # kept for a failure
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _runs(d: svc.AirflowServices, dag_id: str) -> list[tuple[str, str, datetime]]:
+    """(run type, state, data interval start) of every run of ``dag_id``, read from the metadata DB."""
+    import psycopg
+
+    url = svc.db_url(d.settings).replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url) as con:
+        rows = con.execute("SELECT run_type, state, data_interval_start FROM dag_run WHERE dag_id = %s "
+                           "ORDER BY data_interval_start", (dag_id,)).fetchall()
+    return [(str(t), str(s), i) for t, s, i in rows]
+
+
+@pytest.mark.airflow
+@pytest.mark.spark
+@pytest.mark.slow
+def test_real_scheduler_runs_three_backfill_intervals_with_the_local_executor(deployment):
+    d, lake = deployment
+    deadline = time.monotonic() + 120
+    while "stack_smoke" not in {x["dag_id"] for x in d.rest("GET", "dags")["dags"]}:  # the DAG processor's parse
+        assert time.monotonic() < deadline, "stack_smoke never parsed"
+        time.sleep(2)
+    d.rest("PATCH", "dags/stack_smoke", {"is_paused": False})  # also starts today's scheduled run (no catch-up)
+    d.rest("POST", "backfills", {"dag_id": "stack_smoke", "from_date": "2024-01-01T00:00:00Z",
+                                 "to_date": "2024-01-03T00:00:00Z", "max_active_runs": 1})
+    deadline = time.monotonic() + 600  # a loaded 2-core machine starts a task's Spark JVM in 20-90 s
+    while True:
+        backfill = [r for r in _runs(d, "stack_smoke") if r[0] == "backfill"]
+        if len(backfill) == 3 and all(s in ("success", "failed") for _, s, _ in backfill):
+            break
+        assert time.monotonic() < deadline, f"backfill runs not done: {backfill}"
+        time.sleep(3)
+    assert [(s, i) for _, s, i in backfill] == [("success", datetime(2024, 1, day, tzinfo=UTC)) for day in (1, 2, 3)]
+
+    from deltalake import DeltaTable
+
+    per_day: dict[str, int] = {}
+    for row in DeltaTable(str(lake / "ops" / "stack_smoke")).to_pyarrow_table().to_pylist():
+        day = row["interval_start"].strftime("%Y-%m-%d")
+        per_day[day] = per_day.get(day, 0) + 1
+    assert {k: v for k, v in per_day.items() if k.startswith("2024-")} == {
+        "2024-01-01": 10, "2024-01-02": 10, "2024-01-03": 10}
