@@ -8,8 +8,22 @@ from __future__ import annotations
 import typer
 
 from cli import (
-    ablation, altdata, backtest, connect, doctor, exchange, monitor, optimize, run, serve, sql, stack, stream, trade,
-    train, up,
+    ablation,
+    altdata,
+    backtest,
+    connect,
+    doctor,
+    exchange,
+    monitor,
+    optimize,
+    run,
+    serve,
+    sql,
+    stack,
+    stream,
+    trade,
+    train,
+    up,
 )
 from cryptolake.logs import configure_logging
 from cryptolake.settings import get_settings, settings_table

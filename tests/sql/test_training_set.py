@@ -108,7 +108,7 @@ def test_with_alt_joins_alt_features_point_in_time_and_fills_only_text_nulls(tmp
     features, labels = gold_frames(("BTC",), rows=200, warmup=100)  # real candles, 30m
     write_gold(settings, features, labels)
     start, end = features["ts"].min(), features["ts"].max() + BAR
-    with pytest.raises(SchemaMismatchError, match="gold.alt_features"):
+    with pytest.raises(SchemaMismatchError, match=r"gold\.alt_features"):
         load_training_set(["BTC/USD"], start, end, end, settings=settings, with_alt=True)
     # Hand-made alt rows every 4th bar close; sentiment known only where a document was seen; chain unknown.
     closes = features["close_time"].iloc[::4].reset_index(drop=True)
