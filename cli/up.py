@@ -141,9 +141,10 @@ def down(keep_broker: bool = typer.Option(False, help="Leave the Kafka broker ru
     settings = get_settings()
     try:
         policy = load_system().supervisor
-    except Exception:  # a broken config file must never keep `down` from stopping things
+    except Exception as exc:  # a broken config file must never keep `down` from stopping things
         from cryptolake.system import SupervisorSpec
 
+        typer.echo(f"system config unreadable ({exc}); stopping with the default stop policy", err=True)
         policy = SupervisorSpec()
     state = supervisor.read_state(settings) or {}
     ended = supervisor.stop_daemon(settings, policy)
@@ -163,15 +164,18 @@ def down(keep_broker: bool = typer.Option(False, help="Leave the Kafka broker ru
 
 
 def _latency_lines(settings: Settings) -> list[str]:
-    try:
-        from pipeline.latency import bar_latency  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return []
+    from pipeline.latency import bar_latency
+
     try:
         report = bar_latency(settings)
     except Exception as exc:  # the latency report is optional; its failure is shown, not fatal
         return [f"latency    : unavailable ({type(exc).__name__}: {exc})"]
-    return [f"latency    : {report}"]
+    e2e = report.end_to_end
+    if e2e is None:
+        return [f"latency    : no bar has reached a signal yet ({report.bars} bars stamped)"]
+    hops = ", ".join(f"{k} p50 {v.p50:.2f} s p99 {v.p99:.2f} s" for k, v in report.hops.items())
+    return [f"latency    : bar close -> signal p50 {e2e.p50:.2f} s, p99 {e2e.p99:.2f} s over {e2e.bars} bars",
+            *([f"  hops     : {hops}"] if hops else [])]
 
 
 def _print_status(settings: Settings) -> bool:

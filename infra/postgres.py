@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from types import TracebackType
 
 from cryptolake.errors import InfrastructureError
 from cryptolake.logs import get_logger
+from infra.broker import free_port
 
 log = get_logger(__name__)
 
@@ -29,12 +29,6 @@ def pg_bin_dir() -> Path:
     if not found:
         raise InfrastructureError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb); run infra/setup.sh")
     return found[-1].parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LocalPostgres:
@@ -68,7 +62,7 @@ class LocalPostgres:
             os.chown(self._dir, self._user.pw_uid, self._user.pw_gid)
         data = self._dir / "data"
         self._run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-E", "UTF8", "--no-sync")
-        self.port = _free_port()
+        self.port = free_port()
         opts = f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(self._dir / "log"), "-w",
                   "start")

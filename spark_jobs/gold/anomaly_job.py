@@ -17,7 +17,8 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.tables import GOLD_ANOMALIES, GOLD_FEATURES
 from spark_jobs.delta_io import check_interval, ensure_table, interval_filter, table_exists
-from spark_jobs.gold.anomaly_models import DETECTOR_INPUTS, SERIES_KEYS, DetectorConfig, refit_starts, score_interval
+from spark_jobs.gold.anomaly_models import DETECTOR_INPUTS, DetectorConfig, refit_starts, score_interval
+from spark_jobs.gold.features import SERIES_KEYS
 
 log = get_logger(__name__)
 

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from cryptolake.errors import DataValidationError
+from spark_jobs.gold.features import SERIES_KEYS
 
-SERIES_KEYS: tuple[str, ...] = ("exchange", "symbol", "timeframe")
 DETECTOR_INPUTS: tuple[str, ...] = ("log_ret_1", "log_ret_2", "volatility_20", "volume_z_20", "bb_pctb",
                                     "vwap_20_dev")
 SCORE_COLUMNS: tuple[str, ...] = ("iforest_score", "iforest_flag", "pca_error", "pca_flag")

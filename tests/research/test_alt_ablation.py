@@ -51,4 +51,5 @@ def test_both_arms_are_scored_on_the_same_folds(shared_data: Path) -> None:
     # The arms differ only in the features: the alt arm's logistic must not equal the market arm's.
     logistic = f[f["model"] == "logistic"].pivot(index="fold", columns="arm", values="log_loss")
     assert not np.allclose(logistic["market"], logistic["market+alt"])
-    assert len(FEATURE_COLUMNS) + len(result.alt_columns) > len(FEATURE_COLUMNS)
+    assert {"news_count_1h", "sent_mean_24h"} <= set(result.alt_columns)
+    assert not set(result.alt_columns) & set(FEATURE_COLUMNS)
