@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 
 import typer
@@ -58,8 +59,10 @@ def serve(
         typer.echo(f"markets: {', '.join(sorted(ex.markets))}")
         if at is not None:
             typer.echo(f"SYNTHETIC drift: candles from {at.isoformat()} on have returns and volume x{drift_scale}")
-        if not api_key:
+        if not api_key and sys.stdout.isatty():
             typer.echo(f"api key: {key}\napi secret: {secret}")
+        elif not api_key:  # stdout is a file (the supervisor's log): a secret is never written there
+            typer.echo("api key: generated, not printed (not a terminal); pass LOCALEX_API_KEY/LOCALEX_API_SECRET")
         typer.echo("ccxt: point_ccxt_at(ccxt.binance({'apiKey': ..., 'secret': ...}), url)  -- Ctrl-C to stop")
 
     run(config, host=host, port=port, on_ready=ready)

@@ -63,6 +63,8 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         assert set(rows) == {"exchange", "market-localex-1m", "trader-paper-breakout", "altdata"}
         assert all(r["state"] == "running" and r["ready"] for r in rows.values())
         pids = [state["pid"], *(r["pid"] for r in rows.values())]
+        exchange_log = (settings.paths.state_dir / "logs" / "exchange.log").read_text(errors="replace")
+        assert "local exchange on" in exchange_log and "api secret" not in exchange_log  # no secret in a log
         log = settings.paths.state_dir / "logs" / "trader-paper-breakout.log"
         deadline = time.monotonic() + 90
         bars = 0
