@@ -1,4 +1,4 @@
-"""Market pipeline: ingest -> land -> silver -> gold -> train -> score -> trade, per data interval.
+"""Market pipeline: ingest -> land -> silver -> gold -> (anomalies | train -> score -> trade), per data interval.
 
 Wiring only: every task calls one function of ``pipeline.market`` and hands its typed result to
 the next task through XCom. On its ``@daily`` schedule a run processes its own data interval:
@@ -85,6 +85,12 @@ def market_pipeline() -> None:
         return market.run_task("gold", *_interval())
 
     @task
+    def anomalies(_: Any) -> Any:
+        from pipeline import market
+
+        return market.run_task("anomalies", *_interval())
+
+    @task
     def train(_: Any) -> Any:
         from pipeline import market
 
@@ -102,7 +108,10 @@ def market_pipeline() -> None:
 
         return market.run_task("trade", *_interval(), scored=scored)
 
-    trade(score(train(gold(silver(land(ingest()))))))
+    # gold.anomalies is a side branch: nothing downstream reads it, so a failed detector never blocks trading.
+    features = gold(silver(land(ingest())))
+    anomalies(features)
+    trade(score(train(features)))
 
 
 market_pipeline_dag = market_pipeline()

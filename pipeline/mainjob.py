@@ -26,9 +26,11 @@ def task_results_dir(settings: Settings, start: str, end: str) -> Path:
 
 def load_task_results(settings: Settings, start: str, end: str) -> dict[str, dict[str, Any]]:
     """The JSON result of every task of the interval's last run."""
+    from pipeline.market import TASKS
+
     folder = task_results_dir(settings, start, end)
     out: dict[str, dict[str, Any]] = {}
-    for name in ("ingest", "land", "silver", "gold", "train", "score", "trade"):
+    for name in TASKS:
         path = folder / f"{name}.json"
         if not path.exists():
             raise InfrastructureError(f"task {name} left no result at {path}")

@@ -121,10 +121,9 @@ def trade(interval: Interval, settings: Settings, *, scored: ScoreResult) -> Tra
 
 
 TASKS: dict[str, Callable[..., Any]] = {
-    "ingest": ingest, "land": land, "silver": silver, "gold": gold, "train": train, "score": score, "trade": trade,
+    "ingest": ingest, "land": land, "silver": silver, "gold": gold, "anomalies": anomalies, "train": train,
+    "score": score, "trade": trade,
 }
-# Not in the market DAG yet (so not in the step count): gold.anomalies for an interval, run on its own.
-EXTRA_TASKS: dict[str, Callable[..., Any]] = {"anomalies": anomalies}
 _HEADLINE_KEYS = ("produced", "rows", "feature_rows", "model_version", "retrained", "scored", "check")
 
 

@@ -27,6 +27,7 @@ TABLE_VIEWS = (
     "silver_bars",
     "gold_features",
     "gold_labels",
+    "gold_anomalies",
     "gold_signals",
 )
 
@@ -36,6 +37,7 @@ _EXCHANGE_FILTER = {
     "silver_bars": "exchange = $exchange",
     "gold_features": "exchange = $exchange",
     "gold_labels": "exchange = $exchange",
+    "gold_anomalies": "exchange = $exchange",
     "gold_signals": "exchange = $exchange AND model_version = $model_version",
 }
 
@@ -89,6 +91,9 @@ def reconcile(settings: Settings, start: str, end: str, source_candles: int) -> 
                  "AND ts < $end::TIMESTAMPTZ", args).fetchone()[0]  # type: ignore[index]
         dups = q(f"SELECT coalesce(sum(duplicates), 0) FROM silver_bars {silver_where}",
                  args).fetchone()[0]  # type: ignore[index]
+        # gold.anomalies scores every gold row of the interval (a score is null without enough history)
+        anomalies = _count(con, "gold_anomalies", "exchange = $exchange AND ts >= $start::TIMESTAMPTZ "
+                           "AND ts < $end::TIMESTAMPTZ", args)
         prefix = {"prefix": f"{settings.market.exchange}:%"}
         dead = _count(con, "quarantine_dlq_market_ohlcv", "key LIKE $prefix", prefix)
         quarantined = _count(con, "quarantine_market_ohlcv", "key LIKE $prefix", prefix)
@@ -100,13 +105,15 @@ def reconcile(settings: Settings, start: str, end: str, source_candles: int) -> 
         "bronze_equals_unique_plus_duplicates": (int(bronze), int(unique) + int(dups)),
         "silver_equals_unique_bronze": (int(silver), int(unique)),
         "gold_equals_valid_silver_minus_warmup": (int(gold), expected_gold),
+        "anomalies_equal_gold": (anomalies, int(gold)),
     }
     for name, (got, want) in checks.items():
         if got != want:
             raise DataValidationError(name, got, f"expected {want}: the layers do not reconcile")
     return {"source_candles": source_candles, "bronze": int(bronze), "unique_bronze": int(unique),
             "duplicates": int(dups), "producer_dead_letters": dead, "landing_quarantined": quarantined,
-            "silver": int(silver), "valid_silver": int(valid), "gold": int(gold), "warmup_bars": WARMUP_BARS,
+            "silver": int(silver), "valid_silver": int(valid), "gold": int(gold), "anomalies": anomalies,
+            "warmup_bars": WARMUP_BARS,
             "series": len(per_series), "checks": {k: "ok" for k in checks}}
 
 
@@ -164,6 +171,7 @@ def build_summary(results: dict[str, dict[str, Any]], settings: Settings, start:
             "metrics": train["metrics"],
             "decision": train.get("reason", ""),  # retrained or reused, the gate's verdict, whether it trades
         },
+        "anomalies": {k: results["anomalies"].get(k) for k in ("rows", "scored", "iforest_flags", "pca_flags")},
         "signals": {k: results["score"].get(k) for k in ("scored", "up_signals", "first_bar", "last_bar")},
         "trading": trade.get("metrics", {}),
         "trading_check": trade.get("check", {}),
@@ -187,8 +195,12 @@ def print_summary(summary: dict[str, Any], report_path: Path, console: Console |
         f"Reconciled: source {r['source_candles']:,} = unique bronze {r['unique_bronze']:,} + dead-lettered "
         f"{r['producer_dead_letters']:,} + quarantined {r['landing_quarantined']:,}; bronze {r['bronze']:,} = "
         f"unique + {r['duplicates']:,} duplicates; silver {r['silver']:,} = unique candles; gold {r['gold']:,} = "
-        f"valid silver {r['valid_silver']:,} - {r['series']} x {r['warmup_bars']} warm-up"
+        f"valid silver {r['valid_silver']:,} - {r['series']} x {r['warmup_bars']} warm-up; gold.anomalies "
+        f"{r['anomalies']:,} = gold"
     )
+    a = summary["anomalies"]
+    console.print(f"Anomaly detectors: {a['scored']:,} of {a['rows']:,} gold rows scored (the rest lack 60 days of "
+                  f"history); IsolationForest flagged {a['iforest_flags']:,}, PCA {a['pca_flags']:,}")
     q = summary["quality"]
     console.print(f"Data quality: {q}")
     m = Table(title=f"Model {summary['model']['model_version']} on the test period")
@@ -253,7 +265,9 @@ _SUMMARY_TEMPLATE = """
 {{ r.producer_dead_letters }} + quarantined {{ r.landing_quarantined }}; bronze {{ r.bronze }} = unique +
 {{ r.duplicates }} duplicates; silver {{ r.silver }} = unique candles;
 gold {{ r.gold }} = valid silver {{ r.valid_silver }} &minus;
-{{ r.series }} &times; {{ r.warmup_bars }} warm-up bars.</p>
+{{ r.series }} &times; {{ r.warmup_bars }} warm-up bars; gold.anomalies {{ r.anomalies }} = gold.</p>
+<p>Anomaly detectors: {{ a.scored }} of {{ a.rows }} gold rows scored (the rest lack 60 days of history);
+IsolationForest flagged {{ a.iforest_flags }}, PCA {{ a.pca_flags }}.</p>
 <h2>Data quality</h2>
 <table id="quality"><tr><th>check</th><th>count</th></tr>
 {% for name, n in quality %}<tr><td class="name">{{ name }}</td><td>{{ n }}</td></tr>{% endfor %}
@@ -303,6 +317,7 @@ def write_report(results: dict[str, dict[str, Any]], summary: dict[str, Any], pa
     section = env.from_string(_SUMMARY_TEMPLATE).render(
         tables=[(k, f"{v:,}") for k, v in summary["tables"].items()],
         r=summary["reconciliation"],
+        a=summary["anomalies"],
         quality=quality,
         model_version=summary["model"]["model_version"],
         metric_cols=cols,

@@ -35,3 +35,13 @@ def test_stack_smoke_is_in_the_bag_with_its_task(dagbag):
     dag = _dags(dagbag)["stack_smoke"]
     assert [t.task_id for t in dag.tasks] == ["spark_delta_roundtrip"]
     assert set(dag.tags) == {"stack", "smoke"}
+
+
+def test_market_pipeline_runs_anomalies_beside_training_from_gold(dagbag):
+    from pipeline.market import TASKS
+
+    tasks = _dags(dagbag)["market_pipeline"].task_dict
+    assert set(tasks) == set(TASKS)  # the DAG runs every task of pipeline.market, and only those
+    assert tasks["anomalies"].upstream_task_ids == {"gold"}
+    assert tasks["train"].upstream_task_ids == {"gold"}  # a failed detector never blocks trading
+    assert tasks["anomalies"].downstream_task_ids == set()

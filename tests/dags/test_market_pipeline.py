@@ -98,6 +98,7 @@ def test_market_pipeline_backfill_then_three_days_on_schedule(drill_settings, da
     assert first["trading_check"]["identical"] is True
     assert first["trading_check"]["paper_fills"] == first["trading_check"]["backtest_fills"]
     assert first["signals"]["scored"] > 0
+    assert first["anomalies"]["rows"] == r["anomalies"] == r["gold"]  # every gold row has its detector row
     decision = first["model"]["decision"]  # the gate's verdict is in the summary, and what it means for trading
     assert "gate: " in decision and (decision.endswith(" trades") or decision.endswith("publishes nothing"))
 
@@ -126,6 +127,8 @@ def test_market_pipeline_backfill_then_three_days_on_schedule(drill_settings, da
         res = load_task_results(settings, iv.start.isoformat(), iv.end.isoformat())
         ours = {k: n for k, n in res["silver"]["per_series"].items() if k.startswith(f"{settings.market.exchange}:")}
         assert ours == {f"{settings.market.exchange}:{sym}:30m": n for sym, n in per_symbol(settings, day).items()}
+        assert res["anomalies"]["rows"] == after["gold_features"][0]  # the day's gold rows, scored once
+        assert res["anomalies"]["scored"] == res["anomalies"]["rows"]  # March-April are the detectors' history
         assert res["train"]["retrained"] is False and res["train"]["model_version"] == first["model"]["model_version"]
         assert res["trade"]["check"]["identical"] is True
         results.append(res)
