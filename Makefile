@@ -22,7 +22,7 @@ test: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader research pipeline api dags cli
 	.venv/bin/lint-imports
-	.venv/bin/pytest -q --durations=15; rc=$$?; .venv/bin/cryptolake stack down >/dev/null 2>&1 || true; exit $$rc
+	.venv/bin/pytest -q --durations=40; rc=$$?; .venv/bin/cryptolake stack down >/dev/null 2>&1 || true; exit $$rc
 
 # Benchmarks need the peers (vectorbt, backtesting.py, nautilus_trader...): a bench-only dependency group,
 # never installed by `make setup`. Run one with `make bench B=bench/bench_backtest.py`.
