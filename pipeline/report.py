@@ -113,8 +113,7 @@ def reconcile(settings: Settings, start: str, end: str, source_candles: int) -> 
     return {"source_candles": source_candles, "bronze": int(bronze), "unique_bronze": int(unique),
             "duplicates": int(dups), "producer_dead_letters": dead, "landing_quarantined": quarantined,
             "silver": int(silver), "valid_silver": int(valid), "gold": int(gold), "anomalies": anomalies,
-            "warmup_bars": WARMUP_BARS,
-            "series": len(per_series), "checks": {k: "ok" for k in checks}}
+            "warmup_bars": WARMUP_BARS, "series": len(per_series), "checks": {k: "ok" for k in checks}}
 
 
 def _count(con: Any, view: str, where: str, params: dict[str, Any]) -> int:
@@ -199,8 +198,8 @@ def print_summary(summary: dict[str, Any], report_path: Path, console: Console |
         f"{r['anomalies']:,} = gold"
     )
     a = summary["anomalies"]
-    console.print(f"Anomaly detectors: {a['scored']:,} of {a['rows']:,} gold rows scored (the rest lack 60 days of "
-                  f"history); IsolationForest flagged {a['iforest_flags']:,}, PCA {a['pca_flags']:,}")
+    console.print(f"Anomaly detectors: {a['scored']:,} of {a['rows']:,} gold rows scored (an unscored row lacks the "
+                  f"detectors' fit history); IsolationForest flagged {a['iforest_flags']:,}, PCA {a['pca_flags']:,}")
     q = summary["quality"]
     console.print(f"Data quality: {q}")
     m = Table(title=f"Model {summary['model']['model_version']} on the test period")
@@ -266,8 +265,8 @@ _SUMMARY_TEMPLATE = """
 {{ r.duplicates }} duplicates; silver {{ r.silver }} = unique candles;
 gold {{ r.gold }} = valid silver {{ r.valid_silver }} &minus;
 {{ r.series }} &times; {{ r.warmup_bars }} warm-up bars; gold.anomalies {{ r.anomalies }} = gold.</p>
-<p>Anomaly detectors: {{ a.scored }} of {{ a.rows }} gold rows scored (the rest lack 60 days of history);
-IsolationForest flagged {{ a.iforest_flags }}, PCA {{ a.pca_flags }}.</p>
+<p>Anomaly detectors: {{ a.scored }} of {{ a.rows }} gold rows scored (an unscored row lacks the
+detectors' fit history); IsolationForest flagged {{ a.iforest_flags }}, PCA {{ a.pca_flags }}.</p>
 <h2>Data quality</h2>
 <table id="quality"><tr><th>check</th><th>count</th></tr>
 {% for name, n in quality %}<tr><td class="name">{{ name }}</td><td>{{ n }}</td></tr>{% endfor %}
