@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -116,7 +116,8 @@ def start_features(*, trigger_seconds: float, settings: Settings | None = None,
             end = candles["available_time"].max().to_pydatetime()
             silver = run_silver_bars(start, end, settings=settings)
             gold = run_gold(start, end, settings=settings, merge_features=True)
-            gold_time = pd.Timestamp(datetime.now(UTC))
+            # the features commit's own time: the scorer may see the rows before run_gold returns (labels follow)
+            gold_time = pd.Timestamp(gold.features_committed_ms, unit="ms", tz="UTC")
             written = (spark.read.format("delta").load(GOLD_FEATURES.path(settings))
                        .where(interval_filter("bar_date", "ts", start, end)).select(*KEYS).toPandas())
             written["ts"] = pd.to_datetime(written["ts"], utc=True)

@@ -42,6 +42,7 @@ class GoldResult:
     warmup_bars_read: int = 0
     per_series: dict[str, int] = field(default_factory=dict)
     features_version: int = -1
+    features_committed_ms: int = -1  # when the feature rows became visible (the commit's time, epoch ms)
     labels_version: int = -1
 
 
@@ -141,8 +142,8 @@ def run_gold(start: datetime, end: datetime, settings: Settings | None = None, *
         bars.unpersist()
     from delta.tables import DeltaTable
 
-    result.features_version = int(
-        DeltaTable.forPath(spark, GOLD_FEATURES.path(settings)).history(1).collect()[0]["version"]
-    )
+    last = (DeltaTable.forPath(spark, GOLD_FEATURES.path(settings)).history(1)
+            .select("version", F.unix_millis("timestamp").alias("ms")).collect()[0])
+    result.features_version, result.features_committed_ms = int(last["version"]), int(last["ms"])
     log.info("gold.done", extra={k: v for k, v in vars(result).items()})
     return result
