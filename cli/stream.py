@@ -14,25 +14,29 @@ from cryptolake.errors import CryptolakeError
 app = typer.Typer(help="Continuous Structured Streaming processes: land, features, score.", no_args_is_help=True)
 
 
-def _serve(metrics_port: int | None) -> Any:
+Start = Callable[[threading.Event, Any, Callable[[], None]], None]
+
+
+def _run(start: Start, metrics_port: int | None, what: str) -> None:
+    """Install the stop handlers first, run until stopped; a failure exits 1.
+
+    ``/metrics`` is served once ``start`` reports its queries running, so a supervisor's readiness
+    check (GET /metrics) passes only when the driver really streams, not while the JVM starts.
+    """
     from pipeline.stream_metrics import StreamMetrics
-
-    metrics = StreamMetrics()
-    if metrics_port is not None:
-        metrics.serve(metrics_port)
-    return metrics
-
-
-def _run(start: Callable[[threading.Event, Any], None], metrics_port: int | None, what: str) -> None:
-    """Install the stop handlers first, serve metrics, run until stopped; a failure exits 1."""
     from spark_jobs.session import stop_spark
 
     stop = threading.Event()  # first: a SIGTERM during start-up still ends in a clean stop
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    metrics = _serve(metrics_port)
+    metrics = StreamMetrics()
+
+    def started() -> None:
+        if metrics_port is not None:
+            metrics.serve(metrics_port)
+
     try:
-        start(stop, metrics)
+        start(stop, metrics, started)
     except CryptolakeError as exc:
         typer.echo(f"stream {what} stopped on an error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -57,10 +61,11 @@ def land(
     from cryptolake.settings import get_settings
     from pipeline.stream import landing_queries, run_queries
 
-    def start(stop: threading.Event, metrics: Any) -> None:
+    def start(stop: threading.Event, metrics: Any, started: Callable[[], None]) -> None:
         settings = get_settings()
         running = landing_queries(topic, settings, trigger_seconds=trigger_seconds, metrics=metrics,
                                   max_offsets_per_trigger=max_offsets_per_trigger)
+        started()
         run_queries(running, stop)
 
     _run(start, metrics_port, "land")
@@ -80,10 +85,11 @@ def features(
     from cryptolake.settings import get_settings
     from pipeline.stream import features_queries, landing_queries, run_queries
 
-    def start(stop: threading.Event, metrics: Any) -> None:
+    def start(stop: threading.Event, metrics: Any, started: Callable[[], None]) -> None:
         settings = get_settings()
         running = landing_queries(land, settings, trigger_seconds=trigger_seconds, metrics=metrics) if land else []
         running += features_queries(settings, trigger_seconds=trigger_seconds, metrics=metrics)
+        started()
         run_queries(running, stop)
 
     _run(start, metrics_port, "features")
@@ -108,7 +114,7 @@ def score(
     from cryptolake.settings import get_settings
     from pipeline.stream import features_queries, landing_queries, resolve_model, run_queries, scorer_queries
 
-    def start(stop: threading.Event, metrics: Any) -> None:
+    def start(stop: threading.Event, metrics: Any, started: Callable[[], None]) -> None:
         settings = get_settings()
         version, registry = resolve_model(model_version, registry_dir, settings)
         running = landing_queries(land, settings, trigger_seconds=trigger_seconds, metrics=metrics) if land else []
@@ -116,6 +122,7 @@ def score(
             running += features_queries(settings, trigger_seconds=trigger_seconds, metrics=metrics)
         scoring, close = scorer_queries(version, registry, settings, trigger_seconds=trigger_seconds,
                                         metrics=metrics)
+        started()
         try:
             run_queries(running + scoring, stop)
         finally:

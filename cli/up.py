@@ -63,9 +63,10 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
             argv += ["--source", a.source]
         argv += ["--poll-interval", str(min(a.poll_interval_s for a in system.altdata))]
         specs.append(ProcessSpec("altdata", tuple(argv), metrics_port=p))
-    # Not yet started by `up`: the streaming landing/features/scorer (`cryptolake stream ...`), the monitor
-    # (`cryptolake monitor`) and the Airflow services (`infra.airflow_services.specs`). Each runs and is tested
-    # on its own; wiring them here (with readiness checks and the integration test) is the next step of issue 12.
+    if system.stream.enabled:
+        specs.append(_stream_spec(system, settings, port()))
+    # Not yet started by `up`: the monitor (`cryptolake monitor`) and the Airflow services
+    # (`infra.airflow_services.specs`). Each runs and is tested on its own (see docs/operations.md).
     local = next((v for v in system.venues if v.kind == "local"), system.venues[0])
     bar_s = tf_s / r.speed
     for s in system.strategies:
@@ -82,6 +83,39 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
             argv += ["--param", f"{k}={json.dumps(val)}"]
         specs.append(ProcessSpec(f"trader-{s.account}", tuple(argv), metrics_port=p))
     return specs
+
+
+def stream_registry(system: SystemConfig, settings: Settings) -> Any:
+    """The registry of the streamed market's models: the first venue and timeframe of the system."""
+    from pipeline.training import market_registry
+
+    market = settings.market.model_copy(update={"exchange": system.venues[0].name,
+                                                "timeframe": system.timeframes[0]})
+    return market_registry(settings.model_copy(update={"market": market}))
+
+
+def _stream_spec(system: SystemConfig, settings: Settings, metrics_port: int) -> Any:
+    """One Spark driver: land market.ohlcv, silver+gold at each bar close, and score with the champion if any.
+
+    Without a champion for the market yet, the driver lands and computes features only (the scorer
+    starts with the next `up` once training has promoted one). Ready once its queries run.
+    """
+    from cryptolake import topics
+    from cryptolake.errors import ModelNotFoundError
+    from infra.supervisor import ProcessSpec
+
+    common = ["--land", topics.MARKET_OHLCV, "--trigger-seconds", str(system.stream.trigger_seconds),
+              "--metrics-port", str(metrics_port)]
+    registry = stream_registry(system, settings)
+    try:
+        version = registry.champion().version if system.stream.score else None
+    except ModelNotFoundError:
+        version = None
+    if version is None:
+        return ProcessSpec("stream", (*CLI, "stream", "features", *common), metrics_port=metrics_port)
+    argv = (*CLI, "stream", "score", "--features", "--model-version", version, "--registry-dir",
+            str(registry.root), *common)
+    return ProcessSpec("stream", argv, metrics_port=metrics_port)
 
 
 def up(

@@ -104,6 +104,14 @@ class AltDataSpec(_Frozen):
     poll_interval_s: float = Field(30.0, gt=0, description="Seconds between polls of the source")
 
 
+class StreamSpec(_Frozen):
+    """The continuous pipeline: one Spark driver landing ``market.ohlcv``, updating silver and gold, and scoring."""
+
+    enabled: bool = Field(True, description="Run `cryptolake stream` (landing, silver+gold, scorer) under `up`")
+    trigger_seconds: float = Field(1.0, gt=0, description="Processing-time trigger of the streaming queries")
+    score: bool = Field(True, description="Also score new gold rows with the market's champion, once one exists")
+
+
 class SupervisorSpec(_Frozen):
     """How the supervisor restarts a process that died."""
 
@@ -127,6 +135,7 @@ class SystemConfig(_Frozen):
     altdata: tuple[AltDataSpec, ...] = Field((), description="Alternative-data connectors")
     trades: bool = Field(False, description="Also stream trades (venues with a trade feed; not candle replays)")
     books: bool = Field(False, description="Also stream order-book metrics (venues with a depth feed)")
+    stream: StreamSpec = Field(default_factory=StreamSpec, description="The streaming landing, features and scorer")
     supervisor: SupervisorSpec = Field(default_factory=SupervisorSpec, description="Restart policy")
 
     @field_validator("timeframes")

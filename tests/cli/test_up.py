@@ -11,11 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from cryptolake import topics
 from cryptolake.settings import Settings
 from cryptolake.system import DEFAULT_FILE, load_system
+from cryptolake.tables import GOLD_FEATURES, SILVER_BARS, bronze_spec
 from infra import broker, processes, supervisor
+from spark_jobs.gold.features import WARMUP_BARS
 from tests.conftest import settings_in
 from tests.ingest.exchange.test_live_connector import _metric, _published
 
@@ -35,6 +39,8 @@ def test_specs_follow_the_config(tmp_path: Path) -> None:
     market = specs["market-localex-1m"]
     assert market.argv[market.argv.index("--base-url") + 1] == "http://127.0.0.1:39999"
     assert market.readiness_url() == f"http://127.0.0.1:{market.metrics_port}/metrics"
+    stream = specs["stream"].argv
+    assert stream[stream.index("--land") + 1] == "market.ohlcv" and "--metrics-port" in stream
     trader = specs["trader-paper-breakout"].argv
     assert "--paper" in trader and trader[trader.index("--bar-interval") + 1] == "0.5"  # 60 s / speed 120
 
@@ -42,6 +48,14 @@ def test_specs_follow_the_config(tmp_path: Path) -> None:
 def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def _lake_rows(path: str, exchange: str | None) -> pd.DataFrame:
+    """A Delta table's rows (of one exchange), empty while it does not exist yet."""
+    from tests.pipeline.streamproc import delta_frame
+
+    frame = delta_frame(path)
+    return frame[frame["exchange"] == exchange] if exchange and not frame.empty else frame
 
 
 def _metric_at_least(port: int, name: str, floor: float, timeout_s: float) -> float | None:
@@ -61,16 +75,18 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
     env = {**os.environ, "CRYPTOLAKE__PATHS__STATE_DIR": str(settings.paths.state_dir),
            "CRYPTOLAKE__PATHS__JARS_DIR": str(settings.paths.jars_dir),
            "CRYPTOLAKE__PATHS__LAKE_ROOT": settings.paths.lake(), "CRYPTOLAKE__LOG_LEVEL": "WARNING",
+           "CRYPTOLAKE__PATHS__ARTIFACTS_DIR": str(tmp_path / "artifacts"),  # no champion: stream lands + features
+           "CRYPTOLAKE__SPARK__SHUFFLE_PARTITIONS": "2",
            "CRYPTOLAKE__TRADER__STORE_URL": f"sqlite:///{tmp_path / 'trades.db'}",
            "CRYPTOLAKE_SYSTEM__REPLAY__SPEED": "600", "CRYPTOLAKE_SYSTEM__REPLAY__START_INDEX": "300"}
     pids: list[int] = []
     try:
-        up = _run(["up"], env, 300)
+        up = _run(["up"], env, 420)
         assert up.returncode == 0, up.stdout + up.stderr
         state = supervisor.read_state(settings)
         assert state is not None
         rows = state["processes"]
-        assert set(rows) == {"exchange", "market-localex-1m", "trader-paper-breakout", "altdata"}
+        assert set(rows) == {"exchange", "market-localex-1m", "trader-paper-breakout", "altdata", "stream"}
         assert all(r["state"] == "running" and r["ready"] for r in rows.values())
         pids = [state["pid"], *(r["pid"] for r in rows.values())]
         exchange_log = (settings.paths.state_dir / "logs" / "exchange.log").read_text(errors="replace")
@@ -84,7 +100,7 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
             time.sleep(1)
         assert bars >= 30, log.read_text(errors="replace")[-2000:]  # the trader got the replayed bars (websocket)
         status = _run(["status"], env, 60)
-        assert status.returncode == 0 and status.stdout.count("running") == 4, status.stdout + status.stderr
+        assert status.returncode == 0 and status.stdout.count("running") == 5, status.stdout + status.stderr
         logs = _run(["logs", "market-localex-1m", "--lines", "5"], env, 60)
         assert logs.returncode == 0, logs.stderr
         seen = _published(settings, "localex")  # the candles in Kafka: the history, then the replay, each once
@@ -93,6 +109,17 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         sent = _metric_at_least(rows["market-localex-1m"]["metrics_port"], "cryptolake_producer_messages_sent",
                                 len(seen), 20)
         assert sent is not None and sent >= len(seen) >= 300, (sent, len(seen))
+        # the streaming driver lands the candles and computes gold at each bar close (WARMUP_BARS of history first)
+        deadline = time.monotonic() + 240
+        gold = 0
+        while time.monotonic() < deadline and gold == 0:
+            gold = len(_lake_rows(GOLD_FEATURES.path(settings), "localex"))
+            time.sleep(2)
+        landed = len(_lake_rows(bronze_spec(topics.MARKET_OHLCV).path(settings), None))
+        stream_log = (settings.paths.state_dir / "logs" / "stream.log").read_text(errors="replace")[-3000:]
+        assert gold > 0 and landed >= WARMUP_BARS, (gold, landed, stream_log)
+        silver = _lake_rows(SILVER_BARS.path(settings), "localex")
+        assert silver["open_time"].is_unique and len(silver) <= len(seen), (len(silver), len(seen))
         news = _metric(rows["altdata"]["metrics_port"], "cryptolake_producer_messages_sent")
         assert news is not None and news > 0, news  # the real headlines' replay flows into news.articles
     finally:
