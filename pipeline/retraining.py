@@ -8,7 +8,9 @@ mistaken for drift), and the decay of the live hit rate against the test segment
 (:func:`pipeline.drift.detect`). Retraining is due when the check finds drift, when there is no
 champion, or on the weekly clock (:func:`pipeline.training.retrain_due`: the latest trained model is
 ``pipeline.retrain_every_days`` old). Too few live rows (``drift.min_live_rows``) is "not judged",
-never drift. Everything is judged at the interval's end (logical time), and the report of every
+never drift. Everything is judged at the interval's end (logical time), against the registry as
+it was before the interval's own challenger (trained at that end), so a re-run judges, trains and
+gates the same way and registers nothing new; the report of every
 run is written to ``<artifacts>/drift/<exchange>-<timeframe>/<interval tag>.json``, so a re-run
 overwrites it. ``retrain_challenger`` trains on the rolling lookback and registers the challenger,
 promoted only if the champion gate passes (:func:`pipeline.training.train_challenger`, the train
@@ -29,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from cryptolake.errors import ConfigError
 from cryptolake.logs import get_logger
 from cryptolake.settings import DriftSettings, Settings
 from cryptolake.types import TIMEFRAME_MS
@@ -38,7 +41,14 @@ from models.registry import RegistryEntry
 from pipeline.drift import DriftReport, detect, hit_rate
 from pipeline.interval import Interval
 from pipeline.results import finite
-from pipeline.training import current_champion, latest_trained, market_registry, retrain_due, train_challenger
+from pipeline.training import (
+    before_end,
+    current_champion,
+    latest_trained,
+    market_registry,
+    retrain_due,
+    train_challenger,
+)
 
 log = get_logger(__name__)
 
@@ -148,6 +158,10 @@ def _reference(entry: RegistryEntry, model: Model, settings: Settings) -> tuple[
     from models.dataset import load_training_set
 
     meta = entry.metadata
+    missing = [k for k in ("symbols", "data_start", "data_end", "data_as_of") if k not in meta]
+    if missing:  # e.g. a PPO agent: its metadata names no point-in-time training set to compare with
+        raise ConfigError(f"champion {entry.version} ({entry.kind}) records no training set {missing}: "
+                          "drift cannot be judged against it")
     start, end, as_of = (datetime.fromisoformat(str(meta[k])) for k in ("data_start", "data_end", "data_as_of"))
     dataset = load_training_set(list(meta["symbols"]), start, end, as_of, settings,
                                 exchanges=[settings.market.exchange])
@@ -190,8 +204,9 @@ def _write_json(path: Path, record: dict[str, Any]) -> None:
 def drift_check(interval: Interval, settings: Settings) -> DriftCheck:
     """Judge the interval's live data against the champion's training set; persist and return the verdict."""
     registry = market_registry(settings)
-    champion = current_champion(registry, interval.end)
-    weekly = retrain_due(latest_trained(registry, interval.end), interval, settings)
+    # the registry before this interval's own retrain (a model trained at its end): a re-run judges the same
+    champion = current_champion(registry, before_end(interval))
+    weekly = retrain_due(latest_trained(registry, before_end(interval)), interval, settings)
     base: dict[str, Any] = {"start": interval.start.isoformat(), "end": interval.end.isoformat(),
                             "champion": champion.version if champion else None, "weekly_due": weekly[0],
                             "weekly_reason": weekly[1], "report_path": str(report_path(interval, settings))}
@@ -221,7 +236,7 @@ def drift_check(interval: Interval, settings: Settings) -> DriftCheck:
 def retrain_challenger(interval: Interval, settings: Settings, reason: str) -> RetrainResult:
     """Train a challenger on the lookback ending at the interval's end; promoted only if the gate passes."""
     registry = market_registry(settings)
-    before = current_champion(registry, interval.end)
+    before = current_champion(registry, before_end(interval))
     trained = train_challenger(interval, settings, registry)
     after = current_champion(registry, interval.end)
     result = RetrainResult(

@@ -85,6 +85,11 @@ def current_champion(registry: ModelRegistry, as_of: datetime) -> RegistryEntry 
         return None
 
 
+def before_end(interval: Interval) -> datetime:
+    """Just before the interval's end: what the registry held before the interval's own model (trained at its end)."""
+    return interval.end - timedelta(microseconds=1)
+
+
 @dataclass(frozen=True)
 class Challenger:
     """A model just trained on the rolling lookback, registered, and promoted only if the gate passed."""
@@ -123,7 +128,8 @@ def train_challenger(interval: Interval, settings: Settings, registry: ModelRegi
     model = LstmModel(LstmConfig(seed=settings.seed, num_threads=settings.models.torch_threads))
     report = model.fit(dataset, trained_at=interval.end)
     fold = {name: m.as_dict() for name, m in report.metrics.items()}
-    entry, gate = gate_and_register(registry, model, fold, interval.end, settings)
+    # against the champion before this interval's own model (trained at its end): a re-run gates the same way
+    entry, gate = gate_and_register(registry, model, fold, before_end(interval), settings)
     return Challenger(entry, gate, len(dataset), lookback_start)
 
 

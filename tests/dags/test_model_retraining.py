@@ -104,6 +104,14 @@ def test_synthetic_drift_triggers_a_registered_challenger_and_a_quiet_run_skips(
     retrained = json.loads(report_path(drift_day, settings).with_name(f"{drift_day.tag}.retrain.json").read_text())
     assert retrained["challenger"] == challenger.version and retrained["reason"] == check["reason"]
 
+    # a re-run of the interval replaces its reports and registers nothing new (the same data gives the same version)
+    again = dag.test(logical_date=drift_day.end)
+    assert _states(again) == {"drift_check": "success", "retrain": "success"}
+    assert [e.version for e in registry.versions()] == [v.version for v in versions]
+    assert json.loads(report_path(drift_day, settings).read_text()) == check
+    assert sorted(p.name for p in report_path(drift_day, settings).parent.iterdir()) == [
+        f"{Interval(trained_at, drift_day.start).tag}.json", f"{drift_day.tag}.json", f"{drift_day.tag}.retrain.json"]
+
 
 def test_the_retrain_hangs_off_the_drift_check_on_the_market_intervals(dagbag):
     dag = dagbag.dags["model_retraining"]
