@@ -16,7 +16,8 @@ failed model is returned and the scorer publishes nothing for it (the reason is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,11 @@ from pipeline.results import TrainResult, finite
 
 if TYPE_CHECKING:
     from models.dataset import TrainingSet
+    from models.gate import GateDecision
     from models.ppo import PpoConfig
     from models.ppo_walkforward import FoldProgress, PpoRunResult
     from models.runner import Progress, RunPlan, RunResult
+    from models.sequence import SequenceModel
 
 log = get_logger(__name__)
 
@@ -74,19 +77,66 @@ def latest_trained(registry: ModelRegistry, as_of: datetime) -> RegistryEntry | 
     return entries[-1] if entries else None
 
 
-def train_or_reuse(interval: Interval, settings: Settings) -> TrainResult:
-    """Train on the rolling lookback ending at the interval's end, or reuse the champion (see module)."""
+def current_champion(registry: ModelRegistry, as_of: datetime) -> RegistryEntry | None:
+    """The registry's champion as of ``as_of``, or None when no promoted model was trained by then."""
+    try:
+        return registry.champion(as_of=as_of)
+    except ModelNotFoundError:
+        return None
+
+
+def before_end(interval: Interval) -> datetime:
+    """Just before the interval's end: what the registry held before the interval's own model (trained at its end)."""
+    return interval.end - timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A model just trained on the rolling lookback, registered, and promoted only if the gate passed."""
+
+    entry: RegistryEntry
+    gate: GateDecision
+    rows: int
+    lookback_start: datetime
+
+
+def gate_and_register(registry: ModelRegistry, model: SequenceModel, fold: Mapping[str, Mapping[str, Any]],
+                      as_of: datetime, settings: Settings) -> tuple[RegistryEntry, GateDecision]:
+    """The champion/challenger rule: gate ``model``'s out-of-sample ``fold`` metrics against every naive baseline
+    and the champion as of ``as_of``; register it, promoted only if it passed."""
     from models.baselines import NAIVE_BASELINES
-    from models.dataset import load_training_set
     from models.gate import decide
-    from models.lstm import LstmConfig, LstmModel
     from models.runner import champion_score
 
+    folds = [{k: dict(v) for k, v in fold.items()}]
+    baselines = [b for b in NAIVE_BASELINES if b in fold]
+    gate = decide(model.kind, folds, baselines, metric=settings.models.gate_metric,
+                  margin=settings.models.gate_margin,
+                  champion=champion_score(registry, as_of, settings.models.gate_metric))
+    model.with_fold_metrics(folds)
+    return registry.register(model, promote=gate.passed, gate=gate.as_dict()), gate
+
+
+def train_challenger(interval: Interval, settings: Settings, registry: ModelRegistry) -> Challenger:
+    """Train the LSTM on the point-in-time lookback ending at ``interval.end`` and gate and register it."""
+    from models.dataset import load_training_set
+    from models.lstm import LstmConfig, LstmModel
+
+    lookback_start = interval.end - timedelta(days=settings.pipeline.train_lookback_days)
+    dataset = load_training_set(settings.market.symbols, lookback_start, interval.end, interval.end, settings,
+                                exchanges=[settings.market.exchange])
+    model = LstmModel(LstmConfig(seed=settings.seed, num_threads=settings.models.torch_threads))
+    report = model.fit(dataset, trained_at=interval.end)
+    fold = {name: m.as_dict() for name, m in report.metrics.items()}
+    # against the champion before this interval's own model (trained at its end): a re-run gates the same way
+    entry, gate = gate_and_register(registry, model, fold, before_end(interval), settings)
+    return Challenger(entry, gate, len(dataset), lookback_start)
+
+
+def train_or_reuse(interval: Interval, settings: Settings) -> TrainResult:
+    """Train on the rolling lookback ending at the interval's end, or reuse the champion (see module)."""
     registry = market_registry(settings)
-    try:
-        champion: RegistryEntry | None = registry.champion(as_of=interval.end)
-    except ModelNotFoundError:
-        champion = None
+    champion = current_champion(registry, interval.end)
     latest = latest_trained(registry, interval.end)
     due, reason = retrain_due(latest, interval, settings)
     lookback_start = interval.end - timedelta(days=settings.pipeline.train_lookback_days)
@@ -95,22 +145,12 @@ def train_or_reuse(interval: Interval, settings: Settings) -> TrainResult:
         log.info("train.reuse", extra={"model_version": use.version, "reason": reason})
         return _result(use, retrained=False, reason=f"{reason}; {_trade_note(use)}", lookback_start=lookback_start,
                        rows=0)
-    dataset = load_training_set(settings.market.symbols, lookback_start, interval.end, interval.end, settings,
-                                exchanges=[settings.market.exchange])
-    model = LstmModel(LstmConfig(seed=settings.seed, num_threads=settings.models.torch_threads))
-    report = model.fit(dataset, trained_at=interval.end)
-    fold = {name: m.as_dict() for name, m in report.metrics.items()}
-    baselines = [b for b in NAIVE_BASELINES if b in fold]
-    gate = decide(model.kind, [fold], baselines, metric=settings.models.gate_metric,
-                  margin=settings.models.gate_margin,
-                  champion=champion_score(registry, interval.end, settings.models.gate_metric))
-    model.with_fold_metrics([fold])
-    entry = registry.register(model, promote=gate.passed, gate=gate.as_dict())
-    log.info("train.trained", extra={"model_version": entry.version, "reason": reason, "rows": len(dataset),
-                                     "gate": gate.reason})
-    use = entry if gate.passed or champion is None else champion
-    return _result(use, retrained=True, reason=f"{reason}; gate: {gate.reason}; {_trade_note(use)}",
-                   lookback_start=lookback_start, rows=len(dataset))
+    trained = train_challenger(interval, settings, registry)
+    log.info("train.trained", extra={"model_version": trained.entry.version, "reason": reason, "rows": trained.rows,
+                                     "gate": trained.gate.reason})
+    use = trained.entry if trained.gate.passed or champion is None else champion
+    return _result(use, retrained=True, reason=f"{reason}; gate: {trained.gate.reason}; {_trade_note(use)}",
+                   lookback_start=lookback_start, rows=trained.rows)
 
 
 def _trade_note(entry: RegistryEntry) -> str:
