@@ -146,7 +146,7 @@ def up(
         specs = build_specs(system, settings, free_port(), free_port)
         sup_port = free_port()
         progress.update(task, description="supervisor", total=len(specs), completed=0)
-        supervisor.start_daemon(specs, system.supervisor, settings, metrics_port=sup_port)
+        supervisor.start_daemon(specs, system.supervisor, settings, metrics_port=sup_port, watch_broker=True)
         deadline = time.monotonic() + system.supervisor.ready_timeout_s
         while wait:
             rows = (supervisor.read_state(settings) or {}).get("processes", {})
@@ -226,6 +226,10 @@ def _print_status(settings: Settings) -> bool:
         url = f"http://127.0.0.1:{r['metrics_port']}/metrics" if r.get("metrics_port") else "-"
         typer.echo(f"{name:<24}{r['state']:<10}{'yes' if r['ready'] else 'no':<7}{r['pid'] or '-':>8}{up_s:>10}"
                    f"{r['restarts']:>10}  {url}")
+    watch = state.get("broker")
+    if watch:
+        typer.echo(f"{'kafka broker':<24}{'running' if watch['up'] else 'down':<10}{'':<7}{'':>8}{'':>10}"
+                   f"{watch['restarts']:>10}  {watch['bootstrap'] or '-'}")
     for line in _latency_lines(settings):
         typer.echo(line)
     return True

@@ -122,6 +122,8 @@ class SupervisorSpec(_Frozen):
     stable_after_s: float = Field(30.0, gt=0, description="Running this long resets the back-off")
     stop_timeout_s: float = Field(20.0, gt=0, description="SIGTERM, then SIGKILL after this long")
     ready_timeout_s: float = Field(120.0, gt=0, description="How long `up` waits for every process to be ready")
+    broker_check_s: float = Field(5.0, ge=0, description="Seconds between checks of the Kafka broker, restarted "
+                                  "when down (0 = the supervisor leaves the broker alone)")
 
 
 class SystemConfig(_Frozen):

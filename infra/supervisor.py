@@ -9,7 +9,8 @@ only ever signals our own processes), checks its readiness, and restarts a child
 ``stable_after_s`` resets it). ``crash_loop_restarts`` restarts within ``crash_loop_window_s`` mark the
 child ``failed`` (not restarted again). The state (pids, command lines, restarts, start times, metrics
 ports) is rewritten to ``state.json`` on every change. SIGTERM: every child gets SIGTERM, then SIGKILL
-after ``stop_timeout_s``; the daemon exits 0. It serves its own ``/metrics``.
+after ``stop_timeout_s``; the daemon exits 0. It serves its own ``/metrics``. It also restarts the
+detached Kafka broker when it stops answering (:mod:`infra.broker_watch`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from cryptolake.logs import configure_logging, get_logger
 from cryptolake.settings import Settings, get_settings
 from cryptolake.system import SupervisorSpec
 from infra import processes
+from infra.broker_watch import BrokerWatch
 
 log = get_logger(__name__)
 KIND_PREFIX = "svc."
@@ -64,11 +66,12 @@ def logs_dir(settings: Settings | None = None) -> Path:
     return (settings or get_settings()).paths.state_dir / "logs"
 
 
-def write_specs(specs: list[ProcessSpec], policy: SupervisorSpec, metrics_port: int, settings: Settings) -> Path:
+def write_specs(specs: list[ProcessSpec], policy: SupervisorSpec, metrics_port: int, settings: Settings, *,
+                watch_broker: bool = False) -> Path:
     path = supervisor_dir(settings) / "specs.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"policy": policy.model_dump(), "metrics_port": metrics_port,
-                                "processes": [asdict(s) for s in specs]}, indent=2))
+                                "watch_broker": watch_broker, "processes": [asdict(s) for s in specs]}, indent=2))
     return path
 
 
@@ -108,7 +111,7 @@ class Supervisor:
     """Runs the children until :meth:`stop` (or SIGTERM)."""
 
     def __init__(self, specs: list[ProcessSpec], policy: SupervisorSpec, settings: Settings,
-                 metrics_port: int = 0) -> None:
+                 metrics_port: int = 0, *, watch_broker: bool = False) -> None:
         from prometheus_client import CollectorRegistry, Gauge
 
         from cryptolake.metrics import MetricsServer
@@ -127,6 +130,8 @@ class Supervisor:
                              registry=self.registry)
         self._uptime = Gauge("cryptolake_process_uptime_seconds", "Seconds since the process (re)started",
                              ["process"], registry=self.registry)
+        self.broker_watch = BrokerWatch(settings, policy.broker_check_s, self.registry) \
+            if watch_broker and policy.broker_check_s > 0 else None
         self.server = MetricsServer(self.registry)
         self.metrics_port = self.server.start(metrics_port)
         logs_dir(settings).mkdir(parents=True, exist_ok=True)
@@ -214,7 +219,7 @@ class Supervisor:
                           "log": str(logs_dir(self.settings) / f"{name}.log")}
         state = {"pid": os.getpid(), "cmdline": processes.cmdline(os.getpid()) or "",
                  "metrics_port": self.metrics_port, "updated_at": now, "stopping": self._stop.is_set(),
-                 "processes": rows}
+                 "processes": rows, "broker": self.broker_watch.state() if self.broker_watch else None}
         path = supervisor_dir(self.settings) / "state.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
@@ -222,6 +227,8 @@ class Supervisor:
 
     def run(self, interval_s: float = 0.2) -> None:
         """Start every child, then supervise until :meth:`stop`; stops every child on the way out."""
+        if self.broker_watch is not None:
+            self.broker_watch.start(self._stop)
         for child in self.children.values():
             self._start(child)
         try:
@@ -229,6 +236,8 @@ class Supervisor:
                 self.tick()
                 self._stop.wait(interval_s)
         finally:
+            if self.broker_watch is not None:
+                self.broker_watch.join(timeout_s=self.settings.kafka.start_timeout_s + 10)
             self.stop_children()
             self.server.close()
 
@@ -273,14 +282,17 @@ def daemon(settings: Settings | None = None) -> processes.Tracked | None:
 
 
 def start_daemon(specs: list[ProcessSpec], policy: SupervisorSpec, settings: Settings,
-                 metrics_port: int = 0) -> processes.Tracked:
-    """Start the supervisor daemon over ``specs`` (refused if one runs); returns once it wrote its state."""
+                 metrics_port: int = 0, *, watch_broker: bool = False) -> processes.Tracked:
+    """Start the supervisor daemon over ``specs`` (refused if one runs); returns once it wrote its state.
+
+    ``watch_broker``: the daemon also restarts the local broker when it stops answering (``up``'s broker).
+    """
     from cryptolake.errors import InfrastructureError
 
     running = daemon(settings)
     if running is not None:
         raise InfrastructureError(f"the supervisor already runs (pid {running.pid}); `cryptolake down` first")
-    path = write_specs(specs, policy, metrics_port, settings)
+    path = write_specs(specs, policy, metrics_port, settings, watch_broker=watch_broker)
     (supervisor_dir(settings) / "state.json").unlink(missing_ok=True)
     t0 = time.time()
 
@@ -314,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                          metrics_port=p.get("metrics_port"), ready_url=p.get("ready_url"))
              for p in data["processes"]]
     sup = Supervisor(specs, SupervisorSpec.model_validate(data["policy"]), settings,
-                     metrics_port=int(data.get("metrics_port") or 0))
+                     metrics_port=int(data.get("metrics_port") or 0), watch_broker=bool(data.get("watch_broker")))
     signal.signal(signal.SIGTERM, lambda *_: sup.stop())
     signal.signal(signal.SIGINT, lambda *_: sup.stop())
     sup.run()

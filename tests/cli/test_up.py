@@ -100,7 +100,9 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
             time.sleep(1)
         assert bars >= 30, log.read_text(errors="replace")[-2000:]  # the trader got the replayed bars (websocket)
         status = _run(["status"], env, 60)
-        assert status.returncode == 0 and status.stdout.count("running") == 5, status.stdout + status.stderr
+        assert status.returncode == 0 and status.stdout.count("running") == 6, status.stdout + status.stderr
+        watch = (supervisor.read_state(settings) or {}).get("broker") or {}
+        assert watch.get("up") and watch.get("restarts") == 0, watch  # the supervisor watches the broker
         logs = _run(["logs", "market-localex-1m", "--lines", "5"], env, 60)
         assert logs.returncode == 0, logs.stderr
         seen = _published(settings, "localex")  # the candles in Kafka: the history, then the replay, each once
