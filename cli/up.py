@@ -65,8 +65,11 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
         specs.append(ProcessSpec("altdata", tuple(argv), metrics_port=p))
     if system.stream.enabled:
         specs.append(_stream_spec(system, settings, port()))
-    # Not yet started by `up`: the monitor (`cryptolake monitor`) and the Airflow services
-    # (`infra.airflow_services.specs`). Each runs and is tested on its own (see docs/operations.md).
+    if system.monitoring.monitor:
+        p = port()
+        specs.append(ProcessSpec("monitor", (*CLI, "monitor", "--metrics-port", str(p)), metrics_port=p))
+    # Not yet started by `up`: the Airflow services (`infra.airflow_services.specs`), run and tested on their
+    # own (see docs/operations.md).
     local = next((v for v in system.venues if v.kind == "local"), system.venues[0])
     bar_s = tf_s / r.speed
     for s in system.strategies:
@@ -83,6 +86,26 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
             argv += ["--param", f"{k}={json.dumps(val)}"]
         specs.append(ProcessSpec(f"trader-{s.account}", tuple(argv), metrics_port=p))
     return specs
+
+
+def prometheus_spec(specs: list[Any], supervisor_port: int, system: SystemConfig, settings: Settings,
+                    port: int) -> Any:
+    """Prometheus scraping every process's /metrics and the supervisor's, with infra/monitoring's rules.
+
+    None when the ``prometheus`` binary is missing (`infra/setup.sh` installs Debian's package).
+    """
+    from cryptolake.errors import InfrastructureError
+    from infra import prometheus
+    from infra.supervisor import ProcessSpec
+
+    targets = {s.name: f"127.0.0.1:{s.metrics_port}" for s in specs if s.metrics_port}
+    targets["supervisor"] = f"127.0.0.1:{supervisor_port}"
+    try:
+        config = prometheus.write_config(targets, settings, scrape_interval_s=system.monitoring.scrape_interval_s)
+        argv = prometheus.argv(config, port, settings)
+    except InfrastructureError:
+        return None
+    return ProcessSpec("prometheus", tuple(argv), metrics_port=port, ready_url=f"http://127.0.0.1:{port}/-/ready")
 
 
 def stream_registry(system: SystemConfig, settings: Settings) -> Any:
@@ -145,6 +168,12 @@ def up(
         info = broker.start(settings)
         specs = build_specs(system, settings, free_port(), free_port)
         sup_port = free_port()
+        prom = prometheus_spec(specs, sup_port, system, settings, free_port()) \
+            if system.monitoring.prometheus else None
+        if prom is not None:
+            specs.append(prom)
+        elif system.monitoring.prometheus:
+            typer.echo("prometheus : not installed (infra/setup.sh installs Debian's package); not started", err=True)
         progress.update(task, description="supervisor", total=len(specs), completed=0)
         supervisor.start_daemon(specs, system.supervisor, settings, metrics_port=sup_port, watch_broker=True)
         deadline = time.monotonic() + system.supervisor.ready_timeout_s

@@ -112,6 +112,14 @@ class StreamSpec(_Frozen):
     score: bool = Field(True, description="Also score new gold rows with the market's champion, once one exists")
 
 
+class MonitoringSpec(_Frozen):
+    """`cryptolake monitor` (consumer lag, table freshness) and Prometheus scraping every process."""
+
+    monitor: bool = Field(True, description="Run `cryptolake monitor` under `up`")
+    prometheus: bool = Field(True, description="Run Prometheus (Debian's package) scraping every /metrics of `up`")
+    scrape_interval_s: float = Field(5.0, gt=0, description="Prometheus scrape and rule evaluation interval")
+
+
 class SupervisorSpec(_Frozen):
     """How the supervisor restarts a process that died."""
 
@@ -138,6 +146,7 @@ class SystemConfig(_Frozen):
     trades: bool = Field(False, description="Also stream trades (venues with a trade feed; not candle replays)")
     books: bool = Field(False, description="Also stream order-book metrics (venues with a depth feed)")
     stream: StreamSpec = Field(default_factory=StreamSpec, description="The streaming landing, features and scorer")
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitor and Prometheus")
     supervisor: SupervisorSpec = Field(default_factory=SupervisorSpec, description="Restart policy")
 
     @field_validator("timeframes")

@@ -42,6 +42,7 @@ def test_specs_follow_the_config(tmp_path: Path) -> None:
     stream = specs["stream"].argv
     assert stream[stream.index("--land") + 1] == "market.ohlcv" and "--metrics-port" in stream
     trader = specs["trader-paper-breakout"].argv
+    assert specs["monitor"].argv[3] == "monitor"
     assert "--paper" in trader and trader[trader.index("--bar-interval") + 1] == "0.5"  # 60 s / speed 120
 
 
@@ -56,6 +57,23 @@ def _lake_rows(path: str, exchange: str | None) -> pd.DataFrame:
 
     frame = delta_frame(path)
     return frame[frame["exchange"] == exchange] if exchange and not frame.empty else frame
+
+
+def _prometheus_targets(port: int, timeout_s: float) -> dict[str, str]:
+    """``{job: health}`` once every target is up, or as it is after ``timeout_s``."""
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    health: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as r:
+            active = json.loads(r.read())["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in active}
+        if health and set(health.values()) == {"up"}:
+            break
+        time.sleep(1)
+    return health
 
 
 def _metric_at_least(port: int, name: str, floor: float, timeout_s: float) -> float | None:
@@ -86,7 +104,8 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         state = supervisor.read_state(settings)
         assert state is not None
         rows = state["processes"]
-        assert set(rows) == {"exchange", "market-localex-1m", "trader-paper-breakout", "altdata", "stream"}
+        assert set(rows) == {"exchange", "market-localex-1m", "trader-paper-breakout", "altdata", "stream", "monitor",
+                             "prometheus"}
         assert all(r["state"] == "running" and r["ready"] for r in rows.values())
         pids = [state["pid"], *(r["pid"] for r in rows.values())]
         exchange_log = (settings.paths.state_dir / "logs" / "exchange.log").read_text(errors="replace")
@@ -100,7 +119,7 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
             time.sleep(1)
         assert bars >= 30, log.read_text(errors="replace")[-2000:]  # the trader got the replayed bars (websocket)
         status = _run(["status"], env, 60)
-        assert status.returncode == 0 and status.stdout.count("running") == 6, status.stdout + status.stderr
+        assert status.returncode == 0 and status.stdout.count("running") == 8, status.stdout + status.stderr
         watch = (supervisor.read_state(settings) or {}).get("broker") or {}
         assert watch.get("up") and watch.get("restarts") == 0, watch  # the supervisor watches the broker
         logs = _run(["logs", "market-localex-1m", "--lines", "5"], env, 60)
@@ -122,6 +141,9 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         assert gold > 0 and landed >= WARMUP_BARS, (gold, landed, stream_log)
         silver = _lake_rows(SILVER_BARS.path(settings), "localex")
         assert silver["open_time"].is_unique and len(silver) <= len(seen), (len(silver), len(seen))
+        targets = _prometheus_targets(rows["prometheus"]["metrics_port"], 90)
+        scraped = {n for n, r in rows.items() if r.get("metrics_port") and n != "prometheus"} | {"supervisor"}
+        assert set(targets) == scraped and set(targets.values()) == {"up"}, targets  # every target up
         news = _metric(rows["altdata"]["metrics_port"], "cryptolake_producer_messages_sent")
         assert news is not None and news > 0, news  # the real headlines' replay flows into news.articles
     finally:
