@@ -5,7 +5,8 @@
 - :func:`vacuum` removes files no longer referenced that are older than
   ``maintenance.vacuum_retention_hours``. Delta refuses less than its safe default (7 days: a
   reader or a streaming query may still need them) unless ``allow_short_retention`` is set; the
-  setting is validated, never silently raised or lowered.
+  setting is validated, never silently raised or lowered. Delta lists the table's files with
+  ``maintenance.vacuum_listing_parallelism`` tasks (Spark's default, 10,000, is for big clusters).
 - :func:`abandoned_checkpoints` / :func:`clean_checkpoints`: a streaming checkpoint (a folder with
   ``offsets/`` and ``metadata``) nothing has written to for ``checkpoint_abandoned_days`` is deleted.
   A query restarted on a deleted checkpoint starts over with a new query id, so the default (30
