@@ -258,6 +258,9 @@ class MaintenanceSettings(_Frozen):
     allow_short_retention: bool = Field(
         False, description="Allow vacuum_retention_hours below Delta's safe 168 h (readers may lose files)"
     )
+    vacuum_listing_parallelism: int = Field(
+        8, ge=1, description="Spark tasks VACUUM lists a table's files with (Spark's default is 10,000 tasks)"
+    )
     checkpoint_abandoned_days: float = Field(
         30.0, gt=0, description="A streaming checkpoint unwritten for this long is deleted"
     )

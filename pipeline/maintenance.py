@@ -5,7 +5,8 @@
 - :func:`vacuum` removes files no longer referenced that are older than
   ``maintenance.vacuum_retention_hours``. Delta refuses less than its safe default (7 days: a
   reader or a streaming query may still need them) unless ``allow_short_retention`` is set; the
-  setting is validated, never silently raised or lowered.
+  setting is validated, never silently raised or lowered. Delta lists the table's files with
+  ``maintenance.vacuum_listing_parallelism`` tasks (Spark's default, 10,000, is for big clusters).
 - :func:`abandoned_checkpoints` / :func:`clean_checkpoints`: a streaming checkpoint (a folder with
   ``offsets/`` and ``metadata``) nothing has written to for ``checkpoint_abandoned_days`` is deleted.
   A query restarted on a deleted checkpoint starts over with a new query id, so the default (30
@@ -64,7 +65,12 @@ def vacuum(spark: SparkSession, table: str, path: str, settings: Settings) -> di
     hours = settings.maintenance.vacuum_retention_hours
     check = "spark.databricks.delta.retentionDurationCheck.enabled"
     logging = "spark.databricks.delta.vacuum.logging.enabled"  # VACUUM START/END in the history: the count
+    # Delta lists the table's files with this many tasks; Spark's default (10,000) made a VACUUM of a
+    # ten-file table take over a minute on 2 cores.
+    listing = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+    listing_before = spark.conf.get(listing)  # the session's value (Spark's default unless configured)
     spark.conf.set(logging, "true")
+    spark.conf.set(listing, str(settings.maintenance.vacuum_listing_parallelism))
     if hours < DELTA_SAFE_RETENTION_HOURS:
         spark.conf.set(check, "false")  # validated by the settings: only with allow_short_retention
     try:
@@ -73,6 +79,7 @@ def vacuum(spark: SparkSession, table: str, path: str, settings: Settings) -> di
     finally:
         spark.conf.unset(check)
         spark.conf.unset(logging)
+        spark.conf.set(listing, str(listing_before))
     if last["operation"] != "VACUUM END":
         raise InfrastructureError(f"VACUUM of {table} left no VACUUM END commit (last: {last['operation']})")
     removed = int((last["operationMetrics"] or {}).get("numDeletedFiles", 0))

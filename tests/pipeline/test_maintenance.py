@@ -84,6 +84,7 @@ def test_optimize_compacts_small_files_and_vacuum_removes_the_old_ones(spark, tm
     data = Path(path) / "bar_date=2026-01-01"
     assert len(list(data.glob("*.parquet"))) == 6  # 5 replaced + 1 compacted: still on disk until VACUUM
 
+    listing = spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.parallelism")
     safe = settings.model_copy(update={"maintenance": MaintenanceSettings()})
     assert maintenance.vacuum(spark, "silver.bars", path, safe)["files_deleted"] == 0  # all younger than 168 h
     time.sleep(1)
@@ -93,5 +94,6 @@ def test_optimize_compacts_small_files_and_vacuum_removes_the_old_ones(spark, tm
     assert len(list(data.glob("*.parquet"))) == 1
     assert spark.read.format("delta").load(path).count() == 10
     assert spark.conf.get("spark.databricks.delta.retentionDurationCheck.enabled") == "true"  # back to the default
+    assert spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.parallelism") == listing  # restored
     assert [r["operation"] for r in spark.sql(f"DESCRIBE HISTORY delta.`{path}`").collect()][:2] == [
         "VACUUM END", "VACUUM START"]

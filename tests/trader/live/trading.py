@@ -26,9 +26,15 @@ CHURN = "tests/trader/live/churn.py:Churn"
 # once (multiprocessing's forkserver): each start then costs the trader's own start-up (restore, resolve,
 # reconcile), not ~5-20 s of importing ccxt, pandas and numba. Every trader is still a separate process
 # running the ``cryptolake trade run`` CLI, killed for real with SIGKILL.
+# ccxt.pro (the user stream's ~200 async exchange modules) and the built-in strategies (the registry imports them
+# all to resolve one) are preloaded too: imported after the fork, they made every start take ~13 s instead of ~5 s
+# on a loaded 2-core machine (the crash test: 380 s -> 160 s).
 _PRELOAD = ["cli.main", "cli.trade", "trader.session", "trader.execution.ccxt_client", "trader.strategies.registry",
             "trader.strategies.indicators", "trader.strategies.signal", "trader.regimes", "pandas", "numba",
-            "sqlalchemy.dialects.sqlite", "rich.console"]
+            "sqlalchemy.dialects.sqlite", "rich.console", "ccxt.pro", "sqlite3", "trader.allocation",
+            "trader.strategies.threshold", "trader.strategies.swing", "trader.strategies.breakout",
+            "trader.strategies.daytrade", "trader.strategies.vote", "trader.strategies.mlsignal",
+            "trader.strategies.selector", "trader.strategies.ppo", "trader.strategies.portfolio"]
 _CTX: Any = None
 
 
