@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from contextlib import ExitStack
+
+    from cryptolake.settings import Settings
+    from ingest.connectors.base import Connector
 
 app = typer.Typer(help="Long-running connectors publishing to Kafka (run by `cryptolake up`).", no_args_is_help=True)
 
@@ -189,10 +196,11 @@ def altdata(
             metrics.update(producer)
 
 
-_Poll = tuple[Any, Any, set[str]]  # (connector factory, the local replay's release or None, keys already published)
+# (a fresh connector per poll, the local replay's release(n) or None for the real API, keys already published)
+_Poll = tuple[Callable[[], "Connector"], Callable[[int], int] | None, set[str]]
 
 
-def _seen(topic: str, settings: Any) -> set[str]:
+def _seen(topic: str, settings: Settings) -> set[str]:
     from cryptolake.bus import ensure_topics
     from ingest.published import high_water_marks
 
@@ -200,7 +208,7 @@ def _seen(topic: str, settings: Any) -> set[str]:
     return set(high_water_marks(topic, settings))
 
 
-def _local(app: Any, stack: Any) -> str:
+def _local(app: Any, stack: ExitStack) -> str:
     from ingest.testing_servers.server import LocalServer
 
     server = LocalServer(app).start()
@@ -208,7 +216,7 @@ def _local(app: Any, stack: Any) -> str:
     return str(server.url)
 
 
-def _news(settings: Any, stack: Any) -> _Poll:
+def _news(settings: Settings, stack: ExitStack) -> _Poll:
     import os
     import secrets
 
@@ -240,7 +248,7 @@ def _news(settings: Any, stack: Any) -> _Poll:
     return make, release, seen
 
 
-def _reddit(settings: Any, stack: Any) -> _Poll:
+def _reddit(settings: Settings, stack: ExitStack) -> _Poll:
     import os
     import secrets
 
@@ -273,7 +281,7 @@ def _reddit(settings: Any, stack: Any) -> _Poll:
     return make, replay.release if replay is not None else None, seen
 
 
-def _chain(settings: Any, stack: Any) -> _Poll:
+def _chain(settings: Settings, stack: ExitStack) -> _Poll:
     import os
     import secrets
     from datetime import timedelta
@@ -308,4 +316,4 @@ def _chain(settings: Any, stack: Any) -> _Poll:
     return make, replay.release if replay is not None else None, seen
 
 
-_ALT_SOURCES = {"news": _news, "reddit": _reddit, "chain": _chain}
+_ALT_SOURCES: dict[str, Callable[[Settings, ExitStack], _Poll]] = {"news": _news, "reddit": _reddit, "chain": _chain}
