@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from contextlib import ExitStack
+
+    from cryptolake.settings import Settings
+    from ingest.connectors.base import Connector
 
 app = typer.Typer(help="Long-running connectors publishing to Kafka (run by `cryptolake up`).", no_args_is_help=True)
 
@@ -144,76 +151,169 @@ def market(
 
 @app.command("altdata")
 def altdata(
-    source: list[str] = typer.Option(["news"], help="Sources to poll (news)"),
+    source: list[str] = typer.Option(["news"], help="Sources to poll (news, reddit, chain)"),
     poll_interval: float = typer.Option(5.0, min=0.05, help="Seconds between polls"),
-    batch: int = typer.Option(20, min=1, help="Local replay: real headlines that become new at each poll"),
+    batch: int = typer.Option(20, min=1, help="Local replay: real records (headlines, posts, days) new at each poll"),
     metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on this port"),
 ) -> None:
-    """Poll alternative-data sources and publish each new record once: the local replay server of the real
-    headlines by default, the real NewsAPI when NEWSAPI_API_KEY is set."""
-    import os
-    import secrets
+    """Poll alternative-data sources and publish each new record once: local replay servers of the real shared
+    data by default, the real APIs when their keys are set (NEWSAPI_API_KEY; REDDIT_CLIENT_ID and
+    REDDIT_CLIENT_SECRET; ETHERSCAN_API_KEY). Chain is the explorer's daily figures (a poll per closed day)."""
     import threading
+    from contextlib import ExitStack
 
-    from cryptolake import topics
-    from cryptolake.bus import Producer, ensure_topics
+    from cryptolake.bus import Producer
     from cryptolake.metrics import MetricsServer
-    from cryptolake.retry import RetryPolicy
     from cryptolake.settings import get_settings
-    from cryptolake.system import shared_data_root
-    from ingest.altlive import NewsReplay, PollingPublisher, replay_articles, window
-    from ingest.connectors.base import utc_now
-    from ingest.news.newsapi import NewsApiConnector
-    from ingest.published import high_water_marks
-    from ingest.testing_servers import apis
-    from ingest.testing_servers.server import LocalServer
 
-    unknown = sorted(set(source) - {"news"})
+    unknown = sorted(set(source) - set(_ALT_SOURCES))
     if unknown:
-        raise typer.BadParameter(f"--source {unknown[0]!r}: only news is a long-running connector so far")
+        raise typer.BadParameter(f"--source {unknown[0]!r}: expected one of {', '.join(_ALT_SOURCES)}")
     settings = get_settings()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ensure_topics([topics.NEWS_ARTICLES], settings)
-    seen = set(high_water_marks(topics.NEWS_ARTICLES, settings))
-    real_key = os.environ.get("NEWSAPI_API_KEY")
-    replay: NewsReplay | None = None
-    server: LocalServer | None = None
-    if real_key:
-        base_url, key = "https://newsapi.org", real_key
-    else:
-        from ingest.news.newsapi import url_id
+    metrics = ProducerMetrics("altdata")
+    mserver = MetricsServer(metrics.registry)
+    with ExitStack() as stack:
+        stack.callback(mserver.close)
+        polls = [_ALT_SOURCES[s](settings, stack) for s in dict.fromkeys(source)]
+        with Producer(settings, client_id="cryptolake-connect-altdata") as producer:
+            from ingest.altlive import PollingPublisher
 
-        # A restart resumes the news flow after what news.articles already holds.
-        replay = NewsReplay([a for a in replay_articles(shared_data_root())
-                             if f"newsapi:{url_id(a['url'])}" not in seen])
+            pubs = [(release, PollingPublisher(make, producer, seen)) for make, release, seen in polls]
+            if metrics_port is not None:
+                mserver.start(metrics_port)
+            while not stop.is_set():
+                for release, pub in pubs:
+                    if release is not None:
+                        release(batch)
+                    pub.poll()
+                producer.poll(0)
+                metrics.update(producer)
+                stop.wait(poll_interval)
+            producer.flush()
+            metrics.update(producer)
+
+
+# (a fresh connector per poll, the local replay's release(n) or None for the real API, keys already published)
+_Poll = tuple[Callable[[], "Connector"], Callable[[int], int] | None, set[str]]
+
+
+def _seen(topic: str, settings: Settings) -> set[str]:
+    from cryptolake.bus import ensure_topics
+    from ingest.published import high_water_marks
+
+    ensure_topics([topic], settings)
+    return set(high_water_marks(topic, settings))
+
+
+def _local(app: Any, stack: ExitStack) -> str:
+    from ingest.testing_servers.server import LocalServer
+
+    server = LocalServer(app).start()
+    stack.callback(server.stop)
+    return str(server.url)
+
+
+def _news(settings: Settings, stack: ExitStack) -> _Poll:
+    import os
+    import secrets
+
+    from cryptolake import topics
+    from cryptolake.retry import RetryPolicy
+    from cryptolake.system import shared_data_root
+    from ingest.altlive import NewsReplay, replay_articles, window
+    from ingest.connectors.base import utc_now
+    from ingest.news.newsapi import NewsApiConnector, url_id
+    from ingest.testing_servers import apis
+
+    seen = _seen(topics.NEWS_ARTICLES, settings)
+    release = None
+    key = os.environ.get("NEWSAPI_API_KEY")
+    if key:
+        base_url = "https://newsapi.org"
+    else:  # a restart resumes the news flow after what news.articles already holds
+        articles = replay_articles(shared_data_root())
+        replay = NewsReplay([a for a in articles if f"newsapi:{url_id(a['url'])}" not in seen])
         key = secrets.token_hex(8)
-        server = LocalServer(apis.newsapi_app(replay.visible, key, apis.ApiState(rate_limit_first=0))).start()
-        base_url = server.url
+        base_url = _local(apis.newsapi_app(replay.visible, key, apis.ApiState(rate_limit_first=0)), stack)
+        release = replay.release
 
     def make() -> NewsApiConnector:
         since, until = window(utc_now())
         return NewsApiConnector("bitcoin", since, until, base_url=base_url, api_key=key, max_pages=5,
                                 policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0))
 
-    metrics = ProducerMetrics("altdata")
-    mserver = MetricsServer(metrics.registry)
-    try:
-        with Producer(settings, client_id="cryptolake-connect-altdata") as producer:
-            pub = PollingPublisher(make, producer, seen)
-            if metrics_port is not None:
-                mserver.start(metrics_port)
-            while not stop.is_set():
-                if replay is not None:
-                    replay.release(batch)
-                pub.poll()
-                producer.poll(0)
-                metrics.update(producer)
-                stop.wait(poll_interval)
-            producer.flush()
-            metrics.update(producer)
-    finally:
-        mserver.close()
-        if server is not None:
-            server.stop()
+    return make, release, seen
+
+
+def _reddit(settings: Settings, stack: ExitStack) -> _Poll:
+    import os
+    import secrets
+
+    from cryptolake import topics
+    from cryptolake.retry import RetryPolicy
+    from cryptolake.system import shared_data_root
+    from ingest.altlive import window
+    from ingest.altlive_social import SUBREDDITS, RedditReplay, reddit_posts
+    from ingest.connectors.base import utc_now
+    from ingest.social.reddit import RedditConnector
+    from ingest.testing_servers import apis
+
+    seen = _seen(topics.SOCIAL_POSTS, settings)
+    cid, secret = os.environ.get("REDDIT_CLIENT_ID"), os.environ.get("REDDIT_CLIENT_SECRET")
+    replay: RedditReplay | None = None
+    if cid and secret:
+        auth_url, api_url = "https://www.reddit.com", "https://oauth.reddit.com"
+    else:
+        replay = RedditReplay(reddit_posts(shared_data_root()), seen)
+        cid, secret = "local-" + secrets.token_hex(4), secrets.token_hex(8)
+        auth_url = api_url = _local(apis.reddit_app(replay.visible, cid, secret, apis.ApiState(rate_limit_first=0)),
+                                    stack)
+
+    def make() -> RedditConnector:
+        since, until = (replay.since, replay.until) if replay is not None else window(utc_now())
+        return RedditConnector(list(SUBREDDITS), since, until, auth_url=auth_url, api_url=api_url, client_id=cid,
+                               client_secret=secret, max_pages=5,
+                               policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0))
+
+    return make, replay.release if replay is not None else None, seen
+
+
+def _chain(settings: Settings, stack: ExitStack) -> _Poll:
+    import os
+    import secrets
+    from datetime import timedelta
+
+    from cryptolake import topics
+    from cryptolake.retry import RetryPolicy
+    from cryptolake.system import shared_data_root
+    from ingest.altlive_chain import ChainReplay, etherscan_days
+    from ingest.chain.explorer import ExplorerDailyStatsConnector
+    from ingest.connectors.base import utc_now
+    from ingest.testing_servers import apis
+
+    seen = _seen(topics.CHAIN_DAILY_STATS, settings)
+    key = os.environ.get("ETHERSCAN_API_KEY")
+    replay: ChainReplay | None = None
+    if key:
+        base_url = "https://api.etherscan.io"
+    else:
+        replay = ChainReplay(etherscan_days(shared_data_root()), "ethereum", seen)
+        key = secrets.token_hex(8)
+        base_url = _local(apis.explorer_app(replay.visible, key, apis.ApiState(rate_limit_first=0)), stack)
+
+    def make() -> ExplorerDailyStatsConnector:
+        if replay is not None:
+            start, end = replay.since, replay.until
+        else:  # the last week of closed UTC days
+            end = utc_now().date() - timedelta(days=1)
+            start = end - timedelta(days=6)
+        return ExplorerDailyStatsConnector("ethereum", start, end, base_url=base_url, api_key=key,
+                                           policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0))
+
+    return make, replay.release if replay is not None else None, seen
+
+
+_ALT_SOURCES: dict[str, Callable[[Settings, ExitStack], _Poll]] = {"news": _news, "reddit": _reddit, "chain": _chain}

@@ -94,7 +94,7 @@ class StrategySpec(_Frozen):
     cash: float = Field(10_000.0, gt=0, description="Initial paper cash")
 
 
-AltSource = Literal["news"]  # the long-running alternative-data connectors so far
+AltSource = Literal["news", "reddit", "chain"]  # the long-running alternative-data connectors
 
 
 class AltDataSpec(_Frozen):

@@ -7,6 +7,8 @@ NewsAPI. Every poll runs the source's own connector (:class:`ingest.news.newsapi
 documented API, its paging, its rate-limit answers) and publishes the records whose key was not published
 before: the keys already in ``news.articles`` (:func:`ingest.published.high_water_marks`) are read at
 start, so a restart publishes nothing twice. Rejects go to ``dlq.news.articles`` with their reason, once.
+The Reddit and chain (explorer daily figures) replays are :mod:`ingest.altlive_social` and
+:mod:`ingest.altlive_chain`; every source runs through the one :class:`PollingPublisher`.
 """
 
 from __future__ import annotations
