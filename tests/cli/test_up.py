@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -74,6 +75,13 @@ def _prometheus_targets(port: int, timeout_s: float) -> dict[str, str]:
             break
         time.sleep(1)
     return health
+
+
+def _per_topic(port: int, name: str) -> dict[str, float]:
+    """``{topic: value}`` of a metric's series labelled ``topic``."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found = re.findall(rf'^{name}{{[^}}]*topic="([^"]+)"[^}}]*}} (\S+)$', body, flags=re.M)
+    return {topic: float(value) for topic, value in found}
 
 
 def _metric_at_least(port: int, name: str, floor: float, timeout_s: float) -> float | None:
@@ -144,8 +152,9 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         targets = _prometheus_targets(rows["prometheus"]["metrics_port"], 90)
         scraped = {n for n, r in rows.items() if r.get("metrics_port") and n != "prometheus"} | {"supervisor"}
         assert set(targets) == scraped and set(targets.values()) == {"up"}, targets  # every target up
-        news = _metric(rows["altdata"]["metrics_port"], "cryptolake_producer_messages_sent")
-        assert news is not None and news > 0, news  # the real headlines' replay flows into news.articles
+        alt = _per_topic(rows["altdata"]["metrics_port"], "cryptolake_producer_messages_sent")
+        # the real headlines', posts' and chain figures' replays flow into their topics
+        assert set(alt) == {"news.articles", "social.posts", "chain.daily_stats"} and min(alt.values()) > 0, alt
     finally:
         down = _run(["down"], env, 180)
     assert down.returncode == 0, down.stdout + down.stderr
