@@ -71,7 +71,10 @@ def test_synthetic_drift_names_the_drifted_features_with_their_psi_and_ks(frames
     # scale-free features do not: a z-score of volume x3 is the same z-score
     assert not by_name["volume_z_20"].drifted and not by_name["rsi_14"].drifted
     vol = by_name["volatility_20"]
-    assert f"volatility_20: PSI {vol.psi:.3f} (> 0.2) or KS {vol.ks:.3f} (> 0.1)" in report.reasons
+    assert vol.psi > vol.psi_threshold and vol.ks > vol.ks_threshold and vol.null_blocks > 0
+    why_vol = (f"volatility_20: PSI {vol.psi:.3f} > calibrated {vol.psi_threshold:.3f} (null q{S.null_quantile:g} over "
+               f"{vol.null_blocks} blocks); KS {vol.ks:.3f} > calibrated {vol.ks_threshold:.3f}")
+    assert any(r.startswith(why_vol) for r in report.reasons), report.reasons
     verdict, retrain, why = decide(report, len(drifted), "lstm-x", FRESH, S)
     assert (verdict, retrain) == ("drifted", True) and why.startswith("drifted: ") and "log_ret_1: PSI" in why
 
