@@ -103,18 +103,17 @@ class _Reference:
         shares = np.searchsorted(self.inner, self.sorted, side="right")
         self.counts = np.bincount(shares, minlength=max(edges.size - 1, 1))
 
-    def psi(self, cur: np.ndarray, leave_out: bool = False) -> float:
-        """PSI of ``cur``; ``leave_out``: ``cur`` is part of the reference and is taken out of its bin shares."""
+    def psi(self, cur: np.ndarray) -> float:
+        """PSI of ``cur`` against this reference's bins."""
         if self.constant:  # a constant reference: one bin for its value, one for anything else
             same = float(np.mean(cur == self.edges[0]))
             p, q = np.array([1.0, EPS]), np.array([max(same, EPS), max(1 - same, EPS)])
             return float(np.sum((q - p) * np.log(q / p)))
         live = np.bincount(np.searchsorted(self.inner, cur, side="right"), minlength=self.counts.size)
-        ref = self.counts - live if leave_out else self.counts
-        p, q = np.maximum(ref / ref.sum(), EPS), np.maximum(live / cur.size, EPS)
+        p, q = np.maximum(self.counts / self.n, EPS), np.maximum(live / cur.size, EPS)
         return float(np.sum((q - p) * np.log(q / p)))
 
-    def ks(self, cur: np.ndarray, leave_out: bool = False) -> float:
+    def ks(self, cur: np.ndarray) -> float:
         """KS of ``cur``: the CDF gap's sup is reached at ``cur``'s points (right values or left limits)."""
         cur = np.sort(cur)
         m = cur.size
@@ -123,8 +122,35 @@ class _Reference:
             f_ref = np.searchsorted(self.sorted, cur, side=side) / self.n  # type: ignore[call-overload]
             f_cur = np.searchsorted(cur, cur, side=side) / m  # type: ignore[call-overload]
             gap = max(gap, float(np.max(np.abs(f_ref - f_cur))))
+        return gap
+
+
+    def null(self, values: np.ndarray, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """PSI and KS of every block ``values[s:s + window]`` left out of this reference (``values``), vectorised."""
+        blocks = np.sort(np.lib.stride_tricks.sliding_window_view(values, window)[starts], axis=1)
+        b, m = blocks.shape
+        if self.constant:
+            return np.array([self.psi(row) for row in blocks]), np.zeros(b)
+        k = self.counts.size
+        idx = np.searchsorted(self.inner, blocks, side="right") + k * np.arange(b)[:, None]
+        live = np.bincount(idx.ravel(), minlength=b * k).reshape(b, k)
+        ref = self.counts[None, :] - live
+        p = np.maximum(ref / ref.sum(axis=1, keepdims=True), EPS)
+        q = np.maximum(live / m, EPS)
+        null_psi = np.sum((q - p) * np.log(q / p), axis=1)
+        # ranks within each sorted block: a value's left rank is where its run of ties starts, its right where it ends
+        pos = np.broadcast_to(np.arange(m), (b, m))
+        new_run = np.ones((b, m), dtype=bool)
+        new_run[:, 1:] = blocks[:, 1:] != blocks[:, :-1]
+        left = np.maximum.accumulate(np.where(new_run, pos, 0), axis=1)
+        run_end = np.ones((b, m), dtype=bool)
+        run_end[:, :-1] = new_run[:, 1:]
+        right = np.minimum.accumulate(np.where(run_end, pos + 1, m)[:, ::-1], axis=1)[:, ::-1]
+        f_left = np.searchsorted(self.sorted, blocks.ravel(), side="left").reshape(b, m) / self.n
+        f_right = np.searchsorted(self.sorted, blocks.ravel(), side="right").reshape(b, m) / self.n
+        gap = np.maximum(np.abs(f_left - left / m).max(axis=1), np.abs(f_right - right / m).max(axis=1))
         # left out: F_rest = (n F_ref - m F_cur) / (n - m), so F_rest - F_cur = n / (n - m) (F_ref - F_cur)
-        return gap * self.n / (self.n - m) if leave_out else gap
+        return null_psi, gap * self.n / (self.n - m)
 
 
 def psi(reference: Sequence[float] | np.ndarray, live: Sequence[float] | np.ndarray, bins: int = 10) -> float:
@@ -167,9 +193,7 @@ def calibrate(reference: Mapping[str, Sequence[float] | np.ndarray], windows: Ma
         if starts.size == 0:
             out[name] = Threshold.floors(settings)
             continue
-        ref = _Reference(values, settings.psi_bins)
-        null_psi = [ref.psi(values[s:s + window], leave_out=True) for s in starts]
-        null_ks = [ref.ks(values[s:s + window], leave_out=True) for s in starts]
+        null_psi, null_ks = _Reference(values, settings.psi_bins).null(values, starts, window)
         q = settings.null_quantile
         p_null, k_null = float(np.quantile(null_psi, q)), float(np.quantile(null_ks, q))
         out[name] = Threshold(round(max(settings.psi_threshold, p_null), 6),

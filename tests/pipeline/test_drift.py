@@ -106,3 +106,13 @@ def test_calibrate_raises_a_regime_switching_columns_thresholds_and_keeps_the_fl
     null = "(null q0.99 over 200 blocks)"
     assert loud.reasons == (f"regimes: PSI {c.psi:.3f} > calibrated {c.psi_threshold:.3f} {null}; "
                             + f"KS {c.ks:.3f} > calibrated {c.ks_threshold:.3f} {null}",)
+
+
+def test_the_null_compares_each_block_with_the_reference_left_without_it():
+    values = np.round(RNG.normal(0, 1, 4000), 1)  # SYNTHETIC, with ties
+    starts = drift.block_starts(values.size, 300, 12)
+    null_psi, null_ks = drift._Reference(values, 10).null(values, starts, 300)
+    for s, p, k in zip(starts, null_psi, null_ks, strict=True):
+        rest, block = np.delete(values, np.arange(s, s + 300)), values[s:s + 300]
+        assert k == pytest.approx(drift.ks(rest, block), abs=1e-12)
+        assert 0 <= p < 0.2  # PSI on the full reference's bins, the block's rows taken out of their shares
