@@ -240,13 +240,26 @@ class AlertSettings(_Frozen):
 class DriftSettings(_Frozen):
     """When live data has drifted from the champion's training set (pipeline.drift), which triggers retraining."""
 
-    psi_threshold: float = Field(0.2, gt=0, description="PSI of a feature or of the predictions that is drift")
-    ks_threshold: float = Field(0.1, gt=0, le=1, description="Two-sample KS statistic that is drift")
+    psi_threshold: float = Field(
+        0.2, gt=0, description="Least PSI of a column that is drift (the floor of its calibrated threshold)"
+    )
+    ks_threshold: float = Field(0.1, gt=0, le=1, description="Least two-sample KS statistic that is drift (the floor)")
     psi_bins: int = Field(10, ge=2, description="Quantile bins of the reference for the PSI")
     max_hit_rate_decay: float = Field(
         0.1, gt=0, le=1, description="Drop of the live hit rate below the test segment's that is decay"
     )
     min_live_rows: int = Field(100, ge=2, description="Live rows needed before drift is judged")
+    null_quantile: float = Field(
+        1.0, gt=0, le=1,
+        description="Quantile of the reference's own block-to-block PSI/KS (the null) a column's threshold is set to "
+        "(psi_threshold and ks_threshold are its floors)",
+    )
+    null_blocks: int = Field(
+        200, ge=1, description="Most contiguous blocks of the live window's length the null is measured on"
+    )
+    min_drifted_columns: int = Field(
+        2, ge=1, description="Columns past their thresholds needed for drift (one alone is within real daily noise)"
+    )
 
 
 class MaintenanceSettings(_Frozen):

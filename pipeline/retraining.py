@@ -38,7 +38,7 @@ from cryptolake.types import TIMEFRAME_MS
 from models.base import Model
 from models.dataset import KEY_COLUMNS
 from models.registry import RegistryEntry
-from pipeline.drift import DriftReport, detect, hit_rate
+from pipeline.drift import DriftReport, calibrate, detect, hit_rate
 from pipeline.interval import Interval
 from pipeline.results import finite
 from pipeline.training import (
@@ -108,12 +108,18 @@ def compare(reference: pd.DataFrame, live: pd.DataFrame, features: Sequence[str]
 
     Both frames hold the feature columns, ``prediction`` (NaN where the model gave none: the
     reference's rows outside its test segment, bars without a complete window) and
-    ``next_log_return``; non-finite values are left out per column.
+    ``next_log_return``; non-finite values are left out per column. The thresholds are calibrated
+    on the reference (:func:`pipeline.drift.calibrate`) for a window of the live rows' size, its
+    blocks taken in time order (all symbols of a span of bars together, as the live window holds).
     """
+    if "ts" in reference:
+        reference = reference.sort_values([c for c in ("ts", "symbol") if c in reference], kind="stable")
     columns = [*features, PREDICTION]
     ref_hr = hit_rate(signals_of(reference[PREDICTION], threshold), reference["next_log_return"].to_numpy(float))
-    return detect({c: reference[c].to_numpy(float) for c in columns}, {c: live[c].to_numpy(float) for c in columns},
-                  settings, reference_hit_rate=ref_hr,
+    ref = {c: reference[c].to_numpy(float) for c in columns}
+    cur = {c: live[c].to_numpy(float) for c in columns}
+    windows = {c: int(np.isfinite(v).sum()) for c, v in cur.items()}
+    return detect(ref, cur, settings, thresholds=calibrate(ref, windows, settings), reference_hit_rate=ref_hr,
                   live_signals=list(signals_of(live[PREDICTION], threshold)),
                   live_returns=list(live["next_log_return"].to_numpy(float)))
 
