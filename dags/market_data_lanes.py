@@ -12,17 +12,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
+
+from dags.context import data_interval
 
 DEFAULT_ARGS = {"owner": "cryptolake", "retries": 2, "retry_delay": timedelta(minutes=1)}
 
 
 def _interval() -> tuple[str, str]:
-    ctx = get_current_context()
-    lo, hi = ctx.get("data_interval_start"), ctx.get("data_interval_end")
-    if lo is None or hi is None:
-        raise ValueError("market_data_lanes runs on a schedule: its tasks need a data interval")
-    return lo.isoformat(), hi.isoformat()
+    return data_interval("market_data_lanes")
 
 
 @dag(

@@ -18,6 +18,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from cryptolake.settings import get_settings
+from dags.context import data_interval
 from pipeline.alerts import on_task_failure
 
 DEFAULT_ARGS = {"owner": "cryptolake", "retries": 2, "retry_delay": timedelta(seconds=30),
@@ -31,10 +32,7 @@ def _interval() -> tuple[str, str]:
     if bool(start) != bool(end):
         raise ValueError("market_pipeline: give both params interval_start and interval_end, or neither")
     if not start:
-        lo, hi = ctx.get("data_interval_start"), ctx.get("data_interval_end")
-        if lo is None or hi is None:
-            raise ValueError("market_pipeline needs a data interval or params interval_start/interval_end")
-        start, end = lo.isoformat(), hi.isoformat()
+        return data_interval("market_pipeline")
     return str(start), str(end)
 
 

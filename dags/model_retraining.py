@@ -16,11 +16,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from cryptolake.settings import get_settings
+from dags.context import data_interval
 from pipeline.alerts import on_task_failure
 
 DEFAULT_ARGS = {"owner": "cryptolake", "retries": 2, "retry_delay": timedelta(minutes=1),
@@ -30,11 +31,7 @@ _AF = get_settings().airflow
 
 
 def _interval() -> tuple[str, str]:
-    ctx = get_current_context()
-    lo, hi = ctx.get("data_interval_start"), ctx.get("data_interval_end")
-    if lo is None or hi is None:
-        raise ValueError("model_retraining runs on a schedule: its tasks need a data interval")
-    return lo.isoformat(), hi.isoformat()
+    return data_interval("model_retraining")
 
 
 @dag(
