@@ -102,6 +102,16 @@ def _admin(settings: Settings) -> Iterator[KafkaAdminClient]:
         admin.close()
 
 
+def cluster_id(settings: Settings | None = None) -> str:
+    """The Kafka cluster's id: offsets mean something only within one cluster."""
+    settings = settings or get_settings()
+    with _admin(settings) as admin:
+        try:
+            return str(admin.describe_cluster()["cluster_id"])
+        except Exception as exc:
+            raise translate_kafka_error(exc, "kafka describe cluster") from exc
+
+
 @dataclass
 class ProduceStats:
     """What a producer did: sent per topic, dead-lettered per topic with reasons."""

@@ -27,8 +27,8 @@ import pandas as pd  # at runtime: pandas UDF type hints are resolved from this 
 from pydantic import ValidationError
 
 from cryptolake import topics
-from cryptolake.bus import bootstrap_servers
-from cryptolake.errors import DataValidationError
+from cryptolake.bus import bootstrap_servers, cluster_id
+from cryptolake.errors import ConfigError, DataValidationError
 from cryptolake.logs import get_logger
 from cryptolake.schemas import SCHEMAS, Message, error_detail
 from cryptolake.settings import Settings, get_settings
@@ -210,10 +210,48 @@ class _Batches:
         self.batches = 0
 
 
+CLUSTER_MARKER = "kafka_cluster_id"
+
+
+def bind_checkpoint(spark: SparkSession, checkpoint: str, settings: Settings) -> str:
+    """Tie a Kafka checkpoint to its cluster; a checkpoint of another cluster is refused, never resumed.
+
+    Kafka offsets mean nothing across clusters: resuming another cluster's checkpoint would skip
+    (or replay) records without an error, so the first start writes the cluster id beside the
+    offsets (through Hadoop's file system: local or s3a) and every later start compares it.
+    """
+    current = cluster_id(settings)
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hpath = jvm.org.apache.hadoop.fs.Path
+    marker = hpath(f"{checkpoint.rstrip('/')}/{CLUSTER_MARKER}")
+    fs = marker.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if fs.exists(marker):
+        stream = fs.open(marker)
+        try:
+            recorded = str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")).strip()
+        finally:
+            stream.close()
+        if recorded != current:
+            raise ConfigError(f"checkpoint {checkpoint}: written against Kafka cluster {recorded!r}, but the broker "
+                              f"at {bootstrap_servers(settings)} is cluster {current!r}; its offsets would skip or "
+                              "replay records: use another paths.checkpoint_root or delete that checkpoint")
+        return current
+    if fs.exists(hpath(f"{checkpoint.rstrip('/')}/offsets")):  # written before the marker existed: adopted
+        log.warning("bronze.checkpoint_adopted", extra={"checkpoint": checkpoint, "cluster_id": current})
+    out = fs.create(marker, True)
+    try:
+        out.write(bytearray((current + "\n").encode()))
+    finally:
+        out.close()
+    return current
+
+
 def _start_stream(spark: SparkSession, topic: str, checkpoint: str, settings: Settings,
                   max_offsets_per_trigger: int | None, handler: Any, state: _Batches, what: str,
                   trigger_seconds: float | None = None) -> StreamingQuery:
     """Start the Kafka -> foreachBatch query: ``availableNow`` (a run), or every ``trigger_seconds``."""
+    bind_checkpoint(spark, checkpoint, settings)
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers(settings))

@@ -101,6 +101,8 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
     env = {**os.environ, "CRYPTOLAKE__PATHS__STATE_DIR": str(settings.paths.state_dir),
            "CRYPTOLAKE__PATHS__JARS_DIR": str(settings.paths.jars_dir),
            "CRYPTOLAKE__PATHS__LAKE_ROOT": settings.paths.lake(), "CRYPTOLAKE__LOG_LEVEL": "WARNING",
+           # its own checkpoints too: the session's (tests/dags) belong to the shared broker, not to this one
+           "CRYPTOLAKE__PATHS__CHECKPOINT_ROOT": settings.paths.checkpoints(),
            "CRYPTOLAKE__PATHS__ARTIFACTS_DIR": str(tmp_path / "artifacts"),  # no champion: stream lands + features
            "CRYPTOLAKE__SPARK__SHUFFLE_PARTITIONS": "2",
            "CRYPTOLAKE__TRADER__STORE_URL": f"sqlite:///{tmp_path / 'trades.db'}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -122,5 +123,33 @@ def test_producer_dead_letters_land_in_their_quarantine_table_with_reason(spark,
         assert rows[0]["reason"].startswith("invalid timeframe='7m'")
         assert json.loads(rows[0]["payload"])["timeframe"] == "7m"
         assert rows[0]["topic"] == dlq(topic) and rows[0]["key"] == "synthetic:BTC/USD"
+    finally:
+        SCHEMAS.pop(topic, None)
+
+
+def test_a_checkpoint_of_another_kafka_cluster_is_refused_not_resumed(spark, kafka_bootstrap, lake_settings):
+    """Offsets are per cluster: resuming another cluster's checkpoint would silently skip records."""
+    from cryptolake.bus import cluster_id
+    from cryptolake.errors import ConfigError
+    from cryptolake.schemas import SCHEMAS
+    from spark_jobs.bronze.landing import CLUSTER_MARKER, checkpoint_location, land_topic
+
+    topic = f"test.ohlcv_{uuid.uuid4().hex[:8]}"
+    SCHEMAS[topic] = OhlcvV1
+    try:
+        ensure_topics([topic], lake_settings, partitions=3)
+        produce(lake_settings, topic, 0, 30)
+        assert land_topic(topic, settings=lake_settings).rows_landed == 30
+        marker = Path(checkpoint_location("bronze", topic, lake_settings).removeprefix("file://")) / CLUSTER_MARKER
+        assert marker.read_text().strip() == cluster_id(lake_settings)
+
+        marker.write_text("another-cluster\n")  # as if the checkpoint came from another broker
+        marker.with_name(f".{CLUSTER_MARKER}.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old text
+        produce(lake_settings, topic, 30, 60)
+        with pytest.raises(ConfigError, match="another-cluster") as err:
+            land_topic(topic, settings=lake_settings)
+        assert checkpoint_location("bronze", topic, lake_settings) in str(err.value)
+        bronze = spark.read.format("delta").load(bronze_spec(topic).path(lake_settings))
+        assert bronze.count() == 30  # nothing landed from the refused checkpoint
     finally:
         SCHEMAS.pop(topic, None)
