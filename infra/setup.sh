@@ -36,7 +36,7 @@ if (( ${#need_deb[@]} )); then
 fi
 
 log "uv sync (locked)"
-uv sync --frozen --quiet
+uv sync --frozen --quiet --compile-bytecode  # CI sets PYTHONDONTWRITEBYTECODE: without .pyc every process compiles its imports
 log "resolving JVM jars"
 .venv/bin/python -m infra.jars
 log "airflow db migrate"
