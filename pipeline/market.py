@@ -97,8 +97,8 @@ def train(interval: Interval, settings: Settings) -> TrainResult:
 
 def score(interval: Interval, settings: Settings, *, model: TrainResult) -> ScoreResult:
     """Score the interval's bars from the model's out-of-sample start on; publish signals, MERGE gold.signals."""
+    from pipeline.scorer import run_scorer
     from pipeline.training import market_registry
-    from spark_jobs.gold.scorer import run_scorer
 
     score_from = max(interval.start, datetime.fromisoformat(model.oos_start))
     with spark_bar("score: features -> model -> signals"):

@@ -86,13 +86,13 @@ def resolve_model(model_version: str, registry_dir: str | None, settings: Settin
 
 def scorer_queries(model_version: str, registry: ModelRegistry, settings: Settings, *, trigger_seconds: float,
                    metrics: StreamMetrics | None = None) -> tuple[list[RunningQuery], Callable[[], None]]:
-    """Start the continuous scorer (``spark_jobs.gold.scorer.start_scorer``); returns it and the producer's close.
+    """Start the continuous scorer (``pipeline.scorer.start_scorer``); returns it and the producer's close.
 
     A model that failed the champion gate starts no query (it never publishes): the list is empty.
     """
     import pandas as pd
 
-    from spark_jobs.gold.scorer import start_scorer
+    from pipeline.scorer import start_scorer
 
     def on_batch(scores: pd.DataFrame, published_at: float, seconds: float) -> None:
         if metrics is not None:

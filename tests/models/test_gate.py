@@ -36,7 +36,7 @@ def test_the_margin_and_the_champion_are_enforced_and_named():
 
 
 def test_a_failed_model_is_registered_never_promoted_and_the_scorer_refuses_it(tmp_path):
-    from spark_jobs.gold.scorer import gate_refusal
+    from pipeline.scorer import gate_refusal
 
     ds = synthetic_dataset(synthetic_frame(n=800, seed=4))
     model = SequenceModel(SequenceConfig(net="gru", feature_columns=FEATURES, window=4, hidden_size=4, max_epochs=1,

@@ -16,8 +16,8 @@ The champion gate: a model registered as failing it (it did not beat every naive
 champion out of sample) never trades. The scorer publishes nothing for it and says why in its
 result (``refused``) and log.
 
-Layer note: ``spark_jobs -> models`` is a named exception of the layer contract (the scorer
-needs the registry and the Model protocol).
+It lives in ``pipeline`` because it composes Spark jobs with the model registry: ``spark_jobs``
+and ``models`` are independent layers and never import each other.
 """
 
 from __future__ import annotations

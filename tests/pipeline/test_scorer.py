@@ -26,7 +26,7 @@ from models.dataset import TrainingSet
 from models.lstm import LstmConfig, LstmModel
 from models.registry import ModelRegistry
 from models.scoring import score_frame
-from spark_jobs.gold.scorer import run_scorer, scorer_checkpoint
+from pipeline.scorer import run_scorer, scorer_checkpoint
 from tests.conftest import settings_in
 from tests.models.lake_fixture import gold_frames, write_gold
 
