@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -56,6 +57,15 @@ def step(s: TradingSession) -> None:
     s._persist()
 
 
+def settle(s: TradingSession, fills: int, timeout: float = 15.0) -> None:
+    """Loop until the node holds ``fills`` fills: the venue's fills reach the session through its user
+    stream, asynchronously, so one loop right after the orders may not have them yet."""
+    deadline = time.monotonic() + timeout
+    while len(s.node.fills) < fills and time.monotonic() < deadline:
+        time.sleep(0.05)
+        step(s)
+
+
 @pytest.fixture
 def webhook():
     from http.server import HTTPServer
@@ -70,7 +80,7 @@ def webhook():
     server.server_close()
 
 
-def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeypatch, webhook) -> None:
+def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeypatch, webhook, request) -> None:
     key = "k-controls"
     venue.add_account(key, "s-controls")
     monkeypatch.setenv("CRYPTOLAKE__TRADER__API_KEY", key)
@@ -78,8 +88,10 @@ def test_controls_reach_the_session_through_the_journal(tmp_path, venue, monkeyp
     monkeypatch.setenv("CRYPTOLAKE_ALERT_URLS", webhook[0])  # the session's alerts go to a local webhook
     api = make_api(tmp_path)
     s = session(venue, api.store_url)
+    request.addfinalizer(s.client.close)  # the user stream's thread stops even when an assertion fails
     trader, viewer = api.bearer("tess"), api.bearer("vic")
     bar(venue, s)  # churn buys both symbols at market: fills on the venue, adopted into the journal
+    settle(s, fills=2)
     accounts = api.client.get("/api/v1/accounts", headers=viewer).json()
     assert [a["account"] for a in accounts] == ["desk"] and accounts[0]["state"] == "active"
     assert accounts[0]["strategies"][0]["name"] == "churn" and accounts[0]["strategies"][0]["config"]["markup"] == 0.05
