@@ -498,18 +498,24 @@ class CcxtExecutionClient(ExecutionClient):
         self._cancel_oco_siblings()
         return n
 
-    def _poll_rest(self, on_fill: FillHandler) -> int:
+    def _poll_rest(self, on_fill: FillHandler, open_rows: dict[str, list[dict[str, Any]]] | None = None) -> int:
+        """Adopt new trades, then refresh each journal-open order missing from the venue's open orders
+        (``open_rows``, read now if not given). Returns the trades adopted plus the orders that changed."""
         self.rest_polls += 1
         n = 0
         for symbol in self.markets:
             n += self._adopt_trades(symbol, on_fill)
-        venue_open = {(str(r["symbol"]), str(r["id"])) for s in self.markets
-                      for r in self._call("fetch_open_orders", partial(self.exchange.fetch_open_orders, s))}
+        rows = open_rows if open_rows is not None else self._fetch_open_rows()
+        venue_open = {(str(r["symbol"]), str(r["id"])) for s in rows for r in rows[s]}
         for o in self.journal.open_orders():
             if o.status in (S.ACCEPTED, S.PARTIALLY_FILLED, S.PENDING_CANCEL) and not o.id.startswith("emulated:") \
                     and (o.symbol, o.id) not in venue_open:
-                self.refresh(o.client_id)
+                now = self.refresh(o.client_id)
+                n += int((now.status, now.filled_qty) != (o.status, o.filled_qty))
         return n
+
+    def _fetch_open_rows(self) -> dict[str, list[dict[str, Any]]]:
+        return {s: self._call("fetch_open_orders", partial(self.exchange.fetch_open_orders, s)) for s in self.markets}
 
     def _drain_stream(self, on_fill: FillHandler) -> int:
         """Book streamed trades (a trade of an order not known yet waits for the next poll), then apply the
@@ -611,15 +617,16 @@ class CcxtExecutionClient(ExecutionClient):
     def reconcile(self, on_fill: FillHandler | None = None) -> ReconcileReport:
         """Venue open orders (ours: by client id prefix), positions (balance - baseline) and fills adopted.
 
-        With ``on_fill``, the trades are read again after the balances: a fill the venue made between the
-        node's last poll and the balance read is adopted and the balances read again (up to
-        ``RECONCILE_READS`` times), so a resting order filling meanwhile is not a mismatch.
+        With ``on_fill``, one snapshot is the balances, then the open orders, then the trades and the
+        orders that left the open list since: if that last read changed anything (a resting order filled
+        or was cancelled meanwhile), the snapshot is taken again (up to ``RECONCILE_READS`` times), so
+        an order finishing during the reads is not a mismatch.
         """
-        bal = self.balances()
-        for _ in range(RECONCILE_READS - 1):
-            if on_fill is None or not self._poll_rest(on_fill):
-                break
+        for _ in range(RECONCILE_READS):
             bal = self.balances()
+            rows = self._fetch_open_rows()
+            if on_fill is None or not self._poll_rest(on_fill, rows):
+                break
         baseline = self.journal.get("baseline")
         if baseline is None:
             baseline = {a: bal.get(a, 0.0) for m in self.markets.values() for a in (m["base"], m["quote"])}
@@ -633,7 +640,7 @@ class CcxtExecutionClient(ExecutionClient):
             tolerance[inst.key] = float(m["precision"]["amount"]) / 2
         opened = []
         for s in self.markets:
-            for r in self._call("fetch_open_orders", partial(self.exchange.fetch_open_orders, s)):
+            for r in rows[s]:
                 cid = str(r.get("clientOrderId") or "")
                 ours = cid.startswith(self.config.client_id_prefix)
                 known = self.journal.orders.get(cid[len(self.config.client_id_prefix):]) if ours else None

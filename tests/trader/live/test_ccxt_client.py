@@ -70,6 +70,35 @@ def test_reconcile_adopts_a_fill_made_after_the_last_poll_before_comparing(venue
     assert client.reconcile(fills.append).fills == 1 and len(fills) == 1  # nothing booked twice
 
 
+def test_reconcile_retakes_its_snapshot_when_a_resting_order_fills_between_its_reads(venue, keys, tmp_path) -> None:
+    """The venue fills a resting limit right after the open orders were read (CI's crash test halted on
+    this): the reads are taken again, so the books and the venue agree and nothing is a mismatch."""
+    client = make_client(venue, f"sqlite:///{tmp_path}/j.db")
+    client.reconcile()  # baseline balances
+    last = client.exchange.fetch_ticker("BTC/USDT")["last"]
+    placed = client.submit(_order("t-000001-entry", Side.BUY, 0.001, OrderType.LIMIT, round(last * 0.995, 2)), NOW)
+    assert placed.status is S.ACCEPTED
+    real = client.exchange.fetch_open_orders
+    reads: list[int] = []
+
+    def fill_after_first_read(symbol: str, *a: object, **kw: object) -> list:
+        rows = real(symbol, *a, **kw)
+        if symbol == "BTC/USDT" and not reads:
+            reads.append(len(rows))
+            for _ in range(200):  # the replay moves on until the resting buy fills
+                if venue.engine.find(keys, "BTCUSDT", client_order_id="t-000001-entry").status == "FILLED":
+                    break
+                venue.step("BTCUSDT")
+        return rows
+
+    client.exchange.fetch_open_orders = fill_after_first_read  # type: ignore[method-assign]
+    fills: list = []
+    report = client.reconcile(fills.append)
+    assert reads == [1] and venue.engine.find(keys, "BTCUSDT", client_order_id="t-000001-entry").status == "FILLED"
+    assert report.open_orders == () and client.journal.orders["t-000001-entry"].status is S.FILLED
+    assert len(fills) == 1 and report.positions["binance:BTC/USDT"] == pytest.approx(fills[0].qty, abs=1e-9)
+
+
 def test_limit_rests_then_cancels_through_the_written_ahead_states(venue, keys, tmp_path) -> None:
     client = make_client(venue, f"sqlite:///{tmp_path}/j.db")
     last = client.exchange.fetch_ticker("BTC/USDT")["last"]
