@@ -1,5 +1,11 @@
 """Shared fixtures. Unit tests need none of these; integration fixtures are session-scoped
-so the suite starts one JVM for Spark and one Kafka broker."""
+so a pytest process starts one JVM for Spark and one Kafka broker.
+
+Under pytest-xdist (``make test`` runs two workers) each worker is its own machine as far as state
+goes: its state folder (broker, trader store), Airflow home (the SQLite metadata DB) and artifacts
+live under ``.state/xdist/<worker>``, set here before anything reads the settings. Only the resolved
+jars stay shared (read-only).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from cryptolake.settings import PathSettings, Settings
+from cryptolake.settings import PROJECT_ROOT, PathSettings, Settings
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    _OWN = PROJECT_ROOT / ".state" / "xdist" / _WORKER
+    os.environ.setdefault("CRYPTOLAKE__PATHS__STATE_DIR", str(_OWN))
+    os.environ.setdefault("CRYPTOLAKE__PATHS__ARTIFACTS_DIR", str(_OWN / "artifacts"))
+    os.environ.setdefault("CRYPTOLAKE__AIRFLOW__HOME", str(_OWN / "airflow"))
 
 SHARED_DATA = Path(os.environ.get("CRYPTOLAKE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
