@@ -10,6 +10,7 @@ on the topic and in bronze.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -78,8 +79,14 @@ def test_one_broker_down_mid_stream_loses_and_duplicates_nothing(kafka3: Setting
     ensure_topics([topics.MARKET_OHLCV], settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:
-        cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topics.MARKET_OHLCV)])
-        assert cfg["topic"][topics.MARKET_OHLCV]["min.insync.replicas"]["value"] == "2"  # set on the topic
+        # a new topic's metadata reaches each broker asynchronously: the broker asked may not have it yet
+        deadline, seen = time.monotonic() + 60, {}
+        while "min.insync.replicas" not in seen and time.monotonic() < deadline:
+            cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topics.MARKET_OHLCV)])
+            seen = cfg.get("topic", {}).get(topics.MARKET_OHLCV) or {}
+            if "min.insync.replicas" not in seen:
+                time.sleep(1)
+        assert seen["min.insync.replicas"]["value"] == "2", seen  # set on the topic
         before = _leaders(admin, topics.MARKET_OHLCV)
         assert all(isr == [1, 2, 3] for _, isr in before.values())  # three replicas of every partition
         victim = before[0][0]
