@@ -151,14 +151,18 @@ def market(
 
 @app.command("altdata")
 def altdata(
-    source: list[str] = typer.Option(["news"], help="Sources to poll (news, reddit, chain)"),
+    source: list[str] = typer.Option(["news"], help="Sources to poll (news, reddit, chain, x, telegram, discord, "
+                                     "evm)"),
     poll_interval: float = typer.Option(5.0, min=0.05, help="Seconds between polls"),
     batch: int = typer.Option(20, min=1, help="Local replay: real records (headlines, posts, days) new at each poll"),
     metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on this port"),
 ) -> None:
     """Poll alternative-data sources and publish each new record once: local replay servers of the real shared
     data by default, the real APIs when their keys are set (NEWSAPI_API_KEY; REDDIT_CLIENT_ID and
-    REDDIT_CLIENT_SECRET; ETHERSCAN_API_KEY). Chain is the explorer's daily figures (a poll per closed day)."""
+    REDDIT_CLIENT_SECRET; ETHERSCAN_API_KEY; X_BEARER_TOKEN; TELEGRAM_BOT_TOKEN; DISCORD_BOT_TOKEN and
+    DISCORD_CHANNEL_IDS; EVM_RPC_URL_ETHEREUM). Chain is the explorer's daily figures (a poll per closed day); evm the
+    node's new blocks and transfers. Telegram and Discord replay SUBSTITUTE text (real Ethereum tweets, real Reddit
+    comments): the shared data has no Telegram or Discord messages."""
     import threading
     from contextlib import ExitStack
 
@@ -316,4 +320,134 @@ def _chain(settings: Settings, stack: ExitStack) -> _Poll:
     return make, replay.release if replay is not None else None, seen
 
 
-_ALT_SOURCES: dict[str, Callable[[Settings, ExitStack], _Poll]] = {"news": _news, "reddit": _reddit, "chain": _chain}
+def _x(settings: Settings, stack: ExitStack) -> _Poll:
+    import os
+    import secrets
+    from datetime import timedelta
+
+    from cryptolake import topics
+    from cryptolake.retry import RetryPolicy
+    from cryptolake.system import shared_data_root
+    from ingest.altlive import window
+    from ingest.altlive_social import XReplay, x_tweets
+    from ingest.connectors.base import utc_now
+    from ingest.social.x import XRecentSearchConnector
+    from ingest.testing_servers import apis
+
+    seen = _seen(topics.SOCIAL_POSTS, settings)
+    token = os.environ.get("X_BEARER_TOKEN")
+    replay: XReplay | None = None
+    if token:
+        base_url = "https://api.x.com"
+    else:
+        tweets, users = x_tweets(shared_data_root())
+        replay = XReplay(tweets, seen)
+        token = secrets.token_hex(8)
+        base_url = _local(apis.x_app(replay.visible, users, token, apis.ApiState(rate_limit_first=0)), stack)
+
+    def make() -> XRecentSearchConnector:
+        if replay is not None:
+            since, until = replay.since, replay.until
+        else:  # the API wants end_time at least 10 s in the past
+            since, until = window(utc_now() - timedelta(seconds=30), days=0.25)
+        return XRecentSearchConnector("bitcoin", since, until, base_url=base_url, bearer_token=token, max_pages=5,
+                                      policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0))
+
+    return make, replay.release if replay is not None else None, seen
+
+
+def _telegram(settings: Settings, stack: ExitStack) -> _Poll:
+    import os
+    import secrets
+
+    from cryptolake import topics
+    from cryptolake.retry import RetryPolicy
+    from cryptolake.system import shared_data_root
+    from ingest.altlive_social import TelegramReplay, telegram_substitute_updates
+    from ingest.social.telegram_bot import BotOffset, TelegramBotConnector
+    from ingest.testing_servers import apis
+
+    seen = _seen(topics.SOCIAL_POSTS, settings)
+    token = os.environ.get("TELEGRAM_BOT_TOKEN")
+    replay: TelegramReplay | None = None
+    if token:
+        base_url = "https://api.telegram.org"
+    else:  # SUBSTITUTE: the real Ethereum tweets as a channel's posts (no Telegram data in the shared set)
+        replay = TelegramReplay(telegram_substitute_updates(shared_data_root()), seen)
+        token = secrets.token_hex(8)
+        base_url = _local(apis.telegram_bot_app(replay.visible, token, apis.ApiState(rate_limit_first=0)), stack)
+    offset = BotOffset()
+
+    def make() -> TelegramBotConnector:
+        return TelegramBotConnector(offset, base_url=base_url, bot_token=token,
+                                    policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0))
+
+    return make, replay.release if replay is not None else None, seen
+
+
+def _discord(settings: Settings, stack: ExitStack) -> _Poll:
+    import os
+    import secrets
+
+    from cryptolake import topics
+    from cryptolake.retry import RetryPolicy
+    from cryptolake.system import shared_data_root
+    from ingest.altlive import window
+    from ingest.altlive_social import DiscordReplay, discord_substitute_messages
+    from ingest.connectors.base import utc_now
+    from ingest.social.discord import DiscordHistoryConnector
+    from ingest.testing_servers import apis
+
+    seen = _seen(topics.SOCIAL_POSTS, settings)
+    token = os.environ.get("DISCORD_BOT_TOKEN")
+    replay: DiscordReplay | None = None
+    if token:
+        base_url = "https://discord.com/api/v10"
+        channels = [c for c in os.environ.get("DISCORD_CHANNEL_IDS", "").split(",") if c]
+        if not channels:
+            raise typer.BadParameter("DISCORD_CHANNEL_IDS: the channel ids to read (comma-separated) are missing")
+    else:  # SUBSTITUTE: the real Reddit comments as messages (no Discord data in the shared set)
+        replay = DiscordReplay(discord_substitute_messages(shared_data_root()), seen)
+        token = secrets.token_hex(8)
+        base_url = _local(apis.discord_app(replay.visible, token, apis.ApiState(rate_limit_first=0)), stack) \
+            + "/api/v10"
+        channels = list(replay.visible)
+
+    def make() -> DiscordHistoryConnector:
+        since, until = (replay.since, replay.until) if replay is not None else window(utc_now())
+        return DiscordHistoryConnector(channels, since, until, base_url=base_url, bot_token=token, max_pages=5,
+                                       policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0))
+
+    return make, replay.release if replay is not None else None, seen
+
+
+def _evm(settings: Settings, stack: ExitStack) -> _Poll:
+    import os
+
+    from cryptolake import topics
+    from cryptolake.retry import RetryPolicy
+    from cryptolake.system import shared_data_root
+    from ingest.altlive_chain import EvmFollower, EvmReplay, evm_blocks, last_block
+    from ingest.testing_servers import apis
+
+    seen = _seen(topics.CHAIN_BLOCKS, settings) | _seen(topics.CHAIN_TRANSFERS, settings)
+    url = os.environ.get("EVM_RPC_URL_ETHEREUM")  # a secret (it often embeds a key): registered by the connector
+    replay: EvmReplay | None = None
+    if not url:  # the two real blocks of chain/ethereum_etl, one new block per poll
+        blocks, logs = evm_blocks(shared_data_root())
+        replay = EvmReplay(blocks, logs, "ethereum", seen)
+        url = _local(apis.evm_app(replay.visible_blocks, replay.visible_logs, apis.ApiState(rate_limit_first=0)),
+                     stack) + "/"
+        start = last_block("ethereum", seen)
+        if start is None:
+            start = int(blocks[0]["number"], 16)
+    else:
+        start = last_block("ethereum", seen)  # None: from the head on
+    follower = EvmFollower("ethereum", url, start,
+                           policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0))
+    return follower.make, (lambda n: replay.release(1)) if replay is not None else None, seen  # a block per poll
+
+
+_ALT_SOURCES: dict[str, Callable[[Settings, ExitStack], _Poll]] = {
+    "news": _news, "reddit": _reddit, "chain": _chain, "x": _x, "telegram": _telegram, "discord": _discord,
+    "evm": _evm}

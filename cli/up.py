@@ -56,12 +56,13 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
             argv += ["--trades"] if system.trades else []
             argv += ["--books"] if system.books else []
             specs.append(ProcessSpec(f"market-{v.name}-{tf}", tuple(argv), metrics_port=p))
-    if system.altdata and _has("ingest.altlive"):
+    alt = [a for a in system.altdata if a.enabled]
+    if alt and _has("ingest.altlive"):
         p = port()
         argv = [*CLI, "connect", "altdata", "--metrics-port", str(p)]
-        for a in system.altdata:
+        for a in alt:
             argv += ["--source", a.source]
-        argv += ["--poll-interval", str(min(a.poll_interval_s for a in system.altdata))]
+        argv += ["--poll-interval", str(min(a.poll_interval_s for a in alt))]
         specs.append(ProcessSpec("altdata", tuple(argv), metrics_port=p))
     if system.stream.enabled:
         specs.append(_stream_spec(system, settings, port()))

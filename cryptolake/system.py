@@ -94,13 +94,15 @@ class StrategySpec(_Frozen):
     cash: float = Field(10_000.0, gt=0, description="Initial paper cash")
 
 
-AltSource = Literal["news", "reddit", "chain"]  # the long-running alternative-data connectors
+# the long-running alternative-data connectors
+AltSource = Literal["news", "reddit", "chain", "x", "telegram", "discord", "evm"]
 
 
 class AltDataSpec(_Frozen):
     """One alternative-data connector; the local replay server unless its API keys are in the environment."""
 
     source: AltSource
+    enabled: bool = Field(True, description="Run this connector under `up` (false: declared but off)")
     poll_interval_s: float = Field(30.0, gt=0, description="Seconds between polls of the source")
 
 

@@ -204,12 +204,23 @@ def x_app(tweets: Sequence[Mapping[str, Any]], users: Sequence[Mapping[str, Any]
                                                 "x-rate-limit-reset": "0"})
         size = max(10, min(100, int(request.query.get("max_results", "10"))))
         start = int(request.query.get("next_token", "tok0")[3:])
-        chunk = list(tweets)[start: start + size]
+        lo, hi = request.query.get("start_time"), request.query.get("end_time")
+
+        def within(t: Mapping[str, Any]) -> bool:  # start_time inclusive, end_time exclusive, as documented
+            try:
+                ts = datetime.fromisoformat(str(t["created_at"]).replace("Z", "+00:00"))
+            except (KeyError, ValueError):
+                return True  # served as-is: a corrupted record the client must reject
+            return ((lo is None or ts >= datetime.fromisoformat(lo.replace("Z", "+00:00")))
+                    and (hi is None or ts < datetime.fromisoformat(hi.replace("Z", "+00:00"))))
+
+        matching = [t for t in tweets if within(t)]
+        chunk = matching[start: start + size]
         ids = {t.get("author_id") for t in chunk}
         meta: dict[str, Any] = {"result_count": len(chunk)}
         if chunk:
             meta.update(newest_id=chunk[0].get("id"), oldest_id=chunk[-1].get("id"))
-        if start + size < len(tweets):
+        if start + size < len(matching):
             meta["next_token"] = f"tok{start + size}"
         body: dict[str, Any] = {"meta": meta}
         if chunk:
@@ -240,6 +251,33 @@ def discord_app(messages: Mapping[str, Sequence[Mapping[str, Any]]], bot_token: 
         return _json(rows[:limit])
 
     return _app(web.get("/api/v10/channels/{cid}/messages", history))
+
+
+# --- Telegram Bot API getUpdates --------------------------------------------------------
+def telegram_bot_app(updates: Sequence[Mapping[str, Any]], bot_token: str, state: ApiState) -> web.Application:
+    """``GET /bot<token>/getUpdates?offset=&limit=&allowed_updates=``: updates from ``offset`` on, oldest first.
+
+    As on api.telegram.org, a call with ``offset`` confirms (and drops) every update below it, a wrong token
+    is ``401 Unauthorized`` and a throttled call ``429`` with ``parameters.retry_after``.
+    """
+    confirmed = [0]
+
+    async def get_updates(request: web.Request) -> web.Response:
+        state.log(request)
+        if request.match_info["token"] != bot_token:
+            return _json({"ok": False, "error_code": 401, "description": "Unauthorized"}, 401)
+        if state.should_throttle():
+            return _json({"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 0",
+                          "parameters": {"retry_after": 0}}, 429)
+        offset = int(request.query.get("offset", "0"))
+        confirmed[0] = max(confirmed[0], offset)
+        limit = max(1, min(100, int(request.query.get("limit", "100"))))
+        allowed = json.loads(request.query.get("allowed_updates", "[]")) or None
+        rows = [u for u in updates if int(u["update_id"]) >= confirmed[0]
+                and (allowed is None or any(k in u for k in allowed))]
+        return _json({"ok": True, "result": rows[:limit]})
+
+    return _app(web.get("/bot{token}/getUpdates", get_updates))
 
 
 # --- Etherscan-style explorer (module=stats daily endpoints) ----------------------------
@@ -321,13 +359,16 @@ def etl_log_to_rpc(log: Mapping[str, Any]) -> dict[str, Any]:
 
 def evm_app(blocks: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any]], state: ApiState,
             max_batch: int = 10) -> web.Application:
-    """JSON-RPC 2.0 over HTTP POST, single or batch: eth_blockNumber, eth_getBlockByNumber, eth_getLogs."""
-    by_number = {int(b["number"], 16): b for b in blocks}
+    """JSON-RPC 2.0 over HTTP POST, single or batch: eth_blockNumber, eth_getBlockByNumber, eth_getLogs.
+
+    ``blocks`` and ``logs`` are read at each call, so a replay can grow them (the chain's head advancing).
+    """
 
     def call(req: Mapping[str, Any]) -> dict[str, Any]:
         rid, method, params = req.get("id"), req.get("method"), req.get("params", [])
+        by_number = {int(b["number"], 16): b for b in blocks}
         if method == "eth_blockNumber":
-            return {"jsonrpc": "2.0", "id": rid, "result": hex(max(by_number))}
+            return {"jsonrpc": "2.0", "id": rid, "result": hex(max(by_number, default=0))}
         if method == "eth_getBlockByNumber":
             block = dict(by_number.get(int(params[0], 16)) or {})
             if block and not params[1]:
