@@ -3,9 +3,10 @@
 A strategy may know an alternative-data row only once it was available: a row of ``gold.alt_features``
 is computed from the documents and chain buckets available by its bar's ``close_time``
 (``cryptolake/sql/alt_features.sql``), so it is available at that close, or at ``available_time`` when
-the frame has one (e.g. when the row landed in the lake, later). :meth:`AltFeatures.at` returns the
-newest row of a coin available at or before ``t`` and nothing after it, so truncating the rows after
-``t`` cannot change what a bar closing at ``t`` sees.
+the frame has one (e.g. when the row landed in the lake, later). :meth:`AltFeatures.at` returns, of
+a coin's rows available at or before ``t``, the one of the latest bar (a late recomputation of an older
+bar does not hide it), and nothing available after ``t``: truncating the rows after ``t`` cannot change
+what a bar closing at ``t`` sees.
 
 Why a side input and not events: the rows are a function of the clock, not of the order flow, and the
 same frozen object reaches the strategy through its config in backtest, paper and live alike
@@ -21,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -70,6 +72,15 @@ def _utc_times(frame: pd.DataFrame, column: str) -> pd.Series:
     return times.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
 
 
+class _Series(NamedTuple):
+    """One coin's rows sorted by availability (times as int64 ns UTC)."""
+
+    avail: np.ndarray
+    close: np.ndarray
+    values: np.ndarray
+    newest: np.ndarray  # per position: the index of the latest bar's row up to it
+
+
 class AltFeatures:
     """Validated ``gold.alt_features`` rows of one timeframe, looked up point in time per coin."""
 
@@ -111,12 +122,16 @@ class AltFeatures:
         self.source = source
         self.rows = len(frame)
         self._columns = ALT_FEATURE_COLUMNS
-        self._by_coin: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._by_coin: dict[str, _Series] = {}
         for coin, idx in keyed.groupby("coin", sort=True).indices.items():
-            order = idx[np.argsort(keyed["avail"].to_numpy()[idx], kind="stable")]
+            order = np.asarray(idx)[np.argsort(keyed["avail"].to_numpy()[idx], kind="stable")]
             a = keyed["avail"].iloc[order].astype("int64").to_numpy()
             c = keyed["close"].iloc[order].astype("int64").to_numpy()
-            self._by_coin[str(coin)] = (a, c, values.to_numpy()[order], order)
+            # newest[i]: of the first i + 1 rows by availability, the one of the latest bar (a late
+            # recomputation of an old bar must not hide a newer bar's row already available).
+            newest = np.flatnonzero(c == np.maximum.accumulate(c))
+            newest = newest[np.searchsorted(newest, np.arange(len(c)), side="right") - 1]
+            self._by_coin[str(coin)] = _Series(a, c, values.to_numpy()[order], newest)
         digest = hashlib.sha256()
         digest.update(pd.util.hash_pandas_object(keyed.assign(**values), index=False).to_numpy().tobytes())
         self.digest = digest.hexdigest()[:16]
@@ -127,27 +142,29 @@ class AltFeatures:
 
     def counts(self) -> dict[str, int]:
         """Rows per coin."""
-        return {k: len(v[0]) for k, v in self._by_coin.items()}
+        return {k: len(v.avail) for k, v in self._by_coin.items()}
 
     def span(self) -> tuple[datetime, datetime] | None:
         """The first and last availability time of any row (None when empty)."""
         if not self._by_coin:
             return None
-        lo = min(int(v[0][0]) for v in self._by_coin.values())
-        hi = max(int(v[0][-1]) for v in self._by_coin.values())
+        lo = min(int(v.avail[0]) for v in self._by_coin.values())
+        hi = max(int(v.avail[-1]) for v in self._by_coin.values())
         return (pd.Timestamp(lo, tz=UTC).to_pydatetime(), pd.Timestamp(hi, tz=UTC).to_pydatetime())
 
     def at(self, coin: str, t: datetime) -> AltRow | None:
-        """The newest row of ``coin`` available at or before ``t`` (None: no row yet, or no such coin)."""
+        """The row of ``coin``'s latest bar among those available at or before ``t`` (None: no row yet, or
+        no such coin): a row is usable from its ``available_time`` on, never before."""
         series = self._by_coin.get(coin)
         if series is None:
             return None
-        avail, close, vals, _ = series
-        i = int(np.searchsorted(avail, pd.Timestamp(t).value, side="right")) - 1
+        i = int(np.searchsorted(series.avail, pd.Timestamp(t).value, side="right")) - 1
         if i < 0:
             return None
-        return AltRow(coin, pd.Timestamp(int(close[i]), tz=UTC).to_pydatetime(),
-                      pd.Timestamp(int(avail[i]), tz=UTC).to_pydatetime(), dict(zip(self._columns, vals[i], strict=True)))
+        j = int(series.newest[i])
+        return AltRow(coin, pd.Timestamp(int(series.close[j]), tz=UTC).to_pydatetime(),
+                      pd.Timestamp(int(series.avail[j]), tz=UTC).to_pydatetime(),
+                      dict(zip(self._columns, series.values[j], strict=True)))
 
     def __repr__(self) -> str:
         return f"AltFeatures({self.rows} rows, coins={list(self.coins)}, digest={self.digest}, source={self.source!r})"

@@ -4,9 +4,10 @@ Each bar the regime (:mod:`trader.regimes`) names a preferred member (``by_regim
 flat). With alt rules in ``regime`` (sentiment, exchange flows), the regime also reads the newest
 ``gold.alt_features`` row of the instrument's coin available by the bar's close, from the config's
 point-in-time side input ``alt`` (:class:`trader.altdata.AltFeatures`); ``risk_off``, the regime those
-rules produce by default, maps to cash unless ``by_regime`` names a member for it. The selector switches to it only after it has been preferred for ``confirm_bars`` consecutive
-bars (hysteresis: one noisy bar never flips the choice). On a switch a position is closed at the next
-open and the new member's entry signal is followed from then on. Every switch is recorded in
+rules produce by default, maps to cash unless ``by_regime`` names a member for it. The selector switches
+to it only after it has been preferred for ``confirm_bars`` consecutive bars (hysteresis: one noisy bar
+never flips the choice). On a switch a position is closed at the next open and the new member's entry
+signal is followed from then on. Every switch is recorded in
 :attr:`SelectorStrategy.choices` with the regime and its measured reason. With ``perf_bars`` the
 choice also follows rolling out-of-sample performance: every bar member runs a shadow of its own
 signals, and the regime's member is passed over while its trailing net return is not positive.
@@ -31,8 +32,8 @@ import numpy as np
 import pandas as pd
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from trader.domain import Bar, Instrument, OrderIntent, Signal, timeframe_delta
 from trader.altdata import AltFeatures, coin_of
+from trader.domain import Bar, Instrument, OrderIntent, Signal, timeframe_delta
 from trader.regimes import REGIMES, RISK_OFF, RegimeConfig, regime_at
 from trader.strategies.mlsignal import MlSignalConfig, MlSignalStrategy, ml_intents
 from trader.strategies.registry import parse_strategy_config, register_strategy, resolve_strategy
@@ -198,7 +199,6 @@ class SelectorStrategy(SignalStrategy):
                                                f"{why} for {n} bars"))
                 current, switched = want, True
         return current, switched
-
 
     def _by_performance(self, key: str, arrays: tuple[np.ndarray, ...], t: int, want: str, why: str
                         ) -> tuple[str, str]:
