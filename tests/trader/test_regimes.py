@@ -160,9 +160,13 @@ def test_without_alt_data_the_choices_are_todays(bars: pd.DataFrame, alt: pd.Dat
     assert len(late) and late.reason.str.contains(r"; no alt data \(newest row .* min old > 120 min\)").all()
 
 
-def test_the_node_and_trace_choices_make_the_same_choices_with_alt_data(bars: pd.DataFrame, alt: pd.DataFrame
-                                                                        ) -> None:
+# 305: the first decision (bar 500) falls in a negative-sentiment run (bars 490-508 under WIDE) that began in
+# the warm-up replay, which must read the alt rows of its bars' closes as well.
+@pytest.mark.parametrize("start", [0, 305], ids=["whole-month", "run-in-warm-up"])
+def test_the_node_and_trace_choices_make_the_same_choices_with_alt_data(bars: pd.DataFrame, alt: pd.DataFrame,
+                                                                        start: int) -> None:
     cfg = config(alt, WIDE, confirm_bars=2)
+    bars = bars.iloc[start:].reset_index(drop=True)
     frame = bars.assign(exchange=INST.exchange, symbol=INST.symbol, timeframe="1h")
     tc = TraderConfig(exchange=INST.exchange, symbols=(INST.symbol,), timeframe="1h", strategies=(cfg,))
     node = build_node(tc)
@@ -172,6 +176,7 @@ def test_the_node_and_trace_choices_make_the_same_choices_with_alt_data(bars: pd
     got = pd.DataFrame([vars(c) for c in sel.choices])
     expected = trace_choices(cfg, bars, INST, "1h")
     assert (got.regime == RISK_OFF).any()
+    if start:  # the replay ended in cash: the first recorded switch leaves it
+        assert got.previous.iloc[0] == CASH and got.ts.iloc[0] > bars.open_time.iloc[195] + HOUR
     assert got.astype(str).equals(expected.astype(str))
     assert "alt" not in tc.model_dump(mode="json")["strategies"][0]  # a side input, not recorded config
-
