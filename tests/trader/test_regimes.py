@@ -90,15 +90,16 @@ def test_sentiment_sends_the_selector_to_cash_exactly_at_the_bars_the_documents_
     btc = docs[docs.coins.map(lambda c: "BTC" in list(c))].drop_duplicates("doc_key")
     avail = pd.to_datetime(btc.available_time, utc=True).to_numpy(dtype="datetime64[ns]")
     s = np.round(btc.sentiment.to_numpy() * 10000)
-    expected, measured = [], {}
+    fires_at: list[bool] = []
+    measured: dict[pd.Timestamp, tuple[float, int]] = {}
     for t in closes:
         lo, hi = (t - 24 * HOUR).tz_convert(None).to_datetime64(), t.tz_convert(None).to_datetime64()
         inside = (avail > lo) & (avail <= hi)
         n, mean = int(inside.sum()), (s[inside].sum() / inside.sum() / 10000 if inside.any() else np.nan)
         fires = n >= rule.min_docs and mean <= rule.max_sentiment
-        expected.append(fires)
+        fires_at.append(bool(fires))
         measured[t] = (mean, n)
-    expected = pd.Series(expected, index=closes)
+    expected = pd.Series(fires_at, index=closes)
     in_cash = held(choices, closes) == CASH
     assert expected.sum() >= min_fires  # measured: 1 bar (defaults), 38 bars in 5 runs (WIDE)
     assert (in_cash == expected).all(), list(closes[in_cash != expected])
