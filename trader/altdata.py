@@ -89,6 +89,9 @@ class AltFeatures:
         if missing:
             raise DataValidationError("alt_features", missing[0], f"column missing (have {sorted(frame.columns)})")
         frame = frame.reset_index(drop=True)
+        if "timeframe" in frame.columns and frame["timeframe"].nunique(dropna=False) > 1:
+            raise DataValidationError("timeframe", sorted(frame["timeframe"].astype(str).unique()),
+                                      "one timeframe's rows at most: filter gold.alt_features by timeframe")
         bad_coin = frame["coin"].map(lambda c: not isinstance(c, str) or not c)
         if bad_coin.any():
             raise DataValidationError("coin", frame["coin"][bad_coin].iloc[0], "must be a non-empty string")
@@ -155,6 +158,8 @@ class AltFeatures:
     def at(self, coin: str, t: datetime) -> AltRow | None:
         """The row of ``coin``'s latest bar among those available at or before ``t`` (None: no row yet, or
         no such coin): a row is usable from its ``available_time`` on, never before."""
+        if t.tzinfo is None:
+            raise DataValidationError("t", t, "must be timezone-aware (UTC)")
         series = self._by_coin.get(coin)
         if series is None:
             return None

@@ -39,6 +39,8 @@ def test_a_row_is_usable_from_its_available_time_on_and_never_before() -> None:
     assert row is not None and row.available_time == avail and row.close_time == T0
     assert row.get("sent_mean_24h") == -0.5 and row.get("news_count_24h") is None
     assert alt.at("ETH", avail) is None
+    with pytest.raises(DataValidationError, match=r"invalid t=.*must be timezone-aware"):
+        alt.at("BTC", datetime(2022, 1, 10, 1))
 
 
 def test_a_late_recomputation_of_an_older_bar_does_not_hide_the_newer_bar() -> None:
@@ -57,7 +59,8 @@ def test_a_late_recomputation_of_an_older_bar_does_not_hide_the_newer_bar() -> N
     (rows({"close": 0}, {"close": 0, "avail": 1}), "close_time", "2022-01-10 00:00:00+00:00"),
     (rows({"close": 0}).assign(close_time=datetime(2022, 1, 10)), "close_time", pd.Timestamp(2022, 1, 10)),
     (rows({"close": 0}).drop(columns="sent_mean_4h"), "alt_features", "sent_mean_4h"),
-], ids=["look-ahead", "sentiment-range", "negative-count", "duplicate", "naive", "missing"])
+    (rows({"close": 0}, {"close": 1}).assign(timeframe=["1h", "4h"]), "timeframe", ["1h", "4h"]),
+], ids=["look-ahead", "sentiment-range", "negative-count", "duplicate", "naive", "missing", "timeframes"])
 def test_bad_rows_are_rejected_naming_the_field_and_the_value(frame: pd.DataFrame, field: str, value: Any) -> None:
     with pytest.raises(DataValidationError) as err:
         AltFeatures(frame)
