@@ -1,9 +1,13 @@
 """Selector: per instrument and bar, the strategy that fits the regime, with hysteresis; choices recorded.
 
 Each bar the regime (:mod:`trader.regimes`) names a preferred member (``by_regime``; ``cash`` = stay
-flat). The selector switches to it only after it has been preferred for ``confirm_bars`` consecutive
-bars (hysteresis: one noisy bar never flips the choice). On a switch a position is closed at the next
-open and the new member's entry signal is followed from then on. Every switch is recorded in
+flat). With alt rules in ``regime`` (sentiment, exchange flows), the regime also reads the newest
+``gold.alt_features`` row of the instrument's coin available by the bar's close, from the config's
+point-in-time side input ``alt`` (:class:`trader.altdata.AltFeatures`); ``risk_off``, the regime those
+rules produce by default, maps to cash unless ``by_regime`` names a member for it. The selector switches
+to it only after it has been preferred for ``confirm_bars`` consecutive bars (hysteresis: one noisy bar
+never flips the choice). On a switch a position is closed at the next open and the new member's entry
+signal is followed from then on. Every switch is recorded in
 :attr:`SelectorStrategy.choices` with the regime and its measured reason. With ``perf_bars`` the
 choice also follows rolling out-of-sample performance: every bar member runs a shadow of its own
 signals, and the regime's member is passed over while its trailing net return is not positive.
@@ -26,10 +30,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from trader.altdata import AltFeatures, coin_of
 from trader.domain import Bar, Instrument, OrderIntent, Signal, timeframe_delta
-from trader.regimes import REGIMES, RegimeConfig, regime_at
+from trader.regimes import REGIMES, RISK_OFF, RegimeConfig, regime_at
 from trader.strategies.mlsignal import MlSignalConfig, MlSignalStrategy, ml_intents
 from trader.strategies.registry import parse_strategy_config, register_strategy, resolve_strategy
 from trader.strategies.signal import SignalConfig, SignalStrategy, bar_arrays
@@ -40,6 +45,8 @@ CASH = "cash"
 
 class SelectorConfig(SignalConfig):
     """Members by name, the member per regime and the hysteresis."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     kind: str = "selector"
     members: dict[str, Any] = Field(
@@ -56,6 +63,9 @@ class SelectorConfig(SignalConfig):
                            "net return; the regime's member is chosen only while its return there is > 0, else "
                            "the best positive member, else cash. 0 = by regime only")
     perf_cost: float = Field(default=0.003, ge=0, description="Round-trip cost (log) charged to a shadow trade")
+    alt: AltFeatures | None = Field(
+        default=None, exclude=True, description="Point-in-time gold.alt_features rows the alt rules of "
+        "``regime`` read (a side input, not configuration: excluded from dumps; None = no alt data)")
 
     @field_validator("members", mode="before")
     @classmethod
@@ -69,8 +79,9 @@ class SelectorConfig(SignalConfig):
 
     @model_validator(mode="after")
     def _mapping(self) -> SelectorConfig:
-        if set(self.by_regime) != set(REGIMES):
-            raise ValueError(f"by_regime must map exactly {REGIMES}, got {sorted(self.by_regime)}")
+        if not set(REGIMES) <= set(self.by_regime) <= {*REGIMES, RISK_OFF}:
+            raise ValueError(f"by_regime must map exactly {REGIMES} (and optionally {RISK_OFF!r}), "
+                             f"got {sorted(self.by_regime)}")
         unknown = {m for m in self.by_regime.values() if m != CASH and m not in self.members}
         if unknown:
             raise ValueError(f"by_regime names unknown members {sorted(unknown)} (members: {sorted(self.members)})")
@@ -104,6 +115,9 @@ class SelectorStrategy(SignalStrategy):
         self.streak: dict[str, tuple[str, int]] = {}
         self.choices: list[Choice] = []
         self._bar: Bar | None = None
+        self._times: list[datetime] | None = None
+        self._alt_on = config.regime.uses_alt
+        self._coins = {k: coin_of(i.symbol) for k, i in self.instruments.items()}
         # Per instrument: each bar member's shadow position and its last ``perf_bars`` net log returns.
         self._shadow: dict[str, dict[str, tuple[bool, deque[float]]]] = {}
 
@@ -124,19 +138,27 @@ class SelectorStrategy(SignalStrategy):
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> list[Any]:
         self._bar = bar
+        if self._alt_on and bar.instrument_key not in self.current:  # the warm-up replay needs its bars' times
+            self._times = [b.close_time for b in ctx.history(bar.instrument_key, self.history_bars)]
         return super().on_bar(bar, ctx)
 
     def evaluate(self, arrays: tuple[np.ndarray, ...]) -> tuple[bool, bool, float]:
         assert self._bar is not None
-        return self.decide(self._bar.instrument_key, self._bar.close_time, arrays)
+        times, self._times = self._times, None
+        return self.decide(self._bar.instrument_key, self._bar.close_time, arrays, times)
 
-    def decide(self, key: str, ts: datetime, arrays: tuple[np.ndarray, ...]) -> tuple[bool, bool, float]:
-        """Entry, exit (and no trailing distance) at the last bar of ``arrays``; updates the choice."""
+    def decide(self, key: str, ts: datetime, arrays: tuple[np.ndarray, ...],
+               times: Sequence[datetime] | None = None) -> tuple[bool, bool, float]:
+        """Entry, exit (and no trailing distance) at the last bar of ``arrays``, closing at ``ts``; updates
+        the choice. ``times``: the close time of every bar of ``arrays`` (the warm-up replay's alt rows;
+        without them a replayed bar sees no alt data)."""
         t = len(arrays[0]) - 1
         if key not in self.current:  # the first decision: replay the warm-up bars' choices, unrecorded
             self.current[key] = CASH
+            if times is not None and len(times) != t + 1:
+                raise ValueError(f"times has {len(times)} close times for {t + 1} bars")
             for j in range(max(self.sel.regime.lookback - 1, t - self.sel.warm_bars), t):
-                self._choose(key, ts, arrays, j, record=False)
+                self._choose(key, times[j] if times is not None else None, arrays, j, record=False)
         current, switched = self._choose(key, ts, arrays, t, record=True)
         if current == CASH:
             return False, True, math.nan
@@ -147,11 +169,17 @@ class SelectorStrategy(SignalStrategy):
         e, x, _ = type(m).signal(*arrays, t, m._params) if not hasattr(m, "members") else m.evaluate(arrays)
         return bool(e) and not switched, bool(x) or switched, math.nan
 
-    def _choose(self, key: str, ts: datetime, arrays: tuple[np.ndarray, ...], t: int, *, record: bool
+    def _choose(self, key: str, ts: datetime | None, arrays: tuple[np.ndarray, ...], t: int, *, record: bool
                 ) -> tuple[str, bool]:
-        """The member chosen at bar ``t`` of ``arrays`` (the hysteresis' state updated) and whether it switched."""
-        regime, why = regime_at(arrays[1], arrays[2], arrays[3], t, self.sel.regime)
-        want = self.sel.by_regime[regime]
+        """The member chosen at bar ``t`` of ``arrays`` (closing at ``ts``; the hysteresis' state updated) and
+        whether it switched."""
+        if self._alt_on:
+            alt = self.sel.alt
+            row = alt.at(self._coins[key], ts) if alt is not None and ts is not None else None
+            regime, why = regime_at(arrays[1], arrays[2], arrays[3], t, self.sel.regime, row, ts)
+        else:
+            regime, why = regime_at(arrays[1], arrays[2], arrays[3], t, self.sel.regime)
+        want = self.sel.by_regime.get(regime, CASH)
         if self.sel.perf_bars:
             want, why = self._by_performance(key, arrays, t, want, why)
         current = self.current[key]
@@ -166,11 +194,11 @@ class SelectorStrategy(SignalStrategy):
                 self.current[key] = want
                 self.streak.pop(key, None)
                 if record:
+                    assert ts is not None
                     self.choices.append(Choice(ts, key.partition(":")[2], regime, want, current,
                                                f"{why} for {n} bars"))
                 current, switched = want, True
         return current, switched
-
 
     def _by_performance(self, key: str, arrays: tuple[np.ndarray, ...], t: int, want: str, why: str
                         ) -> tuple[str, str]:
@@ -204,15 +232,20 @@ class SelectorStrategy(SignalStrategy):
         return CASH, f"{why}; no member positive over {self.sel.perf_bars} bars ({want} {trailing[want]:+.4f})"
 
 
-def trace_choices(config: SelectorConfig, bars: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
-    """The selector's switches over one instrument's valid bars (``open_time`` + OHLCV), as a frame."""
+def trace_choices(config: SelectorConfig, bars: pd.DataFrame, instrument: Instrument, timeframe: str = "30m"
+                  ) -> pd.DataFrame:
+    """The selector's switches over one instrument's valid bars (``open_time`` + OHLCV of ``timeframe``), as a
+    frame; with alt rules, each bar sees the config's ``alt`` rows available by its close, as in the node."""
     sel = SelectorStrategy(config, [instrument])
     cols = ("open", "high", "low", "close", "volume")
-    rows = [Bar(instrument.exchange, instrument.symbol, "30m", t.to_pydatetime(),
-                t.to_pydatetime() + timeframe_delta("30m"), *vals)
+    step = timeframe_delta(timeframe)
+    rows = [Bar(instrument.exchange, instrument.symbol, timeframe, t.to_pydatetime(), t.to_pydatetime() + step,
+                *vals)
             for t, *vals in bars[["open_time", *cols]].itertuples(index=False)]
     n = sel.history_bars
     for i in range(n - 1, len(rows)):
-        sel.decide(instrument.key, rows[i].close_time, bar_arrays(rows[i - n + 1 : i + 1]))
+        window = rows[i - n + 1 : i + 1]
+        times = [b.close_time for b in window] if i == n - 1 else None
+        sel.decide(instrument.key, rows[i].close_time, bar_arrays(window), times)
     return pd.DataFrame([vars(c) for c in sel.choices], columns=["ts", "symbol", "regime", "chosen", "previous",
                                                                  "reason"])
