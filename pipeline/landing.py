@@ -10,6 +10,7 @@ interval's row of ``ops.landing_audit``, a predicate overwrite, so re-running an
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +54,34 @@ def _literal(path: str) -> str:
 
 def _ts(ms: Any) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+
+
+def last_commit_s(path: str, settings: Settings) -> float | None:
+    """The newest commit's time of a Delta table (epoch seconds), None while it does not exist."""
+    from deltalake import DeltaTable
+
+    if not _exists(path, settings):
+        return None
+    history = DeltaTable(duck_uri(path), storage_options=delta_storage_options(settings) or None).history(1)
+    return float(history[0]["timestamp"]) / 1000 if history else None
+
+
+def settle(path: str, end: datetime, settings: Settings, timeout_s: float) -> bool:
+    """Wait until the table has a commit at or after ``end`` (up to ``timeout_s``); True if it has.
+
+    A micro-batch stamps its rows with its start: one that started before ``end`` may commit after it.
+    The landing commits one batch after the other, so a commit at or after ``end`` means every batch
+    stamped before ``end`` is in the table. An idle stream (no new data) makes no such commit: then
+    the audit judges what is there after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        newest = last_commit_s(path, settings)
+        if newest is not None and newest >= end.timestamp():
+            return True
+        if newest is None or time.monotonic() >= deadline:
+            return False
+        time.sleep(1.0)
 
 
 def interval_stats(topic: str, iv: Interval, settings: Settings) -> dict[str, Any]:
@@ -102,11 +131,13 @@ def write_audit(row: dict[str, Any], settings: Settings) -> None:
         raise InfrastructureError(f"writing {LANDING_AUDIT.name} at {path}: {exc}") from exc
 
 
-def audit_interval(start: str, end: str, topic: str = topics.MARKET_OHLCV,
-                   settings: Settings | None = None) -> dict[str, Any]:
-    """Audit ``topic``'s landing in ``[start, end)``, record it, and fail the run on a duplicated offset."""
+def audit_interval(start: str, end: str, topic: str = topics.MARKET_OHLCV, settings: Settings | None = None,
+                   settle_s: float = 30.0) -> dict[str, Any]:
+    """Audit ``topic``'s landing in ``[start, end)`` once its batches settled (:func:`settle`), record it,
+    and fail the run on a duplicated offset."""
     settings = settings or get_settings()
     iv = Interval.parse(start, end)
+    settle(bronze_spec(topic).path(settings), iv.end, settings, settle_s)
     stats = interval_stats(topic, iv, settings)
     status = "duplicates" if stats["duplicates"] else "ok" if stats["rows"] else "empty"
     row = {"topic": topic, "interval_start": iv.start, "interval_end": iv.end, **stats, "status": status,
