@@ -35,7 +35,7 @@ from typing import Any
 
 from cryptolake.errors import InfrastructureError
 from cryptolake.logs import get_logger
-from cryptolake.settings import Settings, get_settings
+from cryptolake.settings import PROJECT_ROOT, Settings, get_settings
 from infra.airflow_home import airflow_bin, airflow_env
 from infra.broker import free_port
 from infra.postgres import pg_bin_dir
@@ -119,8 +119,11 @@ def services_env(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or get_settings()
     port = api_port(settings)
     af = settings.airflow
+    path = os.environ.get("PYTHONPATH")
     return {
         **airflow_env(settings),
+        # the DAG files and their tasks import this checkout's packages, whatever the venv's install points at
+        "PYTHONPATH": str(PROJECT_ROOT) + (f"{os.pathsep}{path}" if path else ""),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url(settings),
         # psycopg 3 is sync and async: no second driver (asyncpg) for the API server's async engine
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": db_url(settings),
