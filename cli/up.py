@@ -1,8 +1,9 @@
 """`cryptolake up | down | status | logs`: the whole living system as supervised processes.
 
-``up`` starts the broker (:mod:`infra.broker`), then the supervisor daemon (:mod:`infra.supervisor`) over
-the processes the system config (:mod:`cryptolake.system`) describes; ``down`` stops all of them and
-checks that no process of ours is left.
+``up`` starts the broker (:mod:`infra.broker`) while it prepares Airflow's metadata DB, then the supervisor
+daemon (:mod:`infra.supervisor`) over the processes the system config (:mod:`cryptolake.system`) describes,
+Airflow's four included (:mod:`infra.airflow_services`); ``down`` stops all of them and checks that no
+process of ours, nor any process of their sessions, is left.
 """
 
 from __future__ import annotations
