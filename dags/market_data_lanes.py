@@ -2,9 +2,10 @@
 
 Wiring only: each task calls one function of ``pipeline.lanes``. The exchange lane lands
 ``market.trades``, ``market.whales``, ``market.book``, ``market.ticker`` and ``market.venue_flags``
-and MERGEs their silver tables; the alternative-data lane lands news, social and chain topics,
-builds ``silver.documents`` and ``silver.chain_activity``, then ``gold.alt_features`` for the bars
-of the interval. Every task is idempotent for its interval.
+and MERGEs their silver tables; the alternative-data lane lands news, social, chain (blocks,
+transfers, daily statistics) and macro topics, builds ``silver.documents`` and
+``silver.chain_activity``, then ``gold.alt_features`` for the bars of the interval. Every task is
+idempotent for its interval.
 """
 
 from __future__ import annotations

@@ -13,6 +13,13 @@ from cryptolake.settings import Settings, get_settings
 from pipeline.interval import Interval
 from pipeline.results import as_record
 
+EXCHANGE_TOPICS = (topics.MARKET_TRADES, topics.MARKET_WHALES, topics.MARKET_BOOK, topics.MARKET_TICKER,
+                   topics.MARKET_VENUE_FLAGS)
+# every alternative-data topic a connector publishes: the silver jobs read news, social and chain blocks and
+# transfers; the daily chain statistics and macro series land in bronze for SQL and training sets
+ALT_TOPICS = (topics.NEWS_ARTICLES, topics.SOCIAL_POSTS, topics.CHAIN_BLOCKS, topics.CHAIN_TRANSFERS,
+              topics.CHAIN_DAILY_STATS, topics.MACRO_OBSERVATIONS)
+
 
 def land(topic_names: tuple[str, ...], settings: Settings | None = None) -> dict[str, Any]:
     """Land each topic (and its producer-side dead letters) into bronze/quarantine."""
@@ -37,8 +44,7 @@ def exchange_silver(start: str, end: str, settings: Settings | None = None) -> d
 
     settings = settings or get_settings()
     iv = Interval.parse(start, end)
-    landed = land((topics.MARKET_TRADES, topics.MARKET_WHALES, topics.MARKET_BOOK, topics.MARKET_TICKER,
-                   topics.MARKET_VENUE_FLAGS), settings)
+    landed = land(EXCHANGE_TOPICS, settings)
     jobs = {"trades": run_silver_trades, "book_metrics": run_silver_book_metrics,
             "tickers": run_silver_tickers, "venue_flags": run_silver_venue_flags}
     return {"landed": landed, **{k: as_record(job(iv.start, iv.end, settings)) for k, job in jobs.items()}}
@@ -51,8 +57,7 @@ def altdata_silver(start: str, end: str, settings: Settings | None = None) -> di
 
     settings = settings or get_settings()
     iv = Interval.parse(start, end)
-    landed = land((topics.NEWS_ARTICLES, topics.SOCIAL_POSTS, topics.CHAIN_BLOCKS, topics.CHAIN_TRANSFERS),
-                  settings)
+    landed = land(ALT_TOPICS, settings)
     return {"landed": landed,
             "documents": as_record(run_silver_documents(iv.start, iv.end, settings)),
             "chain": as_record(run_silver_chain(iv.start, iv.end, settings))}
