@@ -1,8 +1,9 @@
 """`cryptolake up | down | status | logs`: the whole living system as supervised processes.
 
-``up`` starts the broker (:mod:`infra.broker`), then the supervisor daemon (:mod:`infra.supervisor`) over
-the processes the system config (:mod:`cryptolake.system`) describes; ``down`` stops all of them and
-checks that no process of ours is left.
+``up`` starts the broker (:mod:`infra.broker`) while it prepares Airflow's metadata DB, then the supervisor
+daemon (:mod:`infra.supervisor`) over the processes the system config (:mod:`cryptolake.system`) describes,
+Airflow's four included (:mod:`infra.airflow_services`); ``down`` stops all of them and checks that no
+process of ours, nor any process of their sessions, is left.
 """
 
 from __future__ import annotations
@@ -69,8 +70,6 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
     if system.monitoring.monitor:
         p = port()
         specs.append(ProcessSpec("monitor", (*CLI, "monitor", "--metrics-port", str(p)), metrics_port=p))
-    # Not yet started by `up`: the Airflow services (`infra.airflow_services.specs`), run and tested on their
-    # own (see docs/operations.md).
     local = next((v for v in system.venues if v.kind == "local"), system.venues[0])
     bar_s = tf_s / r.speed
     for s in system.strategies:
@@ -87,6 +86,52 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
             argv += ["--param", f"{k}={json.dumps(val)}"]
         specs.append(ProcessSpec(f"trader-{s.account}", tuple(argv), metrics_port=p))
     return specs
+
+
+LANDING_DAG = "market_landing"
+
+
+def airflow_settings(system: SystemConfig, settings: Settings) -> Settings:
+    """``settings`` with the system config's Airflow knobs (DAG refresh, landing interval) applied."""
+    af = settings.airflow.model_copy(update={"dag_refresh_s": system.airflow.dag_refresh_s,
+                                             "landing_interval_s": system.airflow.landing_interval_s})
+    return settings.model_copy(update={"airflow": af})
+
+
+def landing_start(interval_s: int, now: float) -> datetime:
+    """The start of the landing interval holding ``now`` (epoch-aligned, as Airflow's delta timetable is)."""
+    return datetime.fromtimestamp(now - now % interval_s, tz=UTC)
+
+
+def airflow_specs(system: SystemConfig, settings: Settings, now: float) -> list[Any]:
+    """PostgreSQL, the API server, the scheduler and the DAG processor (:func:`infra.airflow_services.process_specs`).
+
+    The DAG files and their tasks get the landing interval and this `up`'s first interval, so the
+    scheduler runs (and catches up) every interval of ``market_landing`` from now on.
+    """
+    from infra import airflow_services
+
+    interval = system.airflow.landing_interval_s
+    env = {"CRYPTOLAKE__AIRFLOW__LANDING_INTERVAL_S": str(interval),
+           "CRYPTOLAKE__AIRFLOW__LANDING_START": landing_start(interval, now).isoformat()}
+    return airflow_services.process_specs(settings, env)
+
+
+def _airflow_wanted(system: SystemConfig) -> bool:
+    """Whether `up` runs Airflow: the config's switch; ``auto`` = when installed. A required one missing exits 2."""
+    from infra import airflow_services
+
+    if system.airflow.enabled is False:
+        return False
+    reason = airflow_services.missing()
+    if reason is None:
+        return True
+    if system.airflow.enabled is True:
+        typer.echo(f"airflow    : required by the system config ([airflow] enabled = true) but {reason}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"airflow    : not available ({reason}); not started ([airflow] enabled = false hides this)",
+               err=True)
+    return False
 
 
 def prometheus_spec(specs: list[Any], supervisor_port: int, system: SystemConfig, settings: Settings,
@@ -163,11 +208,19 @@ def up(
     if supervisor.daemon(settings) is not None:
         typer.echo("already up (`cryptolake status`; `cryptolake down` first to restart)", err=True)
         raise typer.Exit(1)
+    af_settings = airflow_settings(system, settings) if _airflow_wanted(system) else None
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeElapsedColumn(), transient=True) as progress:
-        task = progress.add_task("kafka broker", total=None)
+        task = progress.add_task("kafka broker" + (" + airflow db" if af_settings else ""), total=None)
+        prepared = _Prepared(af_settings) if af_settings else None  # beside the broker's start
         info = broker.start(settings)
         specs = build_specs(system, settings, free_port(), free_port)
+        if af_settings is not None and prepared is not None:
+            prepared.join()
+            if prepared.error is not None:
+                typer.echo(f"airflow db : {prepared.error} (`cryptolake down` stops the broker)", err=True)
+                raise typer.Exit(1)
+            specs += airflow_specs(system, af_settings, time.time())
         sup_port = free_port()
         prom = prometheus_spec(specs, sup_port, system, settings, free_port()) \
             if system.monitoring.prometheus else None
@@ -197,10 +250,32 @@ def up(
         raise typer.Exit(1)
 
 
+class _Prepared:
+    """The metadata DB's creation and migration on a thread (it overlaps the broker's start)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import threading
+
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(settings,), name="airflow-db", daemon=True)
+        self._thread.start()
+
+    def _run(self, settings: Settings) -> None:
+        from infra import airflow_services
+
+        try:
+            airflow_services.prepare(settings)
+        except Exception as exc:  # reported by `up`, which then stops
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def join(self) -> None:
+        self._thread.join()
+
+
 def down(keep_broker: bool = typer.Option(False, help="Leave the Kafka broker running")) -> None:
     """Stop every supervised process and the broker; fail if any process of ours is left."""
     from infra import broker, supervisor
-    from infra.processes import alive
+    from infra.processes import alive, session_members
 
     settings = get_settings()
     try:
@@ -215,7 +290,11 @@ def down(keep_broker: bool = typer.Option(False, help="Leave the Kafka broker ru
     typer.echo(f"supervised : stopped {len(ended)} process(es)")
     if not keep_broker:
         typer.echo(f"kafka      : {'stopped' if broker.stop(settings) else 'was not running'}")
-    left = [int(r["pid"]) for r in state.get("processes", {}).values() if r.get("pid") and alive(int(r["pid"]))]
+    leaders = [int(r["pid"]) for r in state.get("processes", {}).values() if r.get("pid")]
+    left = [p for p in leaders if alive(p)]
+    # every descendant of a supervised process (PostgreSQL's backends, the LocalExecutor's task processes)
+    # stays in that process's session
+    left += [p for sid in leaders for p in session_members(sid)]
     left += [t.pid for t in supervisor.supervised_pids(settings)]
     if supervisor.daemon(settings) is not None:
         left.append(supervisor.daemon(settings).pid)  # type: ignore[union-attr]
@@ -242,6 +321,22 @@ def _latency_lines(settings: Settings) -> list[str]:
             *([f"  hops     : {hops}"] if hops else [])]
 
 
+def _airflow_lines(settings: Settings, limit: int = 5) -> list[str]:
+    """The API server's URL and the newest runs of the landing DAG (the API server answers them)."""
+    from infra import airflow_services
+
+    url = f"http://127.0.0.1:{airflow_services.api_port(settings)}"
+    try:
+        runs = airflow_services.last_runs(settings, LANDING_DAG, limit)
+    except Exception as exc:  # the API server may still be starting; shown, not fatal
+        return [f"airflow    : {url} (runs unavailable: {exc})"]
+    lines = [f"airflow    : {url}  last {len(runs)} run(s) of {LANDING_DAG}, newest first"]
+    for r in runs:
+        lines.append(f"  {r['run_type'] or '-':<10}{r['state'] or '-':<9}{r['data_interval_start'] or '-'} -> "
+                     f"{r['data_interval_end'] or '-'}")
+    return lines
+
+
 def _print_status(settings: Settings) -> bool:
     from infra import supervisor
 
@@ -260,13 +355,17 @@ def _print_status(settings: Settings) -> bool:
     if watch:
         typer.echo(f"{'kafka broker':<24}{'running' if watch['up'] else 'down':<10}{'':<7}{'':>8}{'':>10}"
                    f"{watch['restarts']:>10}  {watch['bootstrap'] or '-'}")
+    if "airflow-api-server" in state["processes"]:
+        for line in _airflow_lines(settings):
+            typer.echo(line)
     for line in _latency_lines(settings):
         typer.echo(line)
     return True
 
 
 def status() -> None:
-    """Each supervised process: state, readiness, pid, uptime, restarts, metrics URL; the broker; bar latency."""
+    """Each supervised process: state, readiness, pid, uptime, restarts, metrics URL; the broker; Airflow's last
+    runs; bar latency."""
     from infra import broker
 
     settings = get_settings()

@@ -134,6 +134,10 @@ class AirflowSettings(_Frozen):
     market_start: datetime = Field(datetime(2017, 10, 1, tzinfo=UTC), description="First data interval's start")
     market_end: datetime | None = Field(None, description="Last data interval's start; none = open-ended")
     market_catchup: bool = Field(False, description="Schedule every missed interval since market_start")
+    landing_interval_s: int = Field(900, ge=10, description="Data interval of the market_landing audit DAG")
+    landing_start: datetime | None = Field(
+        None, description="First market_landing interval, caught up from there (`up` sets its start); none = no "
+        "catch-up")
 
 
 class MarketSettings(_Frozen):

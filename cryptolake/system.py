@@ -122,6 +122,17 @@ class MonitoringSpec(_Frozen):
     scrape_interval_s: float = Field(5.0, gt=0, description="Prometheus scrape and rule evaluation interval")
 
 
+class AirflowSpec(_Frozen):
+    """Airflow under `up`: PostgreSQL, API server, scheduler and DAG processor (LocalExecutor), supervised."""
+
+    enabled: bool | Literal["auto"] = Field(
+        "auto", description="Run Airflow under `up`: auto = when PostgreSQL and Airflow are installed; true = "
+        "required (an error when missing)")
+    landing_interval_s: int = Field(900, ge=10, description="Data interval of the market_landing DAG while up "
+                                    "(caught up from the start of `up`)")
+    dag_refresh_s: int = Field(30, ge=1, description="How often the DAG processor re-parses the DAG folder")
+
+
 class SupervisorSpec(_Frozen):
     """How the supervisor restarts a process that died."""
 
@@ -149,6 +160,7 @@ class SystemConfig(_Frozen):
     books: bool = Field(False, description="Also stream order-book metrics (venues with a depth feed)")
     stream: StreamSpec = Field(default_factory=StreamSpec, description="The streaming landing, features and scorer")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitor and Prometheus")
+    airflow: AirflowSpec = Field(default_factory=AirflowSpec, description="The scheduler and its services")
     supervisor: SupervisorSpec = Field(default_factory=SupervisorSpec, description="Restart policy")
 
     @field_validator("timeframes")

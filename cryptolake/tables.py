@@ -557,3 +557,31 @@ BAR_STAGES = register(
         description="When each bar reached each streaming stage (ingest, landed, gold, signal): per-bar latency",
     )
 )
+
+
+# --- landing audit (issue #12) -------------------------------------------------------------
+# One row per topic and data interval, written by the market_landing DAG (pipeline.landing): what the
+# streaming landing committed to bronze with landed_time in [interval_start, interval_end). A re-run of the
+# interval replaces its row.
+LANDING_AUDIT = register(
+    TableSpec(
+        name="ops.landing_audit",
+        columns=(
+            ("topic", "STRING"),
+            ("interval_start", "TIMESTAMP"),
+            ("interval_end", "TIMESTAMP"),
+            ("rows", "BIGINT"),
+            ("duplicates", "BIGINT"),  # rows of the interval whose Kafka (partition, offset) is in bronze twice
+            ("quarantined", "BIGINT"),
+            ("min_event_time", "TIMESTAMP"),
+            ("max_event_time", "TIMESTAMP"),
+            ("lag_p50_s", "DOUBLE"),  # connector ingest -> bronze landed, seconds
+            ("lag_max_s", "DOUBLE"),
+            ("status", "STRING"),  # ok | empty | duplicates
+            ("audited_at", "TIMESTAMP"),
+        ),
+        keys=("topic", "interval_start"),
+        description="Per data interval: the rows the streaming landing committed to bronze, their duplicates, "
+        "quarantined rows and landing lag (market_landing DAG)",
+    )
+)

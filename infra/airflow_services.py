@@ -22,6 +22,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import signal
 import subprocess
 import time
@@ -34,7 +35,7 @@ from typing import Any
 
 from cryptolake.errors import InfrastructureError
 from cryptolake.logs import get_logger
-from cryptolake.settings import Settings, get_settings
+from cryptolake.settings import PROJECT_ROOT, Settings, get_settings
 from infra.airflow_home import airflow_bin, airflow_env
 from infra.broker import free_port
 from infra.postgres import pg_bin_dir
@@ -86,13 +87,19 @@ def db_url(settings: Settings) -> str:
     return f"postgresql+psycopg://{_db_user()}@127.0.0.1:{db_port(settings)}/{DATABASE}"
 
 
+def _jwt_secret_file(settings: Settings) -> Path:
+    jwt_secret(settings)  # created on first use
+    return settings.airflow.home / "jwt_secret"
+
+
 def jwt_secret(settings: Settings) -> str:
     """The secret shared by the scheduler (signs task tokens) and the API server (checks them); never logged."""
     path = settings.airflow.home / "jwt_secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, even briefly
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -112,8 +119,11 @@ def services_env(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or get_settings()
     port = api_port(settings)
     af = settings.airflow
+    path = os.environ.get("PYTHONPATH")
     return {
         **airflow_env(settings),
+        # the DAG files and their tasks import this checkout's packages, whatever the venv's install points at
+        "PYTHONPATH": str(PROJECT_ROOT) + (f"{os.pathsep}{path}" if path else ""),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url(settings),
         # psycopg 3 is sync and async: no second driver (asyncpg) for the API server's async engine
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": db_url(settings),
@@ -124,7 +134,9 @@ def services_env(settings: Settings | None = None) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(settings),
+        # the secret itself stays in its 0600 file: Airflow runs the command (a sensitive option's ``_CMD``),
+        # so no environment listing or supervisor spec file ever holds it
+        "AIRFLOW__API_AUTH__JWT_SECRET_CMD": f"cat {shlex.quote(str(_jwt_secret_file(settings)))}",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(af.dag_refresh_s),
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(af.dag_refresh_s),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
@@ -198,6 +210,68 @@ def migrate(settings: Settings | None = None, *, force: bool = False) -> bool:
     marker.write_text(version("apache-airflow"))
     log.info("airflow.pg_migrated", extra={"seconds": round(time.monotonic() - t0, 1)})
     return True
+
+
+def missing() -> str | None:
+    """Why this machine cannot run the deployment (PostgreSQL or Airflow not installed), or None."""
+    try:
+        pg_bin_dir()
+        airflow_bin()
+    except InfrastructureError as exc:
+        return str(exc)
+    return None
+
+
+def prepare(settings: Settings, timeout_s: float = 60.0) -> bool:
+    """Make the metadata DB ready before any Airflow process starts: ``initdb`` once, then PostgreSQL just
+    long enough to create the ``airflow`` database and migrate it (a no-op at this Airflow version). True
+    if it migrated. The supervisor then runs PostgreSQL itself (:func:`process_specs`)."""
+    init_db(settings)
+    logs = settings.airflow.home / "service-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / "airflow-postgres-prepare.log").open("ab") as out:
+        proc = subprocess.Popen(list(postgres_spec(settings).argv), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait(lambda: _db_ready(settings), "postgres", timeout_s, {"airflow-postgres": proc})
+        create_db(settings)
+        return migrate(settings)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def process_specs(settings: Settings, env: dict[str, str] | None = None) -> list[Any]:
+    """The four services as supervised processes: the Airflow ones start once PostgreSQL accepts
+    connections (and stop before it), the API server is ready once its health endpoint answers.
+    ``env``: more variables for the Airflow processes (their tasks inherit them)."""
+    from infra.supervisor import ProcessSpec
+
+    db, *airflow = specs(settings)
+    out = [ProcessSpec(db.name, db.argv, db.env, ready_port=db_port(settings), stop_signal="SIGINT")]
+    health = f"http://127.0.0.1:{api_port(settings)}/api/v2/monitor/health"
+    for spec in airflow:
+        out.append(ProcessSpec(spec.name, spec.argv, {**spec.env, **(env or {})}, after=(db.name,),
+                               ready_url=health if spec.name == "airflow-api-server" else None))
+    return out
+
+
+def last_runs(settings: Settings, dag_id: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The newest runs of ``dag_id`` from the API server (run id, type, state, data interval), newest first."""
+    url = (f"http://127.0.0.1:{api_port(settings)}/api/v2/dags/{dag_id}/dagRuns"
+           f"?order_by=-logical_date&limit={limit}")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            runs = json.loads(r.read()).get("dag_runs", [])
+    except (OSError, ValueError) as exc:
+        raise InfrastructureError(f"airflow api-server at {url}: {exc}") from exc
+    keep = ("dag_run_id", "run_type", "state", "data_interval_start", "data_interval_end", "end_date")
+    return [{k: r.get(k) for k in keep} for r in runs]
 
 
 def _wait(check: object, what: str, timeout_s: float, procs: dict[str, subprocess.Popen[bytes]]) -> None:

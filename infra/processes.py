@@ -137,6 +137,30 @@ def spawn(kind: str, cmd: Sequence[str], log_path: Path, *, ready: Callable[[], 
 
 
 
+def session_members(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (a supervised child leads its own; its descendants keep it)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp session ...
+        if len(fields) > 3 and int(fields[3]) == sid and alive(int(entry.name)):
+            out.append(int(entry.name))
+    return sorted(out)
+
+
+def kill(pid: int) -> None:
+    """SIGKILL ``pid`` if it still exists."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
 def reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if it is our child (so it does not linger as a zombie)."""
     try:

@@ -42,13 +42,21 @@ KIND_PREFIX = "svc."
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One supervised process. ``ready_url``: GET answering 200 means ready (default: its /metrics)."""
+    """One supervised process. ``ready_url``: GET answering 200 means ready (default: its /metrics).
+
+    ``ready_port``: ready once 127.0.0.1:port accepts TCP (a server without HTTP, e.g. PostgreSQL).
+    ``after``: started only once these processes are ready (a client never races its server's start),
+    and stopped before them. ``stop_signal``: what asks it to stop (PostgreSQL: SIGINT, its fast shutdown).
+    """
 
     name: str
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     metrics_port: int | None = None
     ready_url: str | None = None
+    ready_port: int | None = None
+    after: tuple[str, ...] = ()
+    stop_signal: str = "SIGTERM"
 
     def readiness_url(self) -> str | None:
         if self.ready_url:
@@ -96,7 +104,7 @@ class Child:
 
     spec: ProcessSpec
     proc: subprocess.Popen[bytes] | None = None
-    state: str = "starting"  # starting | running | backoff | failed | stopped
+    state: str = "starting"  # starting | waiting (for its ``after``) | running | backoff | failed | stopped
     ready: bool = False
     restarts: int = 0
     quick_deaths: int = 0
@@ -153,18 +161,22 @@ class Supervisor:
                 break
             time.sleep(0.005)
         child.cmdline = register(KIND_PREFIX + spec.name, child.proc.pid, self.settings).cmdline
-        child.state, child.ready, child.started_at = "running", spec.readiness_url() is None, time.time()
+        checked = spec.readiness_url() is not None or spec.ready_port is not None
+        child.state, child.ready, child.started_at = "running", not checked, time.time()
         log.info("supervisor.started", extra={"proc": spec.name, "pid": child.proc.pid, "restarts": child.restarts})
 
     def _check_ready(self, child: Child) -> None:
         url = child.spec.readiness_url()
-        if child.ready or url is None:
+        if child.ready or (url is None and child.spec.ready_port is None):
             return
-        try:
-            with urllib.request.urlopen(url, timeout=1.0) as resp:
-                child.ready = resp.status == 200
-        except OSError:
-            return
+        if child.spec.ready_port is not None:
+            child.ready = processes.listening(child.spec.ready_port, timeout_s=0.5)
+        else:
+            try:
+                with urllib.request.urlopen(str(url), timeout=1.0) as resp:
+                    child.ready = resp.status == 200
+            except OSError:
+                return
         if child.ready:
             log.info("supervisor.ready", extra={"proc": child.spec.name,
                                                 "seconds": round(time.time() - child.started_at, 2)})
@@ -201,7 +213,12 @@ class Supervisor:
             if child.state == "backoff" and now >= child.restart_at:
                 child.restarts += 1
                 self._start(child)
+            elif child.state == "waiting" and self._deps_ready(child):
+                self._start(child)
         self._publish()
+
+    def _deps_ready(self, child: Child) -> bool:
+        return all(self.children[d].ready for d in child.spec.after if d in self.children)
 
     def _publish(self) -> None:
         now = time.time()
@@ -230,7 +247,10 @@ class Supervisor:
         if self.broker_watch is not None:
             self.broker_watch.start(self._stop)
         for child in self.children.values():
-            self._start(child)
+            if self._deps_ready(child):
+                self._start(child)
+            else:
+                child.state = "waiting"
         try:
             while not self._stop.is_set():
                 self.tick()
@@ -245,10 +265,22 @@ class Supervisor:
         self._stop.set()
 
     def stop_children(self) -> None:
-        """SIGTERM every child's process group, wait ``stop_timeout_s``, SIGKILL what is left."""
+        """Stop every child (its stop signal to its process group, SIGKILL to its whole session after
+        ``stop_timeout_s``): first those no other child runs ``after``, then the servers they used."""
+        needed = {d for c in self.children.values() for d in c.spec.after}
         live = [c for c in self.children.values() if c.proc is not None]
+        for wave in ([c for c in live if c.spec.name not in needed], [c for c in live if c.spec.name in needed]):
+            self._stop_wave(wave)
+        for c in self.children.values():
+            if c.state == "waiting":
+                c.state = "stopped"
+        self._publish()
+        processes.registered(self.settings)  # prune the registry
+        log.info("supervisor.stopped", extra={"processes": len(live)})
+
+    def _stop_wave(self, live: list[Child]) -> None:
         for c in live:
-            _signal_group(c.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
+            _signal_group(c.proc.pid, signal.Signals[c.spec.stop_signal])  # type: ignore[union-attr]
         deadline = time.monotonic() + self.policy.stop_timeout_s
         while time.monotonic() < deadline and any(c.proc.poll() is None for c in live):  # type: ignore[union-attr]
             time.sleep(0.1)
@@ -258,10 +290,10 @@ class Supervisor:
                 log.warning("supervisor.kill", extra={"proc": c.spec.name, "pid": c.proc.pid})
                 _signal_group(c.proc.pid, signal.SIGKILL)
                 c.proc.wait(10)
+            for pid in processes.session_members(c.proc.pid):  # a descendant that left the group (setpgid)
+                log.warning("supervisor.kill_session", extra={"proc": c.spec.name, "pid": pid})
+                processes.kill(pid)
             c.last_exit, c.proc, c.state, c.ready = c.proc.returncode, None, "stopped", False
-        self._publish()
-        processes.registered(self.settings)  # prune the registry
-        log.info("supervisor.stopped", extra={"processes": len(live)})
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -323,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     data = json.loads(args.specs.read_text())
     specs = [ProcessSpec(name=p["name"], argv=tuple(p["argv"]), env=dict(p.get("env") or {}),
-                         metrics_port=p.get("metrics_port"), ready_url=p.get("ready_url"))
+                         metrics_port=p.get("metrics_port"), ready_url=p.get("ready_url"),
+                         ready_port=p.get("ready_port"), after=tuple(p.get("after") or ()),
+                         stop_signal=str(p.get("stop_signal") or "SIGTERM"))
              for p in data["processes"]]
     sup = Supervisor(specs, SupervisorSpec.model_validate(data["policy"]), settings,
                      metrics_port=int(data.get("metrics_port") or 0), watch_broker=bool(data.get("watch_broker")))

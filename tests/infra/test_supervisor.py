@@ -103,3 +103,29 @@ def test_a_second_daemon_is_refused(tmp_path) -> None:
             supervisor.start_daemon([supervisor.ProcessSpec("sleeper", SLEEPER)], POLICY, settings)
     finally:
         supervisor.stop_daemon(settings, POLICY)
+
+
+def test_a_client_waits_for_its_server_and_stop_sweeps_its_whole_session(tmp_path) -> None:
+    settings = _settings(tmp_path)
+    port = free_port()
+    server = (sys.executable, "-c", "import socket, time; time.sleep(3); s = socket.socket(); "
+              f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(600)")
+    # the client forks a grandchild into its own process group (same session) that ignores SIGTERM
+    client = (sys.executable, "-c", "import os, signal, time\nif os.fork() == 0:\n    os.setpgid(0, 0)\n"
+              "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)")
+    specs = [supervisor.ProcessSpec("server", server, ready_port=port, stop_signal="SIGINT"),
+             supervisor.ProcessSpec("client", client, after=("server",))]
+    supervisor.start_daemon(specs, POLICY, settings)
+    try:
+        rows = supervisor.read_state(settings)["processes"]
+        assert rows["client"]["state"] == "waiting" and rows["client"]["pid"] is None
+        assert rows["server"]["state"] == "running" and not rows["server"]["ready"]
+        client_pid = _wait(lambda: _pid(settings, "client"), timeout=30)
+        rows = supervisor.read_state(settings)["processes"]
+        assert rows["server"]["ready"] and rows["client"]["started_at"] - rows["server"]["started_at"] >= 2.9
+        grandchild = _wait(lambda: [p for p in processes.session_members(client_pid) if p != client_pid])[0]
+        _wait(lambda: os.getpgid(grandchild) == grandchild)  # out of the client's group, not of its session
+    finally:
+        supervisor.stop_daemon(settings, POLICY)
+    assert not processes.alive(grandchild) and processes.session_members(client_pid) == []
+    assert {r["state"] for r in supervisor.read_state(settings)["processes"].values()} == {"stopped"}
