@@ -357,3 +357,38 @@ class LakeAltFeed(AltFeatures):
         if self._monotonic() - self._last >= self._refresh_s:
             self.refresh()
         return super().at(coin, t)
+
+
+def lake_alt_side_input(config: TraderConfig, *, enabled: bool, refresh_s: float, clock: Callable[[], datetime],
+                        settings: Settings | None = None, monotonic: Callable[[], float] = time.monotonic,
+                        fetch: Callable[[datetime, datetime], pd.DataFrame | None] | None = None,
+                        ) -> tuple[TraderConfig, AltLoad]:
+    """A runner's alt side input: ``config`` with a :class:`LakeAltFeed` for its selectors, and its status.
+
+    ``clock`` is the runner's wall clock (the feed stamps late rows with it); ``fetch`` defaults to
+    :func:`lake_alt_rows` over ``settings``' lake. Without a selector (``unused``) or with ``enabled``
+    false (``off``) the lake is not read and ``config`` comes back unchanged. Otherwise the feed is attached
+    even when the table is missing or has no rows yet (``missing_table`` / ``no_rows``): it re-reads every
+    ``refresh_s`` and uses what appears from when it saw it. The caller logs :meth:`AltLoad.log`.
+    """
+    from trader.build import warmup_for
+    from trader.domain import timeframe_delta
+
+    coins = tuple(sorted({coin_of(s) for s in config.symbols}))
+    if not selectors_of(config) or not enabled:
+        now = clock()
+        side = load_alt(config, now, now, settings, enabled=enabled)  # unused / off: no lake read
+        return config, side
+    history = (warmup_for(config) + 2) * timeframe_delta(config.timeframe)
+    read = fetch or (lambda lo, hi: lake_alt_rows(coins, config.timeframe, lo, hi, settings))
+    feed = LakeAltFeed(read, history=history, refresh_s=refresh_s, keep=max(history, timedelta(days=1)),
+                       clock=clock, monotonic=monotonic)
+    if not feed.table_found:
+        status, detail = "missing_table", "gold.alt_features is not in the lake yet: re-read every refresh"
+    elif feed.rows == 0:
+        status, detail = "no_rows", "no rows for the warm-up yet: re-read every refresh"
+    else:
+        status, detail = "loaded", f"{feed.rows} rows, refreshed every {refresh_s:g} s"
+    side = AltLoad(status, feed if feed.rows else None, detail=detail, coins=coins, timeframe=config.timeframe,
+                   rows=feed.rows, extra={"refresh_s": refresh_s, "history_s": history.total_seconds()})
+    return with_alt(config, feed), side
