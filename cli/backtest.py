@@ -34,6 +34,8 @@ def backtest(
     timeframe: str = typer.Option("", help="Bar timeframe (default: the configured market's)"),
     cash: float = typer.Option(10_000.0, help="Initial cash of the account, in the quote currency"),
     model_version: str = typer.Option(None, help="Also feed this model's signals from gold.signals"),
+    with_alt: bool = typer.Option(True, "--with-alt/--no-alt", help="Give a selector the lake's gold.alt_features "
+                                  "rows of the run (point in time) where the lake has them"),
 ) -> None:
     """Backtest a strategy over the lake's bars (the embedded history after `make main`).
 
@@ -65,7 +67,7 @@ def backtest(
                       TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task("events", total=None)
             run = run_lake_backtest(config, start=parse_time(start, "start"), end=parse_time(end, "end"),
-                                    model_version=model_version, settings=settings,
+                                    model_version=model_version, settings=settings, alt=with_alt,
                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (CryptolakeError, ValueError) as exc:
         console.print(f"[red]backtest failed:[/red] {exc}")
@@ -79,5 +81,6 @@ def backtest(
     table.add_row("bars", f"{run.bars:,}")
     table.add_row("skipped bars", str(result.stats.get("skipped_bars", 0)))
     Console().print(table)
+    typer.echo(f"alt data: {run.alt.get('status')} ({run.alt.get('detail')})")
     typer.echo(f"report: {run.report_path}")
     typer.echo(f"tearsheet: {run.tearsheet} (summary {run.tearsheet.with_suffix('.png')})")

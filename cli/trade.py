@@ -52,6 +52,9 @@ def run(
     flatten_on_halt: bool = typer.Option(False, help="HALTED also closes every position at market"),
     risk: list[str] = typer.Option([], "--risk", help="RiskConfig field=value (JSON value), e.g. "
                                    "trailing_stop_pct=0.05, vol_target=0.5, loss_cooldown_bars=3; repeat"),
+    with_alt: bool = typer.Option(True, "--with-alt/--no-alt", help="Give a selector the lake's gold.alt_features "
+                                  "rows, re-read as the alt lane adds them (a row is used from when it was seen)"),
+    alt_refresh: float = typer.Option(60.0, help="Seconds between reads of gold.alt_features (--with-alt)"),
 ) -> None:
     """Run the trading node on a venue's live bars until SIGTERM / Ctrl-C (then exit 0, state persisted).
 
@@ -80,6 +83,7 @@ def run(
             "exchange": venue, "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()),
             "timeframe": timeframe, "initial_cash": cash, "strategies": ({"kind": strategy, **_params(param)},),
             "risk": _params(risk)})
+        trader = _with_lake_alt(trader, with_alt, alt_refresh, console)
         kill = KillSwitchConfig(stale_bars=stale_bars, bar_interval_s=bar_interval, max_reject_rate=max_reject_rate,
                                 max_consecutive_venue_errors=max_venue_errors, flatten_on_halt=flatten_on_halt,
                                 max_orders_per_minute=max_orders_per_minute)
@@ -108,6 +112,18 @@ def run(
     typer.echo(f"stopped: state={final['state']} bars={final['bars']} fills={final['fills']} "
                f"open_orders={final['open_orders']} equity={final['equity']}")
     sys.stdout.flush()
+
+
+def _with_lake_alt(trader: Any, enabled: bool, refresh_s: float, console: Any) -> Any:
+    """``trader`` with the lake's refreshing alt side input (:func:`trader.altdata.lake_alt_side_input`)."""
+    from datetime import UTC, datetime
+
+    from trader.altdata import lake_alt_side_input
+
+    trader, side = lake_alt_side_input(trader, enabled=enabled, refresh_s=refresh_s, clock=lambda: datetime.now(UTC))
+    side.log(f"trade-{trader.exchange}")
+    console.print(f"alt data: {side.status} ({side.detail})", highlight=False)
+    return trader
 
 
 @app.command("kill")

@@ -2,13 +2,15 @@
 
 What ``cryptolake backtest`` and the market pipeline's trade task read: bars through
 ``cryptolake/sql/trading_bars.sql`` (every silver bar, so the trader's candle rule skips and counts
-the invalid ones exactly as the Kafka feed does) and signals through ``trading_signals.sql``.
+the invalid ones exactly as the Kafka feed does), signals through ``trading_signals.sql`` and, for a
+selector, the ``gold.alt_features`` rows of the run's coins through ``trading_alt.sql``
+(:func:`trader.altdata.load_alt`; a run without them records why in ``alt``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pandas as pd
 from cryptolake.errors import DataValidationError
 from cryptolake.queries import sql_text
 from cryptolake.settings import Settings, get_settings
+from trader.altdata import load_alt, with_alt
 from trader.backtest import run_backtest
 from trader.build import warmup_for
 from trader.config import TraderConfig
@@ -36,6 +39,7 @@ class LakeBacktest:
     start: datetime
     end: datetime
     bars: int
+    alt: dict[str, Any] = field(default_factory=dict)  # the alt side input: status, rows, why (AltLoad.record)
 
 
 def _query(name: str, params: dict[str, Any], settings: Settings) -> pd.DataFrame:
@@ -81,10 +85,13 @@ def run_lake_backtest(
     settings: Settings | None = None,
     progress: Callable[[int, int], None] | None = None,
     store_url: str | None = None,
+    alt: bool = True,
 ) -> LakeBacktest:
     """Backtest ``config`` over the lake's bars in ``[start, end)`` (default: all of them); write a report.
 
-    The run is stored in ``store_url`` (default: the trader's store), where the dashboard lists it."""
+    The run is stored in ``store_url`` (default: the trader's store), where the dashboard lists it.
+    ``alt``: give the selectors the lake's ``gold.alt_features`` rows of the run (warm-up included) where
+    it has them; the result's ``alt`` (and the log line ``trader.alt_side_input``) says what they got."""
     settings = settings or get_settings()
     if start is not None and end is not None and end <= start:
         raise DataValidationError("end", end.isoformat(), f"must be after start {start.isoformat()}")
@@ -101,14 +108,18 @@ def run_lake_backtest(
     signals = trading_signals(config, model_version, start, end, settings) if model_version else None
     names = "+".join(s.name or s.kind.rsplit(":", 1)[-1] for s in config.strategies)
     run_id = f"backtest-{names}-{start:%Y%m%d%H%M}-{end:%Y%m%d%H%M}"
+    side = load_alt(config, open_times.min().to_pydatetime(), end, settings, enabled=alt).log(run_id)
+    config = with_alt(config, side.alt)
     until = pd.Timestamp(in_window.open_time.max()).to_pydatetime()
     result = run_backtest(bars, signals, config, run_id=run_id, start_time=start, until_bar_time=until,
                           model_version=model_version, progress=progress, store_url=store_url)
+    result.stats["alt_status"] = side.status
     folder = settings.paths.artifacts_dir / "backtests" / run_id
     report = write_report(folder / "report.html", result, initial_cash=config.initial_cash,
                           title=f"cryptolake backtest: {names}", bars=in_window)
-    sheet, _ = backtest_tearsheet(folder / "tearsheet.html", result, in_window, config, title=f"{names} backtest")
-    return LakeBacktest(result, report, sheet, start, end, len(in_window))
+    sheet, _ = backtest_tearsheet(folder / "tearsheet.html", result, in_window, config, title=f"{names} backtest",
+                                  alt=side.record())
+    return LakeBacktest(result, report, sheet, start, end, len(in_window), side.record())
 
 
 def buy_and_hold(bars: pd.DataFrame, config: TraderConfig, index: pd.DatetimeIndex) -> pd.Series:
@@ -120,9 +131,11 @@ def buy_and_hold(bars: pd.DataFrame, config: TraderConfig, index: pd.DatetimeInd
 
 
 def backtest_tearsheet(path: Path, result: BacktestResult, bars: pd.DataFrame, config: TraderConfig, *,
-                       title: str, choices: pd.DataFrame | None = None) -> tuple[Path, Path]:
+                       title: str, choices: pd.DataFrame | None = None, alt: dict[str, Any] | None = None
+                       ) -> tuple[Path, Path]:
     """The run's tearsheet: equity against an equal-weight buy-and-hold of its symbols and cash; with
-    ``choices`` (a selector's switches) its strategy timeline and the switches with their reasons."""
+    ``choices`` (a selector's switches) its strategy timeline and the switches with their reasons; with
+    ``alt`` (:meth:`trader.altdata.AltLoad.record`) what alt data the run had, or why none."""
     from research.tearsheet import write_tearsheet
     from trader.metrics import periods_per_year
 
@@ -137,6 +150,9 @@ def backtest_tearsheet(path: Path, result: BacktestResult, bars: pd.DataFrame, c
         wide = choices.assign(ts=ts).pivot_table(index="ts", columns="symbol", values="chosen", aggfunc="last")
         timeline = wide.reindex(wide.index.union(eq.index)).ffill().reindex(eq.index).fillna("cash")
         tables = {"Selector switches (regime and reason)": choices}
+    if alt is not None:
+        tables["Alt data side input (gold.alt_features)"] = pd.DataFrame(
+            [{"field": k, "value": str(v)} for k, v in alt.items()])
     return write_tearsheet(path, title=f"cryptolake {title}", equity=eq.equity.astype(float), benchmark=hold,
                            metrics=metrics, trades=trades, exposure=(eq.open_positions > 0).astype(float),
                            timeline=timeline, tables=tables, ppy=periods_per_year(config.timeframe))

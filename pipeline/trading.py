@@ -5,7 +5,9 @@ cost-aware ML signal and the library's bar strategies, with the ML thresholds an
 chosen on the model's **validation** segment only (:func:`selector_for`, :mod:`research.selection`),
 never on the bars it then trades. The result reports the run against an equal-weight buy-and-hold of
 the symbols and against holding cash, whatever the outcome, and a tearsheet shows the selector's
-choices.
+choices. The selector gets the lake's ``gold.alt_features`` rows of the interval (warm-up included) as
+its point-in-time side input where the lake has them; paper and backtest get the same rows, and the
+result's ``strategy.alt`` says what was loaded or why nothing was (:func:`trader.altdata.load_alt`).
 
 The account carries over: the run for ``[start, end)`` continues the account saved at ``start`` by the
 run before it (cash, positions, resting orders) and saves the account it ends with at ``end``. A
@@ -32,6 +34,7 @@ from pipeline.backtest import backtest_tearsheet, buy_and_hold, trading_bars, tr
 from pipeline.interval import Interval, run_dir
 from pipeline.results import ScoreResult, TradeCheck, TradeResult, finite
 from research.selection import SelectorChoice, choose_selector
+from trader.altdata import load_alt, with_alt
 from trader.backtest import run_backtest
 from trader.build import warmup_for
 from trader.config import TraderConfig, TraderSettings
@@ -204,6 +207,9 @@ def trade(interval: Interval, settings: Settings, scored: ScoreResult) -> TradeR
     signals = trading_signals(config, scored.model_version, start, interval.end, settings)
     until = pd.Timestamp(in_window.open_time.max()).to_pydatetime()
     tag = f"{account_id}-{interval.tag}"
+    first_open = pd.to_datetime(bars.open_time, utc=True).min().to_pydatetime()
+    side = load_alt(config, first_open, interval.end, settings).log(f"trade-{tag}")
+    config = with_alt(config, side.alt)  # one frozen side input: paper and backtest see the same rows
     version = scored.model_version
     live = run_live(config, settings=settings, run_id=f"paper-{tag}", max_idle_s=60.0, start_time=start,
                     until_bar_time=until, model_version=version, account=account)
@@ -227,8 +233,8 @@ def trade(interval: Interval, settings: Settings, scored: ScoreResult) -> TradeR
     choices = choices_frame(node)
     versus = benchmarks(live, in_window, config)
     sheet, _ = backtest_tearsheet(run_dir(settings, interval) / "tearsheet.html", backtest, in_window, config,
-                                  title=f"{account_id} selector", choices=choices)
-    strategy = {**choice.record(), "switches": len(choices),
+                                  title=f"{account_id} selector", choices=choices, alt=side.record())
+    strategy = {**choice.record(), "alt": side.record(), "switches": len(choices),
                 "switches_by_member": {str(k): int(v) for k, v in choices.chosen.value_counts().items()},
                 "last_switches": choices.tail(10).astype(str).to_dict(orient="records")}
     log.info("trade.done", extra={"run_id": live.run_id, "fills": len(live.fills), "account_as_of": str(interval.end)})

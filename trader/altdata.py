@@ -19,16 +19,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import NamedTuple
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from cryptolake.errors import DataValidationError
+from cryptolake.logs import get_logger
 from cryptolake.tables import ALT_FEATURE_COLUMNS
+
+if TYPE_CHECKING:
+    from cryptolake.settings import Settings
+    from trader.config import TraderConfig
+
+log = get_logger(__name__)
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("coin", "close_time", *ALT_FEATURE_COLUMNS)
 _COUNTS = ("news_count", "post_count", "sent_std", "sent_vol", "chain_tx", "chain_active", "chain_whale")
@@ -173,3 +181,214 @@ class AltFeatures:
 
     def __repr__(self) -> str:
         return f"AltFeatures({self.rows} rows, coins={list(self.coins)}, digest={self.digest}, source={self.source!r})"
+
+
+# --- the lake's rows as the side input (backtest, main job, runner) ---------------------------------
+ALT_SQL = "trading_alt"
+ALT_VIEW = "gold_alt_features"
+#: Statuses of :class:`AltLoad`: rows loaded, the table absent, no rows for the run, switched off, no selector.
+ALT_STATUSES = ("loaded", "missing_table", "no_rows", "off", "unused")
+
+
+@dataclass(frozen=True)
+class AltLoad:
+    """What a run got as its alt side input and why: recorded in the run's report and logged as one line."""
+
+    status: str
+    alt: AltFeatures | None = None
+    detail: str = ""
+    coins: tuple[str, ...] = ()
+    timeframe: str = ""
+    rows: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in ALT_STATUSES:
+            raise DataValidationError("status", self.status, f"not one of {ALT_STATUSES}")
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able (the report's ``alt`` entry and the log line's fields)."""
+        out: dict[str, Any] = {"status": self.status, "rows": self.rows, "coins": list(self.coins),
+                               "timeframe": self.timeframe, "detail": self.detail, **self.extra}
+        if self.alt is not None:
+            span = self.alt.span()
+            out |= {"by_coin": self.alt.counts(), "digest": self.alt.digest,
+                    "span": [t.isoformat() for t in span] if span else None}
+        return out
+
+    def log(self, run: str) -> AltLoad:
+        """Log the single structured line ``trader.alt_side_input`` (a run without alt data says so)."""
+        level = log.info if self.status in ("loaded", "unused") else log.warning
+        level("trader.alt_side_input", extra={"run": run, **{k: v for k, v in self.record().items()
+                                                               if k != "by_coin"}})
+        return self
+
+
+def selectors_of(config: TraderConfig) -> list[int]:
+    """Indexes of the config's selector strategies (the ones that read an alt side input)."""
+    from trader.strategies.selector import SelectorConfig
+
+    return [i for i, s in enumerate(config.strategies) if isinstance(s, SelectorConfig)]
+
+
+def with_alt(config: TraderConfig, alt: AltFeatures | None) -> TraderConfig:
+    """``config`` with ``alt`` as every selector's side input (the configs are frozen: copies)."""
+    idx = set(selectors_of(config))
+    if not idx:
+        return config
+    strategies = tuple(s.model_copy(update={"alt": alt}) if i in idx else s for i, s in enumerate(config.strategies))
+    return config.model_copy(update={"strategies": strategies})
+
+
+def lake_alt_rows(coins: Sequence[str], timeframe: str, start: datetime, end: datetime,
+                  settings: Settings | None = None) -> pd.DataFrame | None:
+    """``gold.alt_features`` rows of ``coins`` and ``timeframe`` closing in ``(start, end]``, through
+    ``cryptolake/sql/trading_alt.sql`` on the lake's DuckDB views; None when the lake has no such table."""
+    from cryptolake import duck
+    from cryptolake.queries import sql_text
+
+    for name, value in (("start", start), ("end", end)):
+        if value.tzinfo is None:
+            raise DataValidationError(name, value, "must be timezone-aware (UTC)")
+    con = duck.connect(settings)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if ALT_VIEW not in tables:
+            return None
+        params = {"timeframe": timeframe, "coins": sorted(set(coins)), "start": start, "end": end}
+        frame: pd.DataFrame = con.execute(sql_text(ALT_SQL), params).df()
+    finally:
+        con.close()
+    return frame
+
+
+def load_alt(config: TraderConfig, start: datetime, end: datetime, settings: Settings | None = None, *,
+             enabled: bool = True) -> AltLoad:
+    """The lake's alt rows for ``config``'s coins and timeframe over bars closing in ``(start, end]``.
+
+    Why a status and not an exception: a run without alt data is still a run (the alt rules then say
+    ``no alt data``), but it must say so; the caller records :meth:`AltLoad.record` and logs it.
+    """
+    coins = tuple(sorted({coin_of(s) for s in config.symbols}))
+    base: dict[str, Any] = {"coins": coins, "timeframe": config.timeframe,
+                            "extra": {"start": start.isoformat(), "end": end.isoformat()}}
+    if not selectors_of(config):
+        return AltLoad("unused", detail="no selector strategy reads alt data", **base)
+    if not enabled:
+        return AltLoad("off", detail="alt data switched off (--no-alt)", **base)
+    frame = lake_alt_rows(coins, config.timeframe, start, end, settings)
+    if frame is None:
+        return AltLoad("missing_table", detail="gold.alt_features is not in the lake: running without alt data "
+                       "(build it with `cryptolake altdata gold`)", **base)
+    if frame.empty:
+        return AltLoad("no_rows", detail=f"gold.alt_features has no {config.timeframe} rows of {', '.join(coins)} "
+                       f"closing in ({start.isoformat()}, {end.isoformat()}]: running without alt data", **base)
+    alt = AltFeatures(frame, source=f"lake:{ALT_VIEW}")
+    return AltLoad("loaded", alt, detail=f"{alt.rows} rows", rows=alt.rows, **base)
+
+
+def _wall() -> datetime:
+    return datetime.now(UTC)
+
+
+class LakeAltFeed(AltFeatures):
+    """The runner's alt side input: re-reads ``gold.alt_features`` as the alt lane adds rows.
+
+    Point in time in real time: the rows present at the start are used from their bar's close (as the
+    backtest uses them); a row first seen later, at wall time ``w``, is available from
+    ``max(close_time, w)``, never before. A row already seen keeps its first values (a recomputation
+    landing later does not rewrite what earlier decisions could have known).
+    """
+
+    def __init__(self, fetch: Callable[[datetime, datetime], pd.DataFrame | None], *, history: timedelta,
+                 refresh_s: float = 60.0, keep: timedelta = timedelta(days=3),
+                 clock: Callable[[], datetime] = _wall, monotonic: Callable[[], float] = time.monotonic) -> None:
+        if refresh_s <= 0:
+            raise DataValidationError("refresh_s", refresh_s, "must be > 0 seconds")
+        self._fetch, self._refresh_s, self._keep = fetch, refresh_s, keep
+        self._clock, self._monotonic = clock, monotonic
+        now = clock()
+        first = fetch(now - history, now)
+        self._frame = self._empty() if first is None or first.empty else first.assign(
+            available_time=pd.to_datetime(first.close_time, utc=True))
+        self.table_found = first is not None
+        self._last = monotonic()
+        self.refreshes = 0
+        super().__init__(self._frame, source=f"lake:{ALT_VIEW}")
+
+    @staticmethod
+    def _empty() -> pd.DataFrame:
+        cols: dict[str, Any] = {c: pd.Series(dtype=float) for c in ALT_FEATURE_COLUMNS}
+        return pd.DataFrame({"coin": pd.Series(dtype=object), "close_time": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "available_time": pd.Series(dtype="datetime64[ns, UTC]"), **cols})
+
+    def refresh(self) -> int:
+        """Read the rows the lake gained since the last read; returns how many became known."""
+        now = self._clock()
+        self._last = self._monotonic()
+        since = now - self._keep
+        fresh = self._fetch(since, now)
+        if fresh is None or fresh.empty:
+            return 0
+        fresh = fresh.assign(close_time=pd.to_datetime(fresh.close_time, utc=True))
+        known = set(zip(self._frame.coin.str.upper(), pd.to_datetime(self._frame.close_time, utc=True), strict=True))
+        new = fresh[[(c.upper(), t) not in known for c, t in zip(fresh.coin, fresh.close_time, strict=True)]]
+        if new.empty:
+            return 0
+        seen = pd.Timestamp(now).tz_convert("UTC")
+        new = new.assign(available_time=new.close_time.where(new.close_time >= seen, seen))
+        # Rows of older bars landing together are all stamped ``seen``: only each coin's latest bar among them
+        # can ever be looked up (AltFeatures.at), so the others are dropped (one row per coin and time).
+        late = new.available_time == seen
+        newest = new[late].groupby(new[late].coin.str.upper()).close_time.transform("max")
+        new = new[~late | (new.close_time == newest.reindex(new.index))]
+        frame = pd.concat([self._frame, new[[c for c in self._frame.columns if c in new.columns]]], ignore_index=True)
+        frame = frame[pd.to_datetime(frame.close_time, utc=True) > pd.Timestamp(since)].reset_index(drop=True)
+        self._frame = frame
+        self.table_found = True
+        self.refreshes += 1
+        AltFeatures.__init__(self, frame, source=self.source)
+        log.info("trader.alt_refresh", extra={"new_rows": len(new), "rows": self.rows, "seen": seen.isoformat()})
+        return len(new)
+
+    def at(self, coin: str, t: datetime) -> AltRow | None:
+        """As :meth:`AltFeatures.at`, after reading the lake again when ``refresh_s`` have passed."""
+        if self._monotonic() - self._last >= self._refresh_s:
+            self.refresh()
+        return super().at(coin, t)
+
+
+def lake_alt_side_input(config: TraderConfig, *, enabled: bool, refresh_s: float, clock: Callable[[], datetime],
+                        settings: Settings | None = None, monotonic: Callable[[], float] = time.monotonic,
+                        fetch: Callable[[datetime, datetime], pd.DataFrame | None] | None = None,
+                        ) -> tuple[TraderConfig, AltLoad]:
+    """A runner's alt side input: ``config`` with a :class:`LakeAltFeed` for its selectors, and its status.
+
+    ``clock`` is the runner's wall clock (the feed stamps late rows with it); ``fetch`` defaults to
+    :func:`lake_alt_rows` over ``settings``' lake. Without a selector (``unused``) or with ``enabled``
+    false (``off``) the lake is not read and ``config`` comes back unchanged. Otherwise the feed is attached
+    even when the table is missing or has no rows yet (``missing_table`` / ``no_rows``): it re-reads every
+    ``refresh_s`` and uses what appears from when it saw it. The caller logs :meth:`AltLoad.log`.
+    """
+    from trader.build import warmup_for
+    from trader.domain import timeframe_delta
+
+    coins = tuple(sorted({coin_of(s) for s in config.symbols}))
+    if not selectors_of(config) or not enabled:
+        now = clock()
+        side = load_alt(config, now, now, settings, enabled=enabled)  # unused / off: no lake read
+        return config, side
+    history = (warmup_for(config) + 2) * timeframe_delta(config.timeframe)
+    read = fetch or (lambda lo, hi: lake_alt_rows(coins, config.timeframe, lo, hi, settings))
+    feed = LakeAltFeed(read, history=history, refresh_s=refresh_s, keep=max(history, timedelta(days=1)),
+                       clock=clock, monotonic=monotonic)
+    if not feed.table_found:
+        status, detail = "missing_table", "gold.alt_features is not in the lake yet: re-read every refresh"
+    elif feed.rows == 0:
+        status, detail = "no_rows", "no rows for the warm-up yet: re-read every refresh"
+    else:
+        status, detail = "loaded", f"{feed.rows} rows, refreshed every {refresh_s:g} s"
+    side = AltLoad(status, feed if feed.rows else None, detail=detail, coins=coins, timeframe=config.timeframe,
+                   rows=feed.rows, extra={"refresh_s": refresh_s, "history_s": history.total_seconds()})
+    return with_alt(config, feed), side
