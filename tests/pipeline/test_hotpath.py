@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from cryptolake.tables import FEATURE_COLUMNS
 from models.base import Model
@@ -92,14 +91,3 @@ def test_hot_path_rows_and_signals_equal_the_batch_gold_and_scorer_on_real_bars(
     p50, p99 = np.percentile(seconds, 50), np.percentile(seconds, 99)
     print(f"hot path compute per bar: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms")
     assert p99 < 1.0
-
-
-@pytest.mark.parametrize("burst", [1, 3])
-def test_a_replayed_bar_adds_nothing(shared_data: Path, burst: int) -> None:
-    bars = bars_frame(real_candles(shared_data, "hotreplay", 500))
-    model = _train(bars.iloc[:450])
-    hot = HotPath(model, jump_threshold=JUMP, max_flat_bars=FLAT)
-    hot.seed(bars.iloc[:480])
-    first = hot.add(bars.iloc[480 : 480 + burst])
-    again = hot.add(bars.iloc[480 : 480 + burst])
-    assert len(first.features) == burst and again.features.empty
