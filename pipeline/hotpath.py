@@ -1,0 +1,109 @@
+"""The hot path's pure core: a rolling window of bars per series -> that bar's gold row and signal.
+
+No Spark and no I/O: :class:`HotPath` keeps, per (exchange, symbol, timeframe), the last
+``WARMUP_BARS + model.window + SLACK`` bars. :meth:`HotPath.add` takes new bars (one or a burst),
+flags them with silver's own per-series rules (:func:`spark_jobs.silver.bars.flag_series`), computes
+the gold rows of the new valid bars with THE feature definition
+(:func:`spark_jobs.gold.features.features_pandas`, the code the batch gold job runs) and scores them
+with :func:`models.scoring.score_frame` (the batch scorer's code). With ``WARMUP_BARS`` bars before a
+row, its features equal the batch gold row to < 1e-12 relative (see ``features.py``), so the hot
+path needs no Spark job per bar. Only bars at or after the model's out-of-sample start are scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cryptolake.schemas import OhlcvV1
+from cryptolake.types import TIMEFRAME_MS
+from models.base import Model
+from models.scoring import score_frame
+from spark_jobs.gold.features import INPUT_COLUMNS, SERIES_KEYS, WARMUP_BARS, features_pandas
+from spark_jobs.silver.bars import flag_series
+
+SLACK = 64  # extra bars kept so a few invalid (dropped) bars do not shorten the warm-up
+Key = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class HotResult:
+    """The new bars' gold rows (GOLD_FEATURES columns) and their scores (score_frame's columns)."""
+
+    features: pd.DataFrame
+    scores: pd.DataFrame
+
+
+def bars_frame(candles: Iterable[OhlcvV1]) -> pd.DataFrame:
+    """Candles -> silver-input-shaped rows (INPUT_COLUMNS, UTC open/close times)."""
+    rows = [(c.exchange, c.symbol, c.timeframe, c.event_time, c.event_time + TIMEFRAME_MS[c.timeframe],
+             c.open, c.high, c.low, c.close, c.volume) for c in candles]
+    frame = pd.DataFrame(rows, columns=list(INPUT_COLUMNS))
+    for col in ("open_time", "close_time"):
+        frame[col] = pd.to_datetime(frame[col].astype("int64"), unit="ms", utc=True)
+    return frame
+
+
+class HotPath:
+    """Rolling windows per series and the step from new bars to gold rows and signals."""
+
+    def __init__(self, model: Model, *, jump_threshold: float, max_flat_bars: int) -> None:
+        self.model = model
+        self.jump_threshold = jump_threshold
+        self.max_flat_bars = max_flat_bars
+        self.capacity = WARMUP_BARS + model.window + SLACK
+        self.windows: dict[Key, pd.DataFrame] = {}
+
+    def seed(self, bars: pd.DataFrame) -> None:
+        """Start each series' window from past bars (silver rows or :func:`bars_frame` rows)."""
+        if bars.empty:
+            return
+        for key, group in bars[list(INPUT_COLUMNS)].groupby(list(SERIES_KEYS), sort=False):
+            k: Key = (str(key[0]), str(key[1]), str(key[2]))
+            frame = group.assign(open_time=pd.to_datetime(group["open_time"], utc=True),
+                                 close_time=pd.to_datetime(group["close_time"], utc=True))
+            self.windows[k] = frame.sort_values("open_time").drop_duplicates("open_time", keep="last") \
+                .tail(self.capacity).reset_index(drop=True)
+
+    def last_open(self, key: Key) -> pd.Timestamp | None:
+        window = self.windows.get(key)
+        return None if window is None or window.empty else pd.Timestamp(window["open_time"].iloc[-1])
+
+    def add(self, bars: pd.DataFrame) -> HotResult:
+        """New bars (:func:`bars_frame` rows) -> the gold rows and scores of those newer than each window."""
+        feats: list[pd.DataFrame] = []
+        scores: list[pd.DataFrame] = []
+        for key, group in bars.groupby(list(SERIES_KEYS), sort=False):
+            k: Key = (str(key[0]), str(key[1]), str(key[2]))
+            f, s = self._add_series(k, group)
+            feats.append(f)
+            scores.append(s)
+        empty = HotResult(features_pandas(bars.iloc[:0]), pd.DataFrame())
+        if not feats:
+            return empty
+        return HotResult(pd.concat(feats, ignore_index=True), pd.concat(scores, ignore_index=True))
+
+    def _add_series(self, key: Key, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        last = self.last_open(key)
+        new = new.sort_values("open_time").drop_duplicates("open_time", keep="last")
+        if last is not None:
+            new = new[new["open_time"] > last]  # a replayed bar is already in the window
+        window = self.windows.get(key)
+        parts = [p for p in (window, new) if p is not None and not p.empty]
+        if new.empty or not parts:
+            return features_pandas(new.iloc[:0]), pd.DataFrame()
+        both = pd.concat(parts, ignore_index=True)
+        flagged = flag_series(both.copy(), jump_threshold=self.jump_threshold, max_flat_bars=self.max_flat_bars)
+        valid = flagged[flagged["is_valid"]][list(INPUT_COLUMNS)]
+        rows = features_pandas(valid, warmup_bars=min(WARMUP_BARS, len(valid)))
+        scored = score_frame(self.model, rows) if len(rows) else pd.DataFrame()
+        self.windows[key] = both.tail(self.capacity + len(new)).tail(self.capacity).reset_index(drop=True)
+        first_new = new["open_time"].min()
+        rows = rows[rows["ts"] >= first_new].reset_index(drop=True)
+        if not scored.empty:
+            oos = pd.Timestamp(self.model.oos_start)
+            oos = oos.tz_localize("UTC") if oos.tzinfo is None else oos
+            scored = scored[(scored["bar_time"] >= first_new) & (scored["bar_time"] >= oos)].reset_index(drop=True)
+        return rows, scored
