@@ -12,7 +12,8 @@ path needs no Spark job per bar. Only bars at or after the model's out-of-sample
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -30,10 +31,15 @@ Key = tuple[str, str, str]
 
 @dataclass(frozen=True)
 class HotResult:
-    """The new bars' gold rows (GOLD_FEATURES columns) and their scores (score_frame's columns)."""
+    """The new bars' gold rows (GOLD_FEATURES columns) and their scores (score_frame's columns).
+
+    ``features_at``: the clock (epoch seconds) when every new bar's gold row was computed, before
+    any was scored (the ``hot_features`` stage of ops.bar_stages).
+    """
 
     features: pd.DataFrame
     scores: pd.DataFrame
+    features_at: float = 0.0
 
 
 def bars_frame(candles: Iterable[OhlcvV1]) -> pd.DataFrame:
@@ -47,14 +53,21 @@ def bars_frame(candles: Iterable[OhlcvV1]) -> pd.DataFrame:
 
 
 class HotPath:
-    """Rolling windows per series and the step from new bars to gold rows and signals."""
+    """Rolling windows per series and the step from new bars to gold rows and signals.
 
-    def __init__(self, model: Model, *, jump_threshold: float, max_flat_bars: int) -> None:
+    ``clock`` stamps :attr:`HotResult.features_at` (epoch seconds; injected so tests are deterministic).
+    """
+
+    def __init__(self, model: Model, *, jump_threshold: float, max_flat_bars: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self.model = model
         self.jump_threshold = jump_threshold
         self.max_flat_bars = max_flat_bars
+        self.clock = clock
         self.capacity = WARMUP_BARS + model.window + SLACK
         self.windows: dict[Key, pd.DataFrame] = {}
+        oos = pd.Timestamp(model.oos_start)
+        self._oos = oos.tz_localize("UTC") if oos.tzinfo is None else oos
 
     def seed(self, bars: pd.DataFrame) -> None:
         """Start each series' window from past bars (silver rows or :func:`bars_frame` rows)."""
@@ -68,42 +81,54 @@ class HotPath:
                 .tail(self.capacity).reset_index(drop=True)
 
     def last_open(self, key: Key) -> pd.Timestamp | None:
+        """The open time of the newest bar in ``key``'s window (None before its first bar)."""
         window = self.windows.get(key)
         return None if window is None or window.empty else pd.Timestamp(window["open_time"].iloc[-1])
 
     def add(self, bars: pd.DataFrame) -> HotResult:
-        """New bars (:func:`bars_frame` rows) -> the gold rows and scores of those newer than each window."""
-        feats: list[pd.DataFrame] = []
-        scores: list[pd.DataFrame] = []
+        """New bars (:func:`bars_frame` rows) -> the gold rows and scores of those newer than each window.
+
+        Every series' gold rows are computed first (``features_at``), then each series is scored.
+        """
+        staged: list[tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]] = []
         for key, group in bars.groupby(list(SERIES_KEYS), sort=False):
             k: Key = (str(key[0]), str(key[1]), str(key[2]))
-            f, s = self._add_series(k, group)
-            feats.append(f)
-            scores.append(s)
-        empty = HotResult(features_pandas(bars.iloc[:0]), pd.DataFrame())
-        if not feats:
-            return empty
-        return HotResult(pd.concat(feats, ignore_index=True), pd.concat(scores, ignore_index=True))
+            step = self._features_series(k, group)
+            if step is not None:
+                staged.append(step)
+        features_at = self.clock()
+        if not staged:
+            return HotResult(features_pandas(bars.iloc[:0]), pd.DataFrame(), features_at)
+        feats = [rows[rows["ts"] >= first_new].reset_index(drop=True) for rows, _, first_new in staged]
+        scores = [self._score(rows, n_new=len(f), first_new=first_new)
+                  for (rows, _, first_new), f in zip(staged, feats, strict=True)]
+        return HotResult(pd.concat(feats, ignore_index=True), pd.concat(scores, ignore_index=True), features_at)
 
-    def _add_series(self, key: Key, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _features_series(self, key: Key, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp] | None:
+        """Flag window + new bars, compute the valid bars' gold rows, roll the window; None if nothing is new."""
         last = self.last_open(key)
         new = new.sort_values("open_time").drop_duplicates("open_time", keep="last")
         if last is not None:
             new = new[new["open_time"] > last]  # a replayed bar is already in the window
+        if new.empty:
+            return None
         window = self.windows.get(key)
         parts = [p for p in (window, new) if p is not None and not p.empty]
-        if new.empty or not parts:
-            return features_pandas(new.iloc[:0]), pd.DataFrame()
         both = pd.concat(parts, ignore_index=True)
         flagged = flag_series(both.copy(), jump_threshold=self.jump_threshold, max_flat_bars=self.max_flat_bars)
         valid = flagged[flagged["is_valid"]][list(INPUT_COLUMNS)]
         rows = features_pandas(valid, warmup_bars=min(WARMUP_BARS, len(valid)))
-        scored = score_frame(self.model, rows) if len(rows) else pd.DataFrame()
-        self.windows[key] = both.tail(self.capacity + len(new)).tail(self.capacity).reset_index(drop=True)
-        first_new = new["open_time"].min()
-        rows = rows[rows["ts"] >= first_new].reset_index(drop=True)
-        if not scored.empty:
-            oos = pd.Timestamp(self.model.oos_start)
-            oos = oos.tz_localize("UTC") if oos.tzinfo is None else oos
-            scored = scored[(scored["bar_time"] >= first_new) & (scored["bar_time"] >= oos)].reset_index(drop=True)
-        return rows, scored
+        self.windows[key] = both.tail(self.capacity).reset_index(drop=True)
+        return rows, new, pd.Timestamp(new["open_time"].min())
+
+    def _score(self, rows: pd.DataFrame, *, n_new: int, first_new: pd.Timestamp) -> pd.DataFrame:
+        """Score the new rows only: the model sees the last ``window`` rows before each (plus a margin for the
+        short-gap filling), so scoring the tail gives the same probabilities as scoring the whole window."""
+        if n_new == 0 or rows.empty:
+            return pd.DataFrame()
+        tail = rows.tail(n_new + 2 * self.model.window + 8)
+        scored = score_frame(self.model, tail)
+        if scored.empty:
+            return scored
+        keep = (scored["bar_time"] >= first_new) & (scored["bar_time"] >= self._oos)
+        return scored[keep].reset_index(drop=True)
