@@ -246,20 +246,26 @@ class Producer:
 class _Utf8(_Deserializer):
     """UTF-8 bytes -> str (a real Deserializer: kafka-python warns about bare functions).
 
-    ``empty_is_none``: an empty key is no key.
+    ``empty_is_none``: an empty key is no key. ``errors="replace"``: invalid UTF-8 becomes U+FFFD
+    (a validating consumer then rejects the payload naming it instead of failing the poll).
     """
 
-    def __init__(self, empty_is_none: bool = False) -> None:
+    def __init__(self, empty_is_none: bool = False, errors: str = "strict") -> None:
         self.empty_is_none = empty_is_none
+        self.errors = errors
 
     def deserialize(self, topic: str, headers: Any, data: bytes | None) -> str | None:
         if data is None or (self.empty_is_none and not data):
             return None
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors=self.errors)
 
 
-def consumer(*topic_names: str, group_id: str | None, settings: Settings | None = None, **overrides: Any) -> Any:
-    """A KafkaConsumer reading JSON values from the start (``auto_offset_reset=earliest``)."""
+def consumer(*topic_names: str, group_id: str | None, settings: Settings | None = None,
+             invalid_utf8: str = "strict", **overrides: Any) -> Any:
+    """A KafkaConsumer reading JSON values from the start (``auto_offset_reset=earliest``).
+
+    ``invalid_utf8="replace"``: a value that is not UTF-8 arrives with U+FFFD (to be dead-lettered).
+    """
     from kafka import KafkaConsumer
 
     settings = settings or get_settings()
@@ -271,7 +277,7 @@ def consumer(*topic_names: str, group_id: str | None, settings: Settings | None 
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             key_deserializer=_Utf8(empty_is_none=True),
-            value_deserializer=_Utf8(),
+            value_deserializer=_Utf8(errors=invalid_utf8),
             **overrides,
         )
     except Exception as exc:
