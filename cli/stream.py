@@ -11,7 +11,8 @@ import typer
 
 from cryptolake.errors import CryptolakeError
 
-app = typer.Typer(help="Continuous Structured Streaming processes: land, features, score.", no_args_is_help=True)
+app = typer.Typer(help="Continuous processes: land, features, score (Structured Streaming) and hot (in process).",
+                  no_args_is_help=True)
 
 
 Start = Callable[[threading.Event, Any, Callable[[], None]], None]
@@ -129,3 +130,54 @@ def score(
             close()
 
     _run(start, metrics_port, "score")
+
+
+@app.command("hot")
+def hot(
+    model_version: str = typer.Option("champion", help="Model version to score with, or 'champion'"),
+    registry_dir: str = typer.Option(None, help="Model registry folder (default: the configured market's)"),
+    timeframe: list[str] = typer.Option([], "--timeframe", help="Candle timeframe to handle (repeat; default: "
+                                        "the configured market's)"),
+    group_id: str = typer.Option("cryptolake-hot", help="Kafka consumer group whose committed offsets it resumes"),
+    poll_ms: int = typer.Option(100, min=1, help="Kafka poll timeout (ms)"),
+    stamp_every: float = typer.Option(2.0, min=0.1, help="Seconds between appends of the stage stamps"),
+    replay_records: int = typer.Option(1_000, min=0, help="Records per partition re-read before the committed "
+                                       "offset at start (refills the windows past silver's last bar)"),
+    metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on 127.0.0.1:PORT"),
+) -> None:
+    """The hot path: each closed candle of market.ohlcv -> its gold row and signal in this process, in < 5 s.
+
+    Why: the Spark chain (land, silver, gold, score) is the lake's exactly-once record, one micro-batch per hop.
+
+    This process computes the same gold row (features_pandas, windows seeded from silver.bars) and score.
+
+    It publishes the batch scorer's signal_id: the trader acts on whichever copy arrives first, skips the other.
+
+    Bad candles go to dlq.market.ohlcv naming the field; offsets are committed after the signals are acked.
+
+    Stamps ingest, hot_features and hot_signal in ops.bar_stages (`cryptolake status`). No JVM.
+
+    A model that failed the champion gate publishes nothing. Runs until SIGTERM / Ctrl-C, then exits 0.
+    """
+    from cryptolake.settings import get_settings
+    from pipeline.hot_stream import HOT_GROUP, run_hot, start_hot
+    from pipeline.stream import resolve_model
+
+    def start(stop: threading.Event, metrics: Any, started: Callable[[], None]) -> None:
+        settings = get_settings()
+        version, registry = resolve_model(model_version, registry_dir, settings)
+        run = start_hot(version, registry, settings, timeframes=tuple(timeframe) or (settings.market.timeframe,),
+                        group_id=group_id or HOT_GROUP, poll_timeout_ms=poll_ms, stamp_every_s=stamp_every,
+                        replay_records=replay_records, metrics=metrics)
+        if run.refused is not None:
+            typer.echo(f"stream hot: publishing nothing: {run.refused}", err=True)
+        else:
+            typer.echo(f"stream hot: model {version}, {len(run.seeded)} series seeded from silver "
+                       f"({sum(run.seeded.values())} bars)")
+        started()
+        stats = run_hot(run, stop)
+        if stats is not None:
+            typer.echo(f"stream hot: {stats.signals} signals from {stats.candles} candles, "
+                       f"{stats.dead_lettered} dead-lettered")
+
+    _run(start, metrics_port, "hot")

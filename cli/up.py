@@ -67,6 +67,9 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
         specs.append(ProcessSpec("altdata", tuple(argv), metrics_port=p))
     if system.stream.enabled:
         specs.append(_stream_spec(system, settings, port()))
+    hot = _hot_spec(system, settings, port) if system.stream.hot else None
+    if hot is not None:
+        specs.append(hot)
     if system.monitoring.monitor:
         p = port()
         specs.append(ProcessSpec("monitor", (*CLI, "monitor", "--metrics-port", str(p)), metrics_port=p))
@@ -185,6 +188,25 @@ def _stream_spec(system: SystemConfig, settings: Settings, metrics_port: int) ->
     argv = (*CLI, "stream", "score", "--features", "--model-version", version, "--registry-dir",
             str(registry.root), *common)
     return ProcessSpec("stream", argv, metrics_port=metrics_port)
+
+
+def _hot_spec(system: SystemConfig, settings: Settings, port: Any) -> Any:
+    """`cryptolake stream hot` with the market's champion over the system's timeframes; None without a champion
+    (nothing to score yet: it starts with the next `up` once training has promoted one)."""
+    from cryptolake.errors import ModelNotFoundError
+    from infra.supervisor import ProcessSpec
+
+    registry = stream_registry(system, settings)
+    try:
+        version = registry.champion().version
+    except ModelNotFoundError:
+        return None
+    p = port()
+    argv = [*CLI, "stream", "hot", "--model-version", version, "--registry-dir", str(registry.root),
+            "--metrics-port", str(p)]
+    for tf in system.timeframes:
+        argv += ["--timeframe", tf]
+    return ProcessSpec("hot", tuple(argv), metrics_port=p)
 
 
 def up(
@@ -307,18 +329,24 @@ def down(keep_broker: bool = typer.Option(False, help="Leave the Kafka broker ru
 
 
 def _latency_lines(settings: Settings) -> list[str]:
+    """Bar close -> signal (the Spark chain) and bar close -> hot_signal (the hot path), p50/p99, with their hops."""
     from pipeline.latency import bar_latency
 
     try:
         report = bar_latency(settings)
     except Exception as exc:  # the latency report is optional; its failure is shown, not fatal
         return [f"latency    : unavailable ({type(exc).__name__}: {exc})"]
-    e2e = report.end_to_end
-    if e2e is None:
+    e2e, hot = report.end_to_end, report.hot
+    if e2e is None and hot is None:
         return [f"latency    : no bar has reached a signal yet ({report.bars} bars stamped)"]
+    lines = []
+    if e2e is not None:
+        lines.append(f"latency    : bar close -> signal p50 {e2e.p50:.2f} s, p99 {e2e.p99:.2f} s over {e2e.bars} bars")
+    if hot is not None:
+        lines.append(f"hot path   : bar close -> hot_signal p50 {hot.p50:.2f} s, p99 {hot.p99:.2f} s over "
+                     f"{hot.bars} bars")
     hops = ", ".join(f"{k} p50 {v.p50:.2f} s p99 {v.p99:.2f} s" for k, v in report.hops.items())
-    return [f"latency    : bar close -> signal p50 {e2e.p50:.2f} s, p99 {e2e.p99:.2f} s over {e2e.bars} bars",
-            *([f"  hops     : {hops}"] if hops else [])]
+    return [*lines, *([f"  hops     : {hops}"] if hops else [])]
 
 
 def _airflow_lines(settings: Settings, limit: int = 5) -> list[str]:

@@ -112,6 +112,8 @@ class StreamSpec(_Frozen):
     enabled: bool = Field(True, description="Run `cryptolake stream` (landing, silver+gold, scorer) under `up`")
     trigger_seconds: float = Field(1.0, gt=0, description="Processing-time trigger of the streaming queries")
     score: bool = Field(True, description="Also score new gold rows with the market's champion, once one exists")
+    hot: bool = Field(True, description="Also run `cryptolake stream hot` (the low-latency hot path: candle -> "
+                      "gold row -> signal in one process, no JVM) with the market's champion, once one exists")
 
 
 class MonitoringSpec(_Frozen):

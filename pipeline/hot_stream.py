@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 HOT_GROUP = "cryptolake-hot"
-HOT_STAGES: tuple[str, ...] = ("hot_features", "hot_signal")
 DAY_MS = 86_400_000
 KEYS = ["exchange", "symbol", "timeframe", "ts"]
 
@@ -378,7 +377,7 @@ class HotRun:
 
 def start_hot(model_version: str, registry: ModelRegistry, settings: Settings, *, timeframes: Sequence[str],
               group_id: str = HOT_GROUP, poll_timeout_ms: int = 100, stamp_every_s: float = 2.0,
-              metrics: StreamMetrics | None = None) -> HotRun:
+              replay_records: int = 1_000, metrics: StreamMetrics | None = None) -> HotRun:
     """Load the model, refuse it if it failed the champion gate, seed the windows from silver and subscribe."""
     from cryptolake.bus import Producer, ensure_topics
 
@@ -393,7 +392,7 @@ def start_hot(model_version: str, registry: ModelRegistry, settings: Settings, *
     seeded = {":".join(k): len(w) for k, w in hot.windows.items()}
     ensure_topics([topics.MARKET_OHLCV, topics.SIGNALS], settings)
     producer = Producer(settings, client_id="cryptolake-hot", linger_ms=0)
-    source = GroupSource([topics.MARKET_OHLCV], group_id=group_id, settings=settings)
+    source = GroupSource([topics.MARKET_OHLCV], group_id=group_id, settings=settings, replay_records=replay_records)
     consumer = HotConsumer(hot, source, producer, producer, DeltaStages(settings), timeframes=timeframes,
                            poll_timeout_ms=poll_timeout_ms, stamp_every_s=stamp_every_s,
                            on_batch=None if metrics is None else metrics_observer(metrics))

@@ -2,13 +2,15 @@
 
 Each streaming stage stamps the bars it handled (:mod:`spark_jobs.stages`): ``ingest`` (the
 connector's receive time), ``landed`` (bronze), ``gold`` (features committed), ``signal`` (published
-and acknowledged); ``order`` rows, when a trader writes them, are read the same way. Two views:
+and acknowledged); ``order`` rows, when a trader writes them, are read the same way. The hot path
+(:mod:`pipeline.hot_stream`) stamps its own chain: ``ingest``, ``hot_features`` (gold row computed in
+process) and ``hot_signal`` (its signal acknowledged). Two views:
 
 * ``from_close``: seconds from the venue's bar close (open time + timeframe) to each stage: what
   the issue's goal (p99 < 5 s for 1-minute bars) is about, when bars are ingested at their close;
-* ``hops``: seconds between consecutive stages (ingest -> landed -> gold -> signal) and
-  ``ingest -> signal``: the pipeline's own part, also meaningful for a replay of past bars, whose
-  closes are long gone.
+* ``hops``: seconds between consecutive stages of each chain (ingest -> landed -> gold -> signal
+  -> order; ingest -> hot_features -> hot_signal) and ``ingest -> signal``, ``ingest -> hot_signal``:
+  the pipeline's own part, also meaningful for a replay of past bars, whose closes are long gone.
 
 :func:`latency_report` is pure (a frame in, a report out); :func:`bar_latency` reads the table with
 delta-rs (no JVM), so ``cryptolake status`` can call it cheaply.
@@ -27,7 +29,9 @@ from cryptolake.settings import Settings
 from cryptolake.tables import BAR_STAGES
 from cryptolake.types import TIMEFRAME_MS
 
-STAGES: tuple[str, ...] = ("ingest", "landed", "gold", "signal", "order")
+SPARK_CHAIN: tuple[str, ...] = ("ingest", "landed", "gold", "signal", "order")
+HOT_CHAIN: tuple[str, ...] = ("ingest", "hot_features", "hot_signal")
+STAGES: tuple[str, ...] = (*SPARK_CHAIN, *HOT_CHAIN[1:])
 KEYS = ["exchange", "symbol", "timeframe", "ts"]
 
 
@@ -43,13 +47,15 @@ class Percentiles:
 
 @dataclass(frozen=True)
 class LatencyReport:
-    """Per-bar latency by stage (seconds). ``end_to_end`` is close -> the last stage present (signal or order)."""
+    """Per-bar latency by stage (seconds). ``end_to_end`` is close -> the last stage of the Spark chain present
+    (signal or order); ``hot`` is close -> ``hot_signal`` (the hot path's end to end)."""
 
     bars: int
     since: str | None
     from_close: dict[str, Percentiles] = field(default_factory=dict)
     hops: dict[str, Percentiles] = field(default_factory=dict)
     end_to_end: Percentiles | None = None
+    hot: Percentiles | None = None
 
 
 def _pct(values: pd.Series) -> Percentiles | None:
@@ -77,15 +83,17 @@ def latency_report(stages: pd.DataFrame, since: datetime | None = None) -> Laten
     present = [s for s in STAGES if s in wide.columns]
     from_close = {s: p for s in present if (p := _pct((wide[s] - wide["close"]).dt.total_seconds())) is not None}
     hops: dict[str, Percentiles] = {}
-    for a, b in itertools.pairwise(present):
-        if (p := _pct((wide[b] - wide[a]).dt.total_seconds())) is not None:
+    pairs = [pair for chain in (SPARK_CHAIN, HOT_CHAIN)
+             for pair in itertools.pairwise([s for s in chain if s in present])]
+    pairs += [("ingest", "signal"), ("ingest", "hot_signal")]
+    for a, b in pairs:
+        if (a in present and b in present and f"{a}->{b}" not in hops
+                and (p := _pct((wide[b] - wide[a]).dt.total_seconds())) is not None):
             hops[f"{a}->{b}"] = p
-    if ("ingest" in present and "signal" in present
-            and (p := _pct((wide["signal"] - wide["ingest"]).dt.total_seconds())) is not None):
-        hops["ingest->signal"] = p
     last = "order" if "order" in present else "signal" if "signal" in present else None
     end_to_end = from_close.get(last) if last else None
-    return LatencyReport(len(wide), None if since is None else since.isoformat(), from_close, hops, end_to_end)
+    return LatencyReport(len(wide), None if since is None else since.isoformat(), from_close, hops, end_to_end,
+                         from_close.get("hot_signal"))
 
 
 def bar_latency(settings: Settings, since: datetime | None = None) -> LatencyReport:

@@ -52,3 +52,24 @@ def test_bars_without_a_later_stage_count_only_where_present() -> None:
 def test_no_table_is_an_empty_report(tmp_path) -> None:
     report = bar_latency(settings_in(tmp_path))
     assert report.bars == 0 and report.end_to_end is None and report.from_close == {}
+
+
+def test_the_hot_chain_is_reported_beside_the_spark_chain_never_across_them() -> None:
+    rows = _rows(50, {"ingest": 0.2, "landed": 1.0, "gold": 3.0, "signal": 3.5, "hot_features": 0.3,
+                      "hot_signal": 0.4})
+    report = latency_report(rows)
+    assert report.hot == report.from_close["hot_signal"]
+    assert report.hot is not None and report.hot.p50 == pytest.approx(0.85, abs=0.06)
+    assert report.hops["ingest->hot_features"].p50 == pytest.approx(0.1)
+    assert report.hops["hot_features->hot_signal"].max == pytest.approx(0.1)
+    assert report.hops["ingest->hot_signal"].p99 == pytest.approx(0.2)
+    assert report.hops["gold->signal"].p50 == pytest.approx(0.5)
+    assert set(report.hops) == {"ingest->landed", "landed->gold", "gold->signal", "ingest->hot_features",
+                                "hot_features->hot_signal", "ingest->signal", "ingest->hot_signal"}  # none across
+    assert report.end_to_end == report.from_close["signal"]  # the Spark chain's end to end is unchanged
+
+
+def test_the_hot_path_alone_reports_its_chain_and_no_spark_end_to_end() -> None:
+    report = latency_report(_rows(20, {"ingest": 0.0, "hot_features": 0.05, "hot_signal": 0.1}))
+    assert report.end_to_end is None and report.hot is not None and report.hot.bars == 20
+    assert set(report.hops) == {"ingest->hot_features", "hot_features->hot_signal", "ingest->hot_signal"}

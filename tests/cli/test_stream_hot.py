@@ -1,0 +1,62 @@
+"""`cryptolake stream hot`: its help says why it exists; `up` runs it with the market's champion when switched on."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from cryptolake.system import DEFAULT_FILE, load_system
+from models.registry import ModelRegistry
+from pipeline.hotpath import bars_frame
+from tests.conftest import settings_in
+from tests.pipeline.hotproc import train_tiny
+from tests.pipeline.streamproc import real_candles
+
+
+def test_help_says_why_the_hot_path_exists_beside_the_spark_chain() -> None:
+    result = CliRunner().invoke(app, ["stream", "hot", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Why: the Spark chain (land, silver, gold, score) is the lake's exactly-once record" in text
+    assert "batch scorer's signal_id" in text and "dlq.market.ohlcv" in text
+    for option in ("--model-version", "--timeframe", "--group-id", "--replay-records", "--metrics-port"):
+        assert option in text
+
+
+@pytest.fixture(scope="module")
+def champion_root(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """Artifacts whose localex-1m registry has a promoted tiny LSTM on REAL 1m bars."""
+    root = tmp_path_factory.mktemp("hot_up")
+    model = train_tiny(bars_frame(real_candles(shared_data, "localex", 900)))
+    registry = ModelRegistry(settings_in(root).paths.artifacts_dir / "models" / "localex-1m")
+    registry.register(model, promote=True)
+    return root
+
+
+def _specs(root: Path, env: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    from cli.up import build_specs
+
+    ports = itertools.count(41000)
+    specs = build_specs(load_system(DEFAULT_FILE, environ=env), settings_in(root), 39999, lambda: next(ports))
+    return {s.name: s.argv for s in specs}
+
+
+def test_up_runs_the_hot_path_with_the_markets_champion(champion_root: Path) -> None:
+    specs = _specs(champion_root, {})
+    hot = specs["hot"]
+    registry = ModelRegistry(settings_in(champion_root).paths.artifacts_dir / "models" / "localex-1m")
+    assert hot[3:5] == ("stream", "hot")
+    assert hot[hot.index("--model-version") + 1] == registry.champion().version
+    assert hot[hot.index("--registry-dir") + 1] == str(registry.root)
+    assert hot[hot.index("--timeframe") + 1] == "1m" and "--metrics-port" in hot
+    assert specs["stream"][3:5] == ("stream", "score")  # the Spark chain keeps running beside it
+
+
+def test_the_switch_and_a_missing_champion_leave_the_hot_path_out(champion_root: Path, tmp_path: Path) -> None:
+    assert "hot" not in _specs(champion_root, {"CRYPTOLAKE_SYSTEM__STREAM__HOT": "false"})
+    specs = _specs(tmp_path, {})  # no champion yet: nothing to score
+    assert "hot" not in specs and specs["stream"][3:5] == ("stream", "features")
