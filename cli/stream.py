@@ -139,7 +139,7 @@ def hot(
     timeframe: list[str] = typer.Option([], "--timeframe", help="Candle timeframe to handle (repeat; default: "
                                         "the configured market's)"),
     group_id: str = typer.Option("cryptolake-hot", help="Kafka consumer group whose committed offsets it resumes"),
-    poll_ms: int = typer.Option(100, min=1, help="Kafka poll timeout (ms)"),
+    poll_ms: int = typer.Option(500, min=1, help="Kafka poll timeout (ms; a poll returns as soon as records come)"),
     stamp_every: float = typer.Option(2.0, min=0.1, help="Seconds between appends of the stage stamps"),
     replay_records: int = typer.Option(1_000, min=0, help="Records per partition re-read before the committed "
                                        "offset at start (refills the windows past silver's last bar)"),

@@ -109,7 +109,7 @@ class HotConsumer:
     """
 
     def __init__(self, hot: HotPath, source: Source, dead_letters: DeadLetters, signals: SignalSink,
-                 stages: StageSink | None, *, timeframes: Iterable[str], poll_timeout_ms: int = 100,
+                 stages: StageSink | None, *, timeframes: Iterable[str], poll_timeout_ms: int = 500,
                  stamp_every_s: float = 2.0, clock: Callable[[], float] = time.time,
                  on_batch: Callable[[HotBatch], None] | None = None) -> None:
         self.hot = hot
@@ -160,7 +160,12 @@ class HotConsumer:
             handled = self._handle(candles) if candles else None
             self.signals.flush()  # signals (and dead letters, when the same producer) acknowledged ...
             if handled is not None:
-                self._stamp(HotBatch(handled[0], handled[1], started_at, self.clock()))
+                batch = HotBatch(handled[0], handled[1], started_at, self.clock())
+                self._stamp(batch)
+                log.info("hot.batch", extra={"records": len(records), "features": len(batch.result.features),
+                                             "signals": len(batch.result.scores),
+                                             "features_s": round(batch.result.features_at - started_at, 3),
+                                             "seconds": round(batch.published_at - started_at, 3)})
             offsets: dict[tuple[str, int], int] = {}
             for r in records:
                 tp = (r.topic, r.partition)
@@ -242,8 +247,10 @@ class GroupSource:
         from cryptolake.retry import call_with_retry
 
         ensure_topics(topic_names, settings)
+        # the broker answers a fetch as soon as a record is there (fetch_min_bytes=1): an idle fetch waits
+        # there (fetch_max_wait_ms, 500) rather than spinning this process and the broker
         self._consumer = consumer(group_id=group_id, settings=settings, invalid_utf8="replace",
-                                  max_poll_records=max_poll_records, fetch_max_wait_ms=50)
+                                  max_poll_records=max_poll_records)
 
         def partitions(name: str) -> set[int]:
             try:
@@ -309,10 +316,25 @@ class GroupSource:
 
 
 class DeltaStages:
-    """Appends stage rows to ``ops.bar_stages`` with delta-rs (no JVM; created on the first append)."""
+    """Appends stage rows to ``ops.bar_stages`` with delta-rs (no JVM; the table is created at start if missing,
+    so the first append is not also a table creation)."""
 
     def __init__(self, settings: Settings) -> None:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
+
+        from cryptolake.duck import delta_storage_options, duck_uri
+        from cryptolake.errors import InfrastructureError
+        from trader.export import arrow_schema
+
         self.settings = settings
+        path = BAR_STAGES.path(settings)
+        try:
+            DeltaTable.create(duck_uri(path), schema=arrow_schema(BAR_STAGES), mode="ignore",
+                              partition_by=list(BAR_STAGES.partition_by), description=BAR_STAGES.description,
+                              storage_options=delta_storage_options(settings) or None)
+        except (DeltaError, OSError) as exc:
+            raise InfrastructureError(f"creating {BAR_STAGES.name} at {path}: {exc}") from exc
 
     def append(self, rows: pd.DataFrame) -> None:
         from deltalake import write_deltalake
@@ -376,7 +398,7 @@ class HotRun:
 
 
 def start_hot(model_version: str, registry: ModelRegistry, settings: Settings, *, timeframes: Sequence[str],
-              group_id: str = HOT_GROUP, poll_timeout_ms: int = 100, stamp_every_s: float = 2.0,
+              group_id: str = HOT_GROUP, poll_timeout_ms: int = 500, stamp_every_s: float = 2.0,
               replay_records: int = 1_000, metrics: StreamMetrics | None = None) -> HotRun:
     """Load the model, refuse it if it failed the champion gate, seed the windows from silver and subscribe."""
     from cryptolake.bus import Producer, ensure_topics
@@ -389,6 +411,7 @@ def start_hot(model_version: str, registry: ModelRegistry, settings: Settings, *
     hot = HotPath(model, jump_threshold=settings.market.jump_threshold, max_flat_bars=settings.market.max_flat_bars)
     seed = silver_seed(settings, capacity=hot.capacity, timeframes=timeframes)
     hot.seed(seed)
+    hot.warm_up()
     seeded = {":".join(k): len(w) for k, w in hot.windows.items()}
     ensure_topics([topics.MARKET_OHLCV, topics.SIGNALS], settings)
     producer = Producer(settings, client_id="cryptolake-hot", linger_ms=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cryptolake.settings import Settings
+from cryptolake.settings import MarketSettings, Settings
 from cryptolake.tables import SILVER_BARS
 from models.base import Model
 from models.dataset import TrainingSet
@@ -17,7 +17,8 @@ from models.lstm import LstmConfig, LstmModel
 from spark_jobs.gold.features import SERIES_KEYS, features_pandas
 from spark_jobs.silver.bars import flag_series
 
-JUMP, FLAT = 12.0, 30  # the default market settings' jump threshold and flat-run length
+_MARKET = MarketSettings()
+JUMP, FLAT = _MARKET.jump_threshold, _MARKET.max_flat_bars  # the defaults a `stream hot` child runs with
 CONFIG = LstmConfig(window=8, hidden_size=8, max_epochs=2, patience=1, samples_per_epoch=256, batch_size=128,
                     valid_fraction=0.2, test_fraction=0.2, seed=11)
 
