@@ -60,3 +60,25 @@ def test_the_switch_and_a_missing_champion_leave_the_hot_path_out(champion_root:
     assert "hot" not in _specs(champion_root, {"CRYPTOLAKE_SYSTEM__STREAM__HOT": "false"})
     specs = _specs(tmp_path, {})  # no champion yet: nothing to score
     assert "hot" not in specs and specs["stream"][3:5] == ("stream", "features")
+
+
+def test_status_shows_close_to_hot_signal_beside_the_spark_chain(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from cli.up import _latency_lines
+    from pipeline.hot_stream import DeltaStages
+    from spark_jobs.stages import stage_rows
+
+    settings = settings_in(tmp_path)
+    assert _latency_lines(settings) == ["latency    : no bar has reached a signal yet (0 bars stamped)"]
+    keys = pd.DataFrame({"exchange": "st", "symbol": "BTC/USDT", "timeframe": "1m",
+                         "ts": [datetime(2022, 1, 3, tzinfo=UTC) + timedelta(minutes=i) for i in range(5)]})
+    close = keys["ts"] + timedelta(minutes=1)  # SYNTHETIC stamps: ingest 0.2 s, signal 1.2 s after the close
+    DeltaStages(settings).append(pd.concat([stage_rows(keys, "ingest", close + timedelta(seconds=0.2)),
+                                            stage_rows(keys, "hot_features", close + timedelta(seconds=1.0)),
+                                            stage_rows(keys, "hot_signal", close + timedelta(seconds=1.2))]))
+    lines = _latency_lines(settings)
+    assert lines[0] == "hot path   : bar close -> hot_signal p50 1.20 s, p99 1.20 s over 5 bars"
+    assert "ingest->hot_signal p50 1.00 s p99 1.00 s" in lines[1]

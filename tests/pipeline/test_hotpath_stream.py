@@ -219,3 +219,15 @@ def test_the_seed_is_the_last_bars_of_each_series_of_the_timeframe_in_silver(sha
         np.testing.assert_array_equal(got["close"].to_numpy(), want["close"].to_numpy())
     assert silver_seed(settings, capacity=500, timeframes=("30m",)).empty  # no 30m series in silver
     assert silver_seed(settings_in(tmp_path / "none"), capacity=500, timeframes=("1m",)).empty
+
+
+def test_the_warm_up_scores_a_window_and_changes_none(world) -> None:
+    candles, model, _ = world
+    hot = HotPath(model, jump_threshold=JUMP, max_flat_bars=FLAT)
+    assert hot.warm_up() == 0  # nothing seeded, nothing to warm
+    hot.seed(bars_frame(candles[:SEED]))
+    before = {k: w.copy() for k, w in hot.windows.items()}
+    assert hot.warm_up() > 0
+    assert hot.windows.keys() == before.keys()
+    for k, w in hot.windows.items():
+        pd.testing.assert_frame_equal(w, before[k])
