@@ -231,3 +231,33 @@ def test_the_warm_up_scores_a_window_and_changes_none(world) -> None:
     assert hot.windows.keys() == before.keys()
     for k, w in hot.windows.items():
         pd.testing.assert_frame_equal(w, before[k])
+
+
+def test_ten_thousand_fuzzed_candles_mixed_with_the_valid_ones_are_each_dead_lettered_naming_the_field(
+        world) -> None:
+    import random
+
+    from tests.spark_jobs.bronze.fuzz import KINDS, cases
+
+    candles, model, expected = world
+    fuzzed = cases(OhlcvV1, candles[SEED:], n_bad=10_000, n_good=LIVE, seed=12)
+    good = sorted((c for c in fuzzed if c.field is None), key=lambda c: json.loads(c.value)["event_time"])
+    bad = [c for c in fuzzed if c.field is not None]
+    assert {c.kind for c in bad} == set(KINDS) and len(good) == LIVE
+    rng = random.Random(12)
+    stream = list(good)  # a series' candles stay in order (one partition); malformed ones anywhere between
+    for c in bad:
+        stream.insert(rng.randint(0, len(stream)), c)
+    records = [Record(TOPIC, 0, i, c.key, c.value.decode("utf-8", errors="replace")) for i, c in enumerate(stream)]
+    producer = FakeProducer()
+    consumer, source = _consumer(model, candles, [records[i:i + 500] for i in range(0, len(records), 500)], producer)
+    while source.polls:
+        consumer.step()
+
+    assert [m.signal_id for m in producer.acked] == list(expected["signal_id"])  # every valid bar: one signal
+    assert len(producer.dead) == len(bad) and consumer.stats.dead_lettered == len(bad)
+    raw_field = {c.value.decode("utf-8", errors="replace"): c.field for c in bad}
+    for d in producer.dead:
+        field_name = raw_field[d["raw"]]
+        assert d["reason"].startswith(f"invalid {field_name}="), (field_name, d["reason"][:200])
+    assert source.committed == {(TOPIC, 0): len(records)}
