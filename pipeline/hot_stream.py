@@ -196,7 +196,7 @@ class HotConsumer:
         feats = result.features[KEYS].copy()
         feats["ts"] = pd.to_datetime(feats["ts"], utc=True)
         candles = batch.candles.rename(columns={"open_time": "ts"})
-        ingest = feats.merge(candles[[*KEYS, "ingest_ts"]].drop_duplicates(KEYS, keep="last"), on=KEYS, how="left")
+        ingest = feats.merge(candles[[*KEYS, "ingest_ts"]].drop_duplicates(KEYS), on=KEYS, how="left")  # first arrival
         parts = [stage_rows(ingest, "ingest", ingest["ingest_ts"]),
                  stage_rows(feats, "hot_features", pd.Timestamp(result.features_at, unit="s", tz="UTC"))]
         if not result.scores.empty:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
+from cryptolake.settings import PROJECT_ROOT
 from cryptolake.system import DEFAULT_FILE, load_system
 from models.registry import ModelRegistry
 from pipeline.hotpath import bars_frame
@@ -18,9 +20,11 @@ from tests.pipeline.streamproc import real_candles
 
 
 def test_help_says_why_the_hot_path_exists_beside_the_spark_chain() -> None:
-    result = CliRunner().invoke(app, ["stream", "hot", "--help"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    text = " ".join(result.output.split())
+    # a child process: the CLI's logging set-up then never holds a test runner's closed stream
+    result = subprocess.run([sys.executable, "-m", "cli.main", "stream", "hot", "--help"], capture_output=True,
+                            text=True, env={**os.environ, "COLUMNS": "200"}, cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
     assert "Why: the Spark chain (land, silver, gold, score) is the lake's exactly-once record" in text
     assert "batch scorer's signal_id" in text and "dlq.market.ohlcv" in text
     for option in ("--model-version", "--timeframe", "--group-id", "--replay-records", "--metrics-port"):
