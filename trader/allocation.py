@@ -88,7 +88,10 @@ def _estimator(cfg: AllocationConfig, n_assets: int) -> Any:
     risk = RiskMeasure.VARIANCE if cfg.risk_measure == "variance" else RiskMeasure.STANDARD_DEVIATION
     if cfg.method == "risk_parity":
         return RiskBudgeting(risk_measure=risk, prior_estimator=prior, min_weights=0.0, max_weights=cfg.max_weight)
-    clustering = HierarchicalClustering(linkage_method=LinkageMethod(cfg.linkage))
+    # skfolio's optimal cluster count has no gap to compare for two assets and fails; the count only labels
+    # clusters (HRP's weights come from the linkage), so it is fixed there
+    clustering = HierarchicalClustering(linkage_method=LinkageMethod(cfg.linkage),
+                                        max_clusters=n_assets if n_assets == 2 else None)
     return HierarchicalRiskParity(risk_measure=risk, prior_estimator=prior,
                                   hierarchical_clustering_estimator=clustering, min_weights=0.0,
                                   max_weights=cfg.max_weight)
