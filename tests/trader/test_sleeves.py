@@ -311,3 +311,11 @@ def test_members_with_resting_protective_orders_and_infeasible_max_weight_are_re
             members=MEMBERS, allocation=AllocationConfig(max_weight=0.2)),)})
         from trader.build import build_strategies
         build_strategies(cfg)
+
+
+def test_a_ccxt_trading_session_refuses_other_venues_instead_of_ignoring_them() -> None:
+    from cryptolake.errors import ConfigError
+    from trader.session import SessionConfig, TradingSession
+
+    with pytest.raises(ConfigError, match=r"venues=.*kraken"):
+        TradingSession(config(), SessionConfig(account_id="a"), store=None)  # type: ignore[arg-type]
