@@ -269,6 +269,29 @@ def test_the_nodes_protective_stops_are_shared_by_the_sleeves_holding_the_instru
     assert abs(sum(s.book.fees_paid for s in st.sleeves) - node.portfolio.fees_paid) < 1e-9
 
 
+def test_ml_sleeves_trade_each_venues_signals_on_their_own_books(bars) -> None:
+    rng = np.random.default_rng(5)  # SYNTHETIC probabilities (a seeded pattern, not a model); candles real
+    signals = pd.DataFrame({"exchange": bars.exchange, "symbol": bars.symbol, "bar_time": bars.open_time,
+                            "probability": np.round(rng.uniform(0.2, 0.9, len(bars)), 4),
+                            "available_time": bars.open_time + HOUR, "model_version": "synthetic"})
+    members = {"ml": {"kind": "mlsignal", "enter_threshold": 0.75, "exit_threshold": 0.4}, **MEMBERS}
+    cfg = config().model_copy(update={"strategies": (SleevesConfig(members=members, allocation=ALLOCATION),)})
+    box: dict[str, TradingNode] = {}
+    result = run_backtest(bars, signals, cfg, run_id="ml", persist_run=False, start_time=START,
+                          model_version="synthetic", inspect=lambda n: box.update(node=n))
+    node = box["node"]
+    st = node.strategies[0]
+    assert isinstance(st, SleevesStrategy) and len(st.sleeves) == 6
+    fills = result.fills
+    entries = fills[fills.client_id.str.match(r"^ml_\d-") & (fills.tag == "entry")]
+    assert set(entries.exchange) == {"binance", "kraken"}
+    prob = signals.set_index(["exchange", "symbol", "bar_time"]).probability
+    for f in entries.itertuples():  # decided on the signal about the bar that closed at the fill's open
+        assert prob[(f.exchange, f.symbol, pd.Timestamp(f.ts) - HOUR)] >= 0.75
+    assert _sum_of_sleeves_error(node, st) < 1e-9
+    assert abs(sum(s.book.cash for s in st.sleeves) - node.portfolio.cash) < 1e-9
+
+
 def test_paper_run_of_the_same_config_makes_the_same_fills(run, bars, tmp_path) -> None:
     result, _, _ = run
     ohlcv = [OhlcvV1(schema_version=1, event_time=int(b.open_time.value // 1_000_000),
