@@ -145,17 +145,20 @@ def run_lake_backtest(
         if isinstance(strategy, SleevesStrategy):
             from research.sleeves import sleeves_tearsheet  # matplotlib: only for a sleeves run
 
+            eq_index = pd.DatetimeIndex(pd.to_datetime(result.equity.ts, utc=True))
             sleeves, _ = sleeves_tearsheet(folder / f"sleeves-{strategy.name}.html", result, strategy,
                                            prices=nodes[0].portfolio.last_prices, timeframe=config.timeframe,
-                                           title=f"cryptolake sleeves: {names}")
+                                           title=f"cryptolake sleeves: {names}",
+                                           benchmark=buy_and_hold(in_window, config, eq_index))
     return LakeBacktest(result, report, sheet, start, end, len(in_window), side.record(), sleeves)
 
 
 def buy_and_hold(bars: pd.DataFrame, config: TraderConfig, index: pd.DatetimeIndex) -> pd.Series:
-    """Equity of ``initial_cash`` split equally over the symbols at their first close and held (no costs),
-    at the close times ``index``."""
-    closes = bars.assign(ts=pd.to_datetime(bars.open_time, utc=True) + timeframe_delta(config.timeframe)).pivot_table(
-        index="ts", columns="symbol", values="close").reindex(index).ffill().bfill()
+    """Equity of ``initial_cash`` split equally over the instruments (each venue's symbols) at their first close
+    and held (no costs), at the close times ``index``."""
+    key = bars.exchange + ":" + bars.symbol if "exchange" in bars.columns else bars.symbol  # one column per venue
+    closes = bars.assign(ts=pd.to_datetime(bars.open_time, utc=True) + timeframe_delta(config.timeframe),
+                         key=key).pivot_table(index="ts", columns="key", values="close").reindex(index).ffill().bfill()
     return config.initial_cash * (closes / closes.iloc[0]).mean(axis=1)
 
 

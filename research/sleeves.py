@@ -16,12 +16,13 @@ from trader.strategies.sleeves import SleevesStrategy, rebalances_frame, sleeve_
 
 
 def sleeves_tearsheet(path: Path, result: RunResult, strategy: SleevesStrategy, *, prices: Mapping[str, float],
-                      timeframe: str, title: str) -> tuple[Path, Path]:
-    """Write the run's tearsheet with its sleeves (``prices``: the last prices, for the sleeves' final equity)."""
+                      timeframe: str, title: str, benchmark: pd.Series | None = None) -> tuple[Path, Path]:
+    """Write the run's tearsheet with its sleeves (``prices``: the last prices, for the sleeves' final equity;
+    ``benchmark``: an equity curve to compare with, such as a buy-and-hold of the instruments)."""
     eq = result.equity.set_index(pd.to_datetime(result.equity.ts, utc=True)).equity.astype(float)
     trades = result.trades[["symbol", "entry_time", "exit_time", "entry_price", "exit_price", "qty", "pnl", "fees"]]
     tables = {"Sleeves (venue, instrument, member)": sleeve_summary(strategy, prices),
               "Rebalances (target weight per sleeve)": rebalances_frame(strategy)}
-    return write_tearsheet(path, title=title, equity=eq, metrics=result.metrics, trades=trades,
+    return write_tearsheet(path, title=title, equity=eq, metrics=result.metrics, trades=trades, benchmark=benchmark,
                            weights=sleeve_weights(strategy), sleeve_pnl=sleeve_pnl(strategy), tables=tables,
                            ppy=periods_per_year(timeframe))
