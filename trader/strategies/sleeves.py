@@ -188,7 +188,8 @@ class SleevesStrategy(Strategy):
             return out  # an instrument has no bar at this instant: not a full close
         self._record(ctx)
         reason = self.pending or self._due(ctx)
-        if reason is not None and (out or ctx.open_orders):
+        mine = [o for o in ctx.open_orders if o.client_id in self._owner or o.client_id.startswith(f"{self.name}-")]
+        if reason is not None and (out or mine):
             self.pending = reason  # an order is on its way: rebalance at the next full close
         elif reason is not None:
             out += self._rebalance(ctx, bar.close_time, reason)
