@@ -52,7 +52,7 @@ MAX_LINE = 1024  # longer lines are not StatsD (Airflow's names are far shorter)
 LOGGED_CHARS = 200
 LOG_BURST = 20
 REASONS = ("syntax", "bad_value", "bad_rate", "unsupported_type", "bad_name", "negative_counter",
-           "negative_timer", "type_conflict", "series_limit", "too_long", "not_utf8")
+           "negative_timer", "type_conflict", "series_limit", "too_long", "not_utf8", "internal")
 OWN_SERIES = ("statsd_bridge_packets_total", "statsd_bridge_lines_total", "statsd_bridge_malformed_total",
               "statsd_bridge_series")
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
@@ -211,6 +211,13 @@ class StatsdTranslator(Collector):
             return 0
         return 1
 
+    def count_internal(self, packet: bytes, exc: Exception) -> None:
+        """Count and log a datagram the translator failed on (a bug, not the sender's fault)."""
+        with self._lock:
+            self.malformed["internal"] = self.malformed.get("internal", 0) + 1
+        log.error("statsd_bridge.internal_error", extra={"error": f"{type(exc).__name__}: {exc}"[:300],
+                                                         "packet": packet[:LOGGED_CHARS].decode("utf-8", "replace")})
+
     def _reject(self, reason: str, line: str) -> None:
         with self._lock:
             self.malformed[reason] = self.malformed.get(reason, 0) + 1
@@ -328,7 +335,10 @@ class StatsdBridge:
                     log.warning("statsd_bridge.recv_failed", extra={"error": str(exc)})
                     time.sleep(0.1)
                 continue
-            self.translator.feed(packet)
+            try:
+                self.translator.feed(packet)
+            except Exception as exc:  # a bug must not end the receiver silently: counted, logged, next datagram
+                self.translator.count_internal(packet, exc)
 
     def close(self) -> None:
         """Stop receiving and serving."""

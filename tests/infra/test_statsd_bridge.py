@@ -193,3 +193,27 @@ def test_the_cli_entry_is_documented() -> None:
     assert result.exit_code == 0, result.output
     assert "--udp-port" in result.output and "--metrics-port" in result.output
     assert "statsd_bridge_malformed_total" in result.output
+
+
+def test_a_translator_bug_is_counted_and_the_receiver_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    bridge = StatsdBridge()
+    real_feed = bridge.translator.feed
+
+    def feed(packet: bytes) -> int:
+        if packet == b"boom":
+            raise RuntimeError("SYNTHETIC bug")
+        return real_feed(packet)
+
+    monkeypatch.setattr(bridge.translator, "feed", feed)
+    bridge.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"boom", ("127.0.0.1", bridge.udp_port))
+            sock.sendto(b"airflow.after:1|c", ("127.0.0.1", bridge.udp_port))
+        deadline = time.monotonic() + 10
+        while bridge.translator.lines < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        bridge.close()
+    assert _value(bridge.translator, "airflow_after_total") == 1.0
+    assert _value(bridge.translator, "statsd_bridge_malformed_total", reason="internal") == 1.0
