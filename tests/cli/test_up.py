@@ -231,6 +231,9 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         targets = _prometheus_targets(rows["prometheus"]["metrics_port"], 90)
         scraped = {n for n, r in rows.items() if r.get("metrics_port") and n != "prometheus"} | {"supervisor"}
         assert set(targets) == scraped and set(targets.values()) == {"up"}, targets  # every target up
+        # Airflow's own metrics, through the StatsD bridge (the scheduler heartbeats every 2 s)
+        beats = _metric_at_least(rows["statsd-bridge"]["metrics_port"], "airflow_scheduler_heartbeat_total", 1, 30)
+        assert beats is not None and beats >= 1, beats
         alt = _per_topic(rows["altdata"]["metrics_port"], "cryptolake_producer_messages_sent")
         # the real headlines', posts' and chain figures' replays flow into their topics
         # (X, Telegram and Discord into social.posts; the EVM node's blocks and transfers into chain.*)
