@@ -24,6 +24,18 @@ def _params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _venues(pairs: list[str]) -> dict[str, tuple[str, ...]]:
+    """``--venue kraken=ETH/USD,BTC/USD`` (repeatable) as TraderConfig.venues."""
+    out: dict[str, tuple[str, ...]] = {}
+    for pair in pairs:
+        venue, sep, raw = pair.partition("=")
+        symbols = tuple(s.strip() for s in raw.split(",") if s.strip())
+        if not sep or not venue.strip() or not symbols:
+            raise typer.BadParameter(f"--venue {pair!r} must be exchange=SYMBOL[,SYMBOL...]")
+        out[venue.strip()] = out.get(venue.strip(), ()) + symbols
+    return out
+
+
 def backtest(
     strategy: str = typer.Option(..., help="Strategy: a registered name, module:Class or path/to/file.py:Class"),
     symbols: str = typer.Option("", help="Comma-separated symbols (default: the configured market's)"),
@@ -31,6 +43,8 @@ def backtest(
     end: str = typer.Option(None, help="End, exclusive, ISO (default: after the last bar in the lake)"),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy config field=value (JSON value); repeat"),
     exchange: str = typer.Option("", help="Venue (default: the configured market's)"),
+    venue: list[str] = typer.Option([], "--venue", help="Another venue of the same account, exchange=SYMBOL[,...]; "
+                                    "repeat (one portfolio across venues, e.g. --strategy sleeves)"),
     timeframe: str = typer.Option("", help="Bar timeframe (default: the configured market's)"),
     cash: float = typer.Option(10_000.0, help="Initial cash of the account, in the quote currency"),
     model_version: str = typer.Option(None, help="Also feed this model's signals from gold.signals"),
@@ -55,6 +69,7 @@ def backtest(
     config_raw = {
         "exchange": exchange or market.exchange,
         "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()) or market.symbols,
+        "venues": _venues(venue),
         "timeframe": timeframe or market.timeframe,
         "price_decimals": 8,
         "initial_cash": cash,
@@ -73,7 +88,8 @@ def backtest(
         console.print(f"[red]backtest failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     result = run.result
-    table = Table(title=f"{strategy} on {', '.join(config.symbols)}: {run.start:%Y-%m-%d} to {run.end:%Y-%m-%d}")
+    traded = ", ".join(f"{ex}:{sym}" for ex, sym in config.markets) if config.venues else ", ".join(config.symbols)
+    table = Table(title=f"{strategy} on {traded}: {run.start:%Y-%m-%d} to {run.end:%Y-%m-%d}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.metrics.items():
@@ -84,3 +100,5 @@ def backtest(
     typer.echo(f"alt data: {run.alt.get('status')} ({run.alt.get('detail')})")
     typer.echo(f"report: {run.report_path}")
     typer.echo(f"tearsheet: {run.tearsheet} (summary {run.tearsheet.with_suffix('.png')})")
+    if run.sleeves is not None:
+        typer.echo(f"sleeves: {run.sleeves} (weights and PnL per sleeve over time)")

@@ -20,6 +20,7 @@ from cli import (
     serve,
     sql,
     stack,
+    statsd_bridge,
     stream,
     trade,
     train,
@@ -44,6 +45,7 @@ app.command("optimize")(optimize.optimize)
 app.add_typer(run.app, name="run")
 app.command("serve")(serve.serve)
 app.command("monitor")(monitor.monitor)
+app.command("statsd-bridge")(statsd_bridge.statsd_bridge)
 app.add_typer(serve.users_app, name="users")
 app.command("train")(train.train)
 app.add_typer(trade.app, name="trade")

@@ -2,7 +2,8 @@
 
 ``up`` starts the broker (:mod:`infra.broker`) while it prepares Airflow's metadata DB, then the supervisor
 daemon (:mod:`infra.supervisor`) over the processes the system config (:mod:`cryptolake.system`) describes,
-Airflow's four included (:mod:`infra.airflow_services`); ``down`` stops all of them and checks that no
+Airflow's four included (:mod:`infra.airflow_services`), with the StatsD bridge their metrics go through
+(:mod:`infra.statsd_bridge`); ``down`` stops all of them and checks that no
 process of ours, nor any process of their sessions, is left.
 """
 
@@ -21,6 +22,7 @@ from cryptolake.settings import Settings, get_settings
 from cryptolake.system import SystemConfig, load_system
 
 CLI = (sys.executable, "-m", "cli.main")  # the same interpreter and code as this `cryptolake`
+STATSD_BRIDGE = "statsd-bridge"  # Airflow's StatsD metrics -> Prometheus (infra/statsd_bridge.py)
 
 
 def _has(module: str) -> bool:
@@ -30,11 +32,17 @@ def _has(module: str) -> bool:
         return False
 
 
-def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, port: Any) -> list[Any]:
-    """The supervised processes of ``system`` (``port()`` hands out free metrics ports)."""
+def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, port: Any, *,
+                statsd_port: int | None = None) -> list[Any]:
+    """The supervised processes of ``system`` (``port()`` hands out free metrics ports); with ``statsd_port``,
+    the StatsD bridge receiving Airflow's metrics there first (:func:`airflow_specs` points Airflow at it)."""
     from infra.supervisor import ProcessSpec
 
     specs: list[ProcessSpec] = []
+    if statsd_port is not None:
+        p = port()
+        specs.append(ProcessSpec(STATSD_BRIDGE, (*CLI, "statsd-bridge", "--udp-port", str(statsd_port),
+                                                 "--metrics-port", str(p)), metrics_port=p))
     base_url = f"http://127.0.0.1:{exchange_port}"
     r = system.replay
     tf_s = 60.0  # the local exchange replays the candle files' own interval; wall seconds at speed 1 = 1m
@@ -106,18 +114,22 @@ def landing_start(interval_s: int, now: float) -> datetime:
     return datetime.fromtimestamp(now - now % interval_s, tz=UTC)
 
 
-def airflow_specs(system: SystemConfig, settings: Settings, now: float) -> list[Any]:
+def airflow_specs(system: SystemConfig, settings: Settings, now: float, statsd_port: int | None = None) -> list[Any]:
     """PostgreSQL, the API server, the scheduler and the DAG processor (:func:`infra.airflow_services.process_specs`).
 
     The DAG files and their tasks get the landing interval and this `up`'s first interval, so the
-    scheduler runs (and catches up) every interval of ``market_landing`` from now on.
+    scheduler runs (and catches up) every interval of ``market_landing`` from now on. With ``statsd_port``
+    (the bridge :func:`build_specs` added), the Airflow processes send their metrics there and start
+    once the bridge is ready.
     """
     from infra import airflow_services
 
     interval = system.airflow.landing_interval_s
     env = {"CRYPTOLAKE__AIRFLOW__LANDING_INTERVAL_S": str(interval),
            "CRYPTOLAKE__AIRFLOW__LANDING_START": landing_start(interval, now).isoformat()}
-    return airflow_services.process_specs(settings, env)
+    if statsd_port is None:
+        return airflow_services.process_specs(settings, env)
+    return airflow_services.process_specs(settings, env, statsd_port=statsd_port, after=(STATSD_BRIDGE,))
 
 
 def _airflow_wanted(system: SystemConfig) -> bool:
@@ -220,6 +232,7 @@ def up(
     from cryptolake.errors import CryptolakeError
     from infra import broker, supervisor
     from infra.broker import free_port
+    from infra.statsd_bridge import free_udp_port
 
     settings = get_settings()
     try:
@@ -236,13 +249,14 @@ def up(
         task = progress.add_task("kafka broker" + (" + airflow db" if af_settings else ""), total=None)
         prepared = _Prepared(af_settings) if af_settings else None  # beside the broker's start
         info = broker.start(settings)
-        specs = build_specs(system, settings, free_port(), free_port)
+        statsd_port = free_udp_port() if af_settings is not None else None
+        specs = build_specs(system, settings, free_port(), free_port, statsd_port=statsd_port)
         if af_settings is not None and prepared is not None:
             prepared.join()
             if prepared.error is not None:
                 typer.echo(f"airflow db : {prepared.error} (`cryptolake down` stops the broker)", err=True)
                 raise typer.Exit(1)
-            specs += airflow_specs(system, af_settings, time.time())
+            specs += airflow_specs(system, af_settings, time.time(), statsd_port)
         sup_port = free_port()
         prom = prometheus_spec(specs, sup_port, system, settings, free_port()) \
             if system.monitoring.prometheus else None

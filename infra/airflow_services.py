@@ -12,6 +12,8 @@ Layout, all under ``<airflow home>`` (persistent, so a restarted system keeps it
 ``pg/data`` (the cluster, ``initdb`` once), ``pg/state.json`` (the port the server listens on),
 ``jwt_secret`` (0600; the scheduler signs task tokens the API server checks). Every process gets
 its options as ``AIRFLOW__*`` variables (:func:`services_env`), on top of :mod:`infra.airflow_home`'s.
+Given a StatsD port, every process (and every task process, which inherits the env) sends its metrics
+to it (:func:`metrics_env`): :mod:`infra.statsd_bridge` turns them into a Prometheus /metrics.
 :func:`specs` gives the argv + env of the four processes for a supervisor; :class:`AirflowServices`
 starts and stops them for tests. Tasks run in the project's virtual environment (``sys.executable``).
 """
@@ -114,8 +116,19 @@ def api_port(settings: Settings) -> int:
     return int(path.read_text())
 
 
-def services_env(settings: Settings | None = None) -> dict[str, str]:
-    """``AIRFLOW_*`` for every process of the deployment: PostgreSQL, LocalExecutor, the API server's URL."""
+def metrics_env(statsd_port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    """Airflow's ``[metrics]`` options sending StatsD to ``host:statsd_port`` with names ``airflow.*``.
+
+    Needs the ``statsd`` client (``apache-airflow[statsd]``): without it Airflow silently falls back to
+    its no-op logger, which is why the integration test reads the metrics back from the bridge.
+    """
+    return {"AIRFLOW__METRICS__STATSD_ON": "True", "AIRFLOW__METRICS__STATSD_HOST": host,
+            "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port), "AIRFLOW__METRICS__STATSD_PREFIX": "airflow"}
+
+
+def services_env(settings: Settings | None = None, statsd_port: int | None = None) -> dict[str, str]:
+    """``AIRFLOW_*`` for every process of the deployment: PostgreSQL, LocalExecutor, the API server's URL,
+    and StatsD metrics to ``127.0.0.1:statsd_port`` when given (:func:`metrics_env`)."""
     settings = settings or get_settings()
     port = api_port(settings)
     af = settings.airflow
@@ -143,6 +156,7 @@ def services_env(settings: Settings | None = None) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         # the project's own DAGs only: the API server's simple auth manager lets the local admin in
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        **(metrics_env(statsd_port) if statsd_port else {}),
     }
 
 
@@ -155,10 +169,11 @@ def postgres_spec(settings: Settings | None = None) -> ServiceSpec:
     return ServiceSpec("airflow-postgres", _as_pg_user(argv))
 
 
-def specs(settings: Settings | None = None) -> list[ServiceSpec]:
-    """The metadata DB, scheduler, DAG processor and API server, in start order."""
+def specs(settings: Settings | None = None, statsd_port: int | None = None) -> list[ServiceSpec]:
+    """The metadata DB, scheduler, DAG processor and API server, in start order (the Airflow ones sending
+    StatsD metrics to ``statsd_port`` when given)."""
     settings = settings or get_settings()
-    env = services_env(settings)
+    env = services_env(settings, statsd_port)
     af = str(airflow_bin())
     return [postgres_spec(settings),
             ServiceSpec("airflow-api-server", (af, "api-server", "--port", env["AIRFLOW__API__PORT"],
@@ -246,17 +261,19 @@ def prepare(settings: Settings, timeout_s: float = 60.0) -> bool:
                 proc.wait(10)
 
 
-def process_specs(settings: Settings, env: dict[str, str] | None = None) -> list[Any]:
+def process_specs(settings: Settings, env: dict[str, str] | None = None, *, statsd_port: int | None = None,
+                  after: tuple[str, ...] = ()) -> list[Any]:
     """The four services as supervised processes: the Airflow ones start once PostgreSQL accepts
     connections (and stop before it), the API server is ready once its health endpoint answers.
-    ``env``: more variables for the Airflow processes (their tasks inherit them)."""
+    ``env``: more variables for the Airflow processes (their tasks inherit them); ``statsd_port``: where
+    they send StatsD metrics; ``after``: more processes they wait for (the StatsD bridge)."""
     from infra.supervisor import ProcessSpec
 
-    db, *airflow = specs(settings)
+    db, *airflow = specs(settings, statsd_port)
     out = [ProcessSpec(db.name, db.argv, db.env, ready_port=db_port(settings), stop_signal="SIGINT")]
     health = f"http://127.0.0.1:{api_port(settings)}/api/v2/monitor/health"
     for spec in airflow:
-        out.append(ProcessSpec(spec.name, spec.argv, {**spec.env, **(env or {})}, after=(db.name,),
+        out.append(ProcessSpec(spec.name, spec.argv, {**spec.env, **(env or {})}, after=(db.name, *after),
                                ready_url=health if spec.name == "airflow-api-server" else None))
     return out
 
@@ -303,9 +320,11 @@ def _db_ready(settings: Settings) -> bool:
 class AirflowServices:
     """Start the deployment (DB, migrate, API server, scheduler, DAG processor) and stop all of it (tests)."""
 
-    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None,
+                 statsd_port: int | None = None) -> None:
         self.settings = settings
         self.extra_env = extra_env or {}
+        self.statsd_port = statsd_port
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = settings.airflow.home / "service-logs"
 
@@ -317,7 +336,7 @@ class AirflowServices:
 
     def start(self, timeout_s: float = 180.0) -> None:
         init_db(self.settings)
-        db, *airflow = specs(self.settings)
+        db, *airflow = specs(self.settings, self.statsd_port)
         try:
             self._spawn(db)
             _wait(lambda: _db_ready(self.settings), "postgres", 60, self.procs)
@@ -340,7 +359,7 @@ class AirflowServices:
 
     def airflow(self, *args: str) -> str:
         """Run an ``airflow`` CLI command against this deployment; its stdout."""
-        return _run([str(airflow_bin()), *args], {**self.extra_env, **services_env(self.settings)})
+        return _run([str(airflow_bin()), *args], {**self.extra_env, **services_env(self.settings, self.statsd_port)})
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM every process (Airflow ones first, the DB last), SIGKILL what outlives ``timeout_s``."""

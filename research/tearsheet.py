@@ -1,8 +1,8 @@
 """One tearsheet per run: a self-contained HTML page and a PNG summary.
 
 The page holds the equity against buy-and-hold (and cash), drawdown, monthly returns heatmap, rolling
-Sharpe, exposure, the regime and strategy timeline and allocation weights over time when the run has
-them, the metrics (tail risk and overfitting figures included) and the trade list (click a column
+Sharpe, exposure, the regime and strategy timeline, allocation weights and PnL per sleeve over time when
+the run has them, the metrics (tail risk and overfitting figures included) and the trade list (click a column
 header to sort it). Charts are embedded PNGs (plotly is not a runtime dependency), so the page is one
 file with no external references.
 """
@@ -65,7 +65,8 @@ def rolling_sharpe(equity: pd.Series, window: int, ppy: float) -> pd.Series:
 
 
 def _charts(equity: pd.Series, benchmark: pd.Series | None, exposure: pd.Series | None,
-            timeline: pd.DataFrame | None, weights: pd.DataFrame | None, ppy: float) -> list[tuple[str, str]]:
+            timeline: pd.DataFrame | None, weights: pd.DataFrame | None, ppy: float,
+            sleeve_pnl: pd.DataFrame | None = None) -> list[tuple[str, str]]:
     out = []
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.plot(equity.index, equity.to_numpy(), lw=1, label="strategy")
@@ -116,6 +117,14 @@ def _charts(equity: pd.Series, benchmark: pd.Series | None, exposure: pd.Series 
         ax.stackplot(weights.index, weights.to_numpy().T, labels=list(weights.columns), step="post")
         ax.legend(fontsize=7, loc="upper left")
         out.append(("Allocation weights", _png(fig)))
+    if sleeve_pnl is not None and len(sleeve_pnl):
+        fig, ax = plt.subplots(figsize=(10, 3))
+        for col in sleeve_pnl.columns:
+            ax.plot(sleeve_pnl.index, sleeve_pnl[col].to_numpy(), lw=1, label=str(col))
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_ylabel("PnL")
+        ax.legend(fontsize=7, loc="upper left")
+        out.append(("PnL per sleeve", _png(fig)))
     return out
 
 
@@ -123,11 +132,12 @@ def write_tearsheet(path: Path, *, title: str, equity: pd.Series, metrics: Mappi
                     benchmark: pd.Series | None = None, trades: pd.DataFrame | None = None,
                     exposure: pd.Series | None = None, timeline: pd.DataFrame | None = None,
                     weights: pd.DataFrame | None = None, tables: Mapping[str, pd.DataFrame] | None = None,
-                    notes: tuple[str, ...] = (), ppy: float = 17_520.0) -> tuple[Path, Path]:
+                    notes: tuple[str, ...] = (), ppy: float = 17_520.0,
+                    sleeve_pnl: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """Write ``path`` (HTML) and ``path`` with ``.png`` (summary: equity and drawdown); returns both paths."""
     if equity.empty:
         raise ValueError("tearsheet: the equity curve is empty (no bars in the run)")
-    charts = _charts(equity, benchmark, exposure, timeline, weights, ppy)
+    charts = _charts(equity, benchmark, exposure, timeline, weights, ppy, sleeve_pnl)
     all_tables = [("Trades", trades)] if trades is not None else []
     all_tables += list((tables or {}).items())
     rendered = [(name, [str(c) for c in df.columns], [[_fmt(v) for v in row] for row in df.itertuples(index=False)])

@@ -7,8 +7,8 @@ constraint arguments, plus Ledoit-Wolf shrinkage as a covariance estimator.
 * :func:`target_weights`: weights from a returns frame (columns: instruments or strategies' equity
   returns) by ``equal``, ``inverse_vol``, ``min_variance``, ``max_sharpe`` (mean-variance, empirical
   or Ledoit-Wolf covariance), ``risk_parity`` (equal risk contributions) or ``hrp`` (hierarchical risk
-  parity), under ``max_weight`` and long-only or long-short (``min_weight = -max_weight``, sum 1;
-  mean-variance only, where short weights are well defined).
+  parity), under ``max_weight`` (inverse volatility capped by :func:`capped`) and long-only or
+  long-short (``min_weight = -max_weight``, sum 1; mean-variance only, where short weights are well defined).
 * :func:`rebalance`: a portfolio held between rebalances (weights drift with prices), rebalanced to
   its target on a schedule (every ``every_bars``) and/or when any weight drifts more than
   ``drift`` from its target, each rebalance paying ``cost_bps`` on the traded notional; targets are
@@ -88,7 +88,10 @@ def _estimator(cfg: AllocationConfig, n_assets: int) -> Any:
     risk = RiskMeasure.VARIANCE if cfg.risk_measure == "variance" else RiskMeasure.STANDARD_DEVIATION
     if cfg.method == "risk_parity":
         return RiskBudgeting(risk_measure=risk, prior_estimator=prior, min_weights=0.0, max_weights=cfg.max_weight)
-    clustering = HierarchicalClustering(linkage_method=LinkageMethod(cfg.linkage))
+    # skfolio's optimal cluster count has no gap to compare for two assets and fails; the count only labels
+    # clusters (HRP's weights come from the linkage), so it is fixed there
+    clustering = HierarchicalClustering(linkage_method=LinkageMethod(cfg.linkage),
+                                        max_clusters=n_assets if n_assets == 2 else None)
     return HierarchicalRiskParity(risk_measure=risk, prior_estimator=prior,
                                   hierarchical_clustering_estimator=clustering, min_weights=0.0,
                                   max_weights=cfg.max_weight)
@@ -105,7 +108,24 @@ def target_weights(returns: pd.DataFrame, cfg: AllocationConfig) -> pd.Series:
         return pd.Series([1.0], index=clean.columns)
     model = _estimator(cfg, clean.shape[1]).fit(clean)
     w = pd.Series(np.asarray(model.weights_, dtype=float), index=clean.columns)
-    return w / w.sum()
+    w = w / w.sum()
+    if cfg.method == "inverse_vol":  # skfolio's InverseVolatility takes no bounds
+        w = capped(w, cfg.max_weight)
+    return w
+
+
+def capped(weights: pd.Series, cap: float) -> pd.Series:
+    """Long-only ``weights`` (summing to 1) with none above ``cap``: the excess of those above it is shared by
+    the rest in proportion to their weights, repeatedly, until none is above (water-filling)."""
+    w = weights.astype(float).copy()
+    fixed = pd.Series(False, index=w.index)
+    while (w > cap + 1e-12).any():
+        fixed |= w > cap + 1e-12
+        w[fixed] = cap
+        free = ~fixed
+        rest = 1.0 - cap * int(fixed.sum())
+        w[free] = w[free] / w[free].sum() * rest if w[free].sum() > 0 else rest / max(int(free.sum()), 1)
+    return w
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ def build_strategies(config: TraderConfig) -> list[Strategy]:
     """One instance per configured strategy, over the instruments it trades."""
     out = []
     for spec in config.strategies:
-        instruments = [i for i in config.instruments if spec.symbols is None or i.symbol in spec.symbols]
+        instruments = [i for i in config.instruments
+                       if spec.symbols is None or i.symbol in spec.symbols or i.key in spec.symbols]
         out.append(build_strategy(spec, instruments))
     return out
 

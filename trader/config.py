@@ -4,7 +4,8 @@
   ``CRYPTOLAKE__TRADER__`` prefix (store URL, Kafka polling). Kept here rather than in
   ``cryptolake/settings.py`` so the trader owns its knobs.
 * :class:`TraderConfig`: one trading run: one account (one cash balance) trading one or more
-  symbols of one exchange, with the strategy, risk and paper-venue configs. Frozen and
+  symbols of one exchange (and, with ``venues``, of other exchanges), with the strategy, risk and
+  paper-venue configs. Frozen and
   validated; the same object drives backtest and live. ``symbol="BTC/USD"`` is accepted as
   shorthand for ``symbols=("BTC/USD",)``.
 """
@@ -80,7 +81,9 @@ class InstrumentPrecision(BaseModel):
 class TraderConfig(BaseModel):
     """Everything one trading run needs besides its data: what, with how much, and under which rules.
 
-    One account: one cash balance in ``quote_currency``, one position per symbol. Precision
+    One account: one cash balance in ``quote_currency``, one position per instrument (``exchange:symbol``).
+    ``venues`` adds other exchanges' symbols to the same account (one portfolio across venues; the
+    risk engine's ``per_venue`` limits bound what each venue holds). Precision
     defaults to ``price_decimals`` / ``qty_decimals``; ``precision`` overrides it per symbol
     (e.g. XRP/USD trades at 0.2 USD and needs more than 2 price decimals).
     """
@@ -92,6 +95,8 @@ class TraderConfig(BaseModel):
     timeframe: str = Field(default="30m", description="Bar timeframe, one of cryptolake.types.TIMEFRAME_MS")
     price_decimals: int = Field(default=2, ge=0, le=12)
     qty_decimals: int = Field(default=6, ge=0, le=12)
+    venues: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="Other exchanges traded by the same account: exchange -> its symbols")
     precision: dict[str, InstrumentPrecision] = Field(default_factory=dict, description="Per-symbol overrides")
     quote_currency: str = Field(default="USD", min_length=1)
     initial_cash: float = Field(default=10_000.0, gt=0)
@@ -130,26 +135,50 @@ class TraderConfig(BaseModel):
             raise ValueError(f"symbols={v!r} contains duplicates")
         return v
 
+    @field_validator("venues")
+    @classmethod
+    def _venue_symbols(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for venue, symbols in v.items():
+            if not venue.strip() or ":" in venue or not symbols or len(set(symbols)) != len(symbols):
+                raise ValueError(f"venues[{venue!r}]={symbols!r}: a venue needs a name without ':' and "
+                                 "unique symbols")
+        return v
+
     @model_validator(mode="after")
     def _precision_keys(self) -> TraderConfig:
-        unknown = sorted(set(self.precision) - set(self.symbols))
+        if self.exchange in self.venues:
+            raise ValueError(f"venues repeats the default exchange {self.exchange!r}: list its symbols in symbols")
+        known = {s for i in self.instruments for s in (i.symbol, i.key)}
+        unknown = sorted(set(self.precision) - known)
         if unknown:
             raise ValueError(f"precision given for symbols {unknown} that are not in symbols={list(self.symbols)}")
         for i, strat in enumerate(self.strategies):
-            extra = sorted(set(strat.symbols or ()) - set(self.symbols))
+            extra = sorted(set(strat.symbols or ()) - known)
             if extra:
-                raise ValueError(f"strategies[{i}].symbols {extra} are not in symbols={list(self.symbols)}")
+                raise ValueError(f"strategies[{i}].symbols {extra} are not in symbols={list(self.symbols)} "
+                                 f"or venues={self.venues}")
         return self
 
     @property
+    def markets(self) -> tuple[tuple[str, str], ...]:
+        """Every (exchange, symbol) of the account: ``symbols`` on ``exchange``, then each venue's."""
+        return (*((self.exchange, s) for s in self.symbols),
+                *((v, s) for v, syms in self.venues.items() for s in syms))
+
+    @property
+    def instrument_keys(self) -> frozenset[str]:
+        """The ``exchange:symbol`` keys of the traded instruments."""
+        return frozenset(f"{ex}:{sym}" for ex, sym in self.markets)
+
+    @property
     def instruments(self) -> list[Instrument]:
-        """The traded instruments, in ``symbols`` order."""
+        """The traded instruments, in :attr:`markets` order (precision by ``exchange:symbol``, then symbol)."""
         out = []
-        for sym in self.symbols:
-            p = self.precision.get(sym)
+        for ex, sym in self.markets:
+            p = self.precision.get(f"{ex}:{sym}") or self.precision.get(sym)
             out.append(
                 Instrument(
-                    self.exchange,
+                    ex,
                     sym,
                     p.price_decimals if p else self.price_decimals,
                     p.qty_decimals if p else self.qty_decimals,
@@ -160,8 +189,8 @@ class TraderConfig(BaseModel):
     @property
     def instrument(self) -> Instrument:
         """The single instrument of a one-symbol config (ValueError for several)."""
-        if len(self.symbols) != 1:
-            raise ValueError(f"config trades {len(self.symbols)} symbols; use .instruments")
+        if len(self.markets) != 1:
+            raise ValueError(f"config trades {len(self.markets)} symbols; use .instruments")
         return self.instruments[0]
 
     @property

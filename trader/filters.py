@@ -1,8 +1,9 @@
 """Which events a run trades: one filter shared by backtest and live, so both see identical inputs.
 
 The Kafka topics hold the whole history, every instrument and the signals of several model
-versions; a run trades one exchange/timeframe, its symbols, from ``start_time`` (the model's
-out-of-sample start) up to the bar opening at ``until_bar_time``, with one model's signals.
+versions; a run trades one timeframe, its instruments (``exchange:symbol``, one or more venues),
+from ``start_time`` (the model's out-of-sample start) up to the bar opening at ``until_bar_time``,
+with one model's signals.
 Rules (on the payload, never on the Kafka timestamp):
 
 * a signal whose ``bar_time`` is before ``start_time`` is not traded (so a signal about the last
@@ -52,6 +53,13 @@ class EventFilter:
     until_bar_time: datetime | None = None
     model_version: str | None = None
     warmup: timedelta = timedelta(0)
+    instruments: frozenset[str] = frozenset()  # exchange:symbol keys; empty = exchange x symbols
+
+    def trades(self, exchange: str, symbol: str) -> bool:
+        """Whether the run trades ``symbol`` on ``exchange``."""
+        if self.instruments:
+            return f"{exchange}:{symbol}" in self.instruments
+        return exchange == self.exchange and symbol in self.symbols
 
     @classmethod
     def for_run(
@@ -76,7 +84,7 @@ class EventFilter:
             raise DataValidationError("warmup_bars", warmup_bars, "must be >= 0")
         return cls(
             config.exchange, config.timeframe, frozenset(config.symbols), start_time, until_bar_time, model_version,
-            timeframe_delta(config.timeframe) * warmup_bars,
+            timeframe_delta(config.timeframe) * warmup_bars, config.instrument_keys,
         )
 
     @property
@@ -106,7 +114,7 @@ class EventFilter:
         ex, tf, sym = payload.get("exchange"), payload.get("timeframe"), payload.get("symbol")
         if not (isinstance(ex, str) and isinstance(tf, str) and isinstance(sym, str)):
             return None
-        if ex != self.exchange or tf != self.timeframe or sym not in self.symbols:
+        if tf != self.timeframe or not self.trades(ex, sym):
             return Skip.OTHER_INSTRUMENT
         if is_signal and self.model_version is not None:
             version = payload.get("model_version")
@@ -134,7 +142,7 @@ class EventFilter:
 
     def skip_reason(self, event: Event, *, check_end: bool = True) -> Skip | None:
         """Why ``event`` is outside the run, or None if it is traded."""
-        if event.exchange != self.exchange or event.timeframe != self.timeframe or event.symbol not in self.symbols:
+        if event.timeframe != self.timeframe or not self.trades(event.exchange, event.symbol):
             return Skip.OTHER_INSTRUMENT
         if isinstance(event, Signal):
             if self.model_version is not None and event.model_version != self.model_version:

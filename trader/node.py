@@ -45,6 +45,7 @@ from trader.risk import AccountExposure, RiskEngine, TradingState
 from trader.strategy import Strategy, StrategyContext
 
 log = get_logger(__name__)
+MAX_UNSETTLED = 3  # unsettled reconciliations in a row before their mismatches count
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ class TradingNode:
         self._dirty: set[str] = set()
         self._drained = {"fills": 0, "equity": 0, "trades": 0}
         self._started = False
+        self._unsettled = 0  # reconciliations in a row whose venue snapshot never settled
         self._stopped: dict[str, datetime] = {}  # instrument -> bar close at which a protective stop fired
         self.initial_equity = portfolio.equity()  # a carried account starts from its snapshot's equity
 
@@ -136,11 +138,17 @@ class TradingNode:
         """Adopt the venue's new fills, then compare its open orders, positions and cash with the books.
 
         Returns the mismatches. A simulated venue's mismatch raises :class:`ReconciliationError`; a real
-        venue's (``halt_on_mismatch``) puts the risk engine in HALTED with the reason.
+        venue's (``halt_on_mismatch``) puts the risk engine in HALTED with the reason. A snapshot that
+        never settled (fills kept arriving during every read) gives no verdict, up to
+        ``MAX_UNSETTLED`` times in a row: then its mismatches count.
         """
         self.client.poll(self._on_fill)
         report = self.client.reconcile(self._on_fill)
         problems = self._mismatches(report)
+        self._unsettled = 0 if report.settled else self._unsettled + 1
+        if problems and 0 < self._unsettled < MAX_UNSETTLED:
+            log.info("node.reconcile_unsettled", extra={"times": self._unsettled, "problems": problems})
+            return []
         if problems and not report.halt_on_mismatch:
             raise ReconciliationError("; ".join(problems))
         if problems:

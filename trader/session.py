@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cryptolake.errors import CryptolakeError
+from cryptolake.errors import ConfigError, CryptolakeError
 from cryptolake.logs import get_logger
 from cryptolake.types import to_ms
 from trader.clock import SimClock
@@ -98,6 +98,9 @@ class TradingSession:
 
     def __init__(self, trader: TraderConfig, config: SessionConfig, store: TradeStore, *,
                  exchange: Any = None) -> None:
+        if trader.venues:  # one ccxt connection, feed and balance: other venues would be silently ignored
+            raise ConfigError(f"a trading session trades one venue ({config.venue.venue}); venues="
+                              f"{dict(trader.venues)} runs in backtests and the Kafka-fed paper trader only")
         self.trader, self.config = trader, config
         self.journal = OrderJournal(store, config.account_id)
         live = config.mode == "live"

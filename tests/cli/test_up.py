@@ -76,6 +76,25 @@ def test_airflow_specs_start_after_postgres_and_carry_the_landing_interval(tmp_p
     assert landing_start(900, 1_000_000_007.5).timestamp() == 999_999_900
 
 
+def test_the_statsd_bridge_starts_first_and_airflow_sends_its_metrics_to_it(tmp_path: Path) -> None:
+    from cli.up import airflow_specs, build_specs
+
+    system = load_system(DEFAULT_FILE, environ={})
+    base = Settings()
+    settings = base.model_copy(update={"airflow": base.airflow.model_copy(update={"home": tmp_path / "af"})})
+    ports = itertools.count(40000)
+    specs = build_specs(system, settings, 39999, lambda: next(ports), statsd_port=18125)
+    bridge = specs[0]
+    assert bridge.name == "statsd-bridge" and bridge.argv[3] == "statsd-bridge" and bridge.metrics_port == 40000
+    assert bridge.argv[bridge.argv.index("--udp-port") + 1] == "18125"
+    assert bridge.argv[bridge.argv.index("--metrics-port") + 1] == "40000"
+    assert "statsd-bridge" not in {s.name for s in build_specs(system, settings, 39999, lambda: next(ports))}
+    for spec in airflow_specs(system, settings, now=1_000_000_007.5, statsd_port=18125)[1:]:
+        assert spec.after == ("airflow-postgres", "statsd-bridge")
+        assert spec.env["AIRFLOW__METRICS__STATSD_PORT"] == "18125"
+        assert spec.env["AIRFLOW__METRICS__STATSD_ON"] == "True"
+
+
 def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
@@ -171,7 +190,7 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         assert state is not None
         rows = state["processes"]
         assert set(rows) == {"exchange", "market-localex-1m", "trader-paper-breakout", "altdata", "stream", "monitor",
-                             "prometheus", *AIRFLOW}
+                             "prometheus", "statsd-bridge", *AIRFLOW}
         assert all(r["state"] == "running" and r["ready"] for r in rows.values())
         pids = [state["pid"], *(r["pid"] for r in rows.values())]
         sessions = [r["pid"] for r in rows.values()]
@@ -212,6 +231,9 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         targets = _prometheus_targets(rows["prometheus"]["metrics_port"], 90)
         scraped = {n for n, r in rows.items() if r.get("metrics_port") and n != "prometheus"} | {"supervisor"}
         assert set(targets) == scraped and set(targets.values()) == {"up"}, targets  # every target up
+        # Airflow's own metrics, through the StatsD bridge (the scheduler heartbeats every 2 s)
+        beats = _metric_at_least(rows["statsd-bridge"]["metrics_port"], "airflow_scheduler_heartbeat_total", 1, 30)
+        assert beats is not None and beats >= 1, beats
         alt = _per_topic(rows["altdata"]["metrics_port"], "cryptolake_producer_messages_sent")
         # the real headlines', posts' and chain figures' replays flow into their topics
         # (X, Telegram and Discord into social.posts; the EVM node's blocks and transfers into chain.*)

@@ -5,14 +5,18 @@ processor with the LocalExecutor, then backfills through the REST API: three 15-
 the market DAG ``market_landing`` (each run audits its interval's bronze ``market.ohlcv`` rows, no
 JVM) and one daily interval of ``stack_smoke`` (one Spark task under the LocalExecutor, writing its
 interval's rows to ``ops.stack_smoke``). It asserts the run states in the metadata DB and the rows
-the runs wrote. (Scheduled runs with catch-up run under ``cryptolake up``: ``tests/cli/test_up.py``.)
+the runs wrote, and that the scheduler's, the DAG processor's and the tasks' StatsD metrics reached the
+StatsD bridge's /metrics (real series: Airflow falls back to a silent no-op logger when its ``statsd``
+client is missing). (Scheduled runs with catch-up run under ``cryptolake up``: ``tests/cli/test_up.py``.)
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +25,7 @@ import pytest
 
 from cryptolake.settings import Settings
 from infra import airflow_services as svc
+from infra.statsd_bridge import StatsdBridge
 
 
 def _settings(home: Path) -> Settings:
@@ -39,6 +44,20 @@ def test_env_uses_postgres_local_executor_and_the_api_server_for_task_execution(
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{api}/execution/"
     assert svc.services_env(s) == env  # ports and the JWT secret are chosen once, then kept
     assert oct((tmp_path / "af" / "jwt_secret").stat().st_mode & 0o777) == "0o600"
+    assert not any(k.startswith("AIRFLOW__METRICS__") for k in env)  # no StatsD port given: no metrics options
+    metrics = svc.services_env(s, statsd_port=18125)
+    assert {k: v for k, v in metrics.items() if k.startswith("AIRFLOW__METRICS__")} == {
+        "AIRFLOW__METRICS__STATSD_ON": "True", "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": "18125", "AIRFLOW__METRICS__STATSD_PREFIX": "airflow"}
+
+
+def test_process_specs_send_statsd_to_the_bridge_and_wait_for_it(tmp_path):
+    s = _settings(tmp_path / "af")
+    db, *airflow = svc.process_specs(s, statsd_port=18125, after=("statsd-bridge",))
+    assert "AIRFLOW__METRICS__STATSD_PORT" not in db.env
+    for spec in airflow:
+        assert spec.env["AIRFLOW__METRICS__STATSD_PORT"] == "18125"
+        assert spec.after == ("airflow-postgres", "statsd-bridge")
 
 
 def test_specs_name_every_process_with_its_argv(tmp_path):
@@ -54,19 +73,26 @@ def test_specs_name_every_process_with_its_argv(tmp_path):
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[tuple[svc.AirflowServices, Path]]:
+def deployment(tmp_path: Path) -> Iterator[tuple[svc.AirflowServices, Path, StatsdBridge]]:
     # not under pytest's 0700 tmp root: under root, PostgreSQL runs as `postgres` and must reach its folder
     root = Path(tempfile.mkdtemp(prefix="cryptolake-afsvc-"))
     root.chmod(0o755)
     lake = root / "lake"
     extra = {"CRYPTOLAKE__PATHS__LAKE_ROOT": str(lake), "CRYPTOLAKE__PATHS__CHECKPOINT_ROOT": str(root / "chk"),
              "CRYPTOLAKE__SPARK__DRIVER_MEMORY": "1g"}
-    deployment = svc.AirflowServices(_settings(root / "af"), extra_env=extra)
+    bridge = StatsdBridge()
+    bridge.start()
+    settings = _settings(root / "af")
+    # stack_smoke's scheduled run and its backfill are two Spark tasks that can hold both default slots for
+    # minutes on a loaded 2-core machine: a third slot keeps the market DAG's short runs from starving
+    settings = settings.model_copy(update={"airflow": settings.airflow.model_copy(update={"parallelism": 3})})
+    deployment = svc.AirflowServices(settings, extra_env=extra, statsd_port=bridge.udp_port)
     try:
         deployment.start()
-        yield deployment, lake
+        yield deployment, lake, bridge
     finally:
         deployment.stop()
+        bridge.close()
         shutil.copytree(root / "af" / "logs", tmp_path / "airflow-logs", dirs_exist_ok=True)  # kept for a failure
         shutil.rmtree(root, ignore_errors=True)
 
@@ -89,6 +115,25 @@ def _wait_parsed(d: svc.AirflowServices, dag_ids: set[str]) -> None:
         time.sleep(2)
 
 
+def _scraped(bridge: StatsdBridge) -> dict[str, float]:
+    """``{sample: value}`` of the bridge's /metrics (labelled samples keep their labels in the key)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{bridge.metrics_port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^([a-zA-Z_]\S*) (\S+)$", body, re.M)}
+
+
+def _airflow_metrics(bridge: StatsdBridge, timeout_s: float = 30) -> dict[str, float]:
+    """The bridge's samples once the scheduler's heartbeat and the market DAG's finished runs are in them."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = _scraped(bridge)
+        done = got.get("airflow_dagrun_duration_success_market_landing_seconds_count", 0)
+        if (got.get("airflow_scheduler_heartbeat_total", 0) > 0 and got.get("airflow_ti_successes_total", 0) >= 3
+                and done >= 3) or time.monotonic() > deadline:
+            return got
+        time.sleep(1)
+
+
 def _backfill_done(d: svc.AirflowServices, dag_id: str, count: int, timeout_s: float) -> list[tuple[str, datetime]]:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -109,7 +154,7 @@ def test_real_scheduler_backfills_the_market_dag_and_a_spark_task_with_the_local
     from tests.conftest import settings_in
     from tests.pipeline.test_landing import _bronze
 
-    d, lake = deployment
+    d, lake, bridge = deployment
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     landed = {0: 3, 1: 0, 2: 5}  # SYNTHETIC bronze rows per 15-minute interval (by landed_time)
     rows = [(t0 + timedelta(minutes=15 * k, seconds=7 * j)) for k, n in landed.items() for j in range(n)]
@@ -129,6 +174,16 @@ def test_real_scheduler_backfills_the_market_dag_and_a_spark_task_with_the_local
            if r["interval_start"].year == 2024]
     assert got == [(s, timedelta(minutes=15), n, "ok" if n else "empty") for s, n in zip(starts, landed.values(),
                                                                                            strict=True)]
+    # the scheduler's, the DAG processor's and the tasks' StatsD lines, translated by the bridge
+    got = _airflow_metrics(bridge)
+    airflow = sorted(k for k in got if k.startswith("airflow_"))
+    assert got.get("airflow_scheduler_heartbeat_total", 0) > 0, airflow  # a heartbeat every 2 s
+    assert got.get("airflow_ti_successes_total", 0) >= 3, airflow  # from the task processes (one per run)
+    # the three runs of the market DAG, each timed by the scheduler (a histogram in seconds)
+    assert got.get("airflow_dagrun_duration_success_market_landing_seconds_count", 0) >= 3, airflow
+    assert "airflow_dag_processing_total_parse_time" in got, airflow  # the DAG processor's gauge
+    malformed = {k: v for k, v in got.items() if k.startswith("statsd_bridge_malformed_total") and v}
+    assert malformed == {}, malformed  # every line Airflow sent translated
     # a Spark task under the LocalExecutor (a loaded 2-core machine starts its JVM in 20-90 s)
     assert _backfill_done(d, "stack_smoke", 1, 600) == [("success", t0)]
     per_day: dict[str, int] = {}

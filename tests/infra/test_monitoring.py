@@ -52,18 +52,90 @@ def test_alert_rules_pass_promtool_and_cover_freshness_lag_kill_switch_and_proce
     check = subprocess.run(["promtool", "check", "rules", str(MONITORING / "alerts.yml")], capture_output=True,
                            text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 5 rules found" in check.stdout
+    assert "SUCCESS: 7 rules found" in check.stdout
     text = (MONITORING / "alerts.yml").read_text()
-    for name in ("CryptolakeTableStale", "CryptolakeConsumerLag", "CryptolakeTraderHalted", "CryptolakeProcessDown"):
+    for name in ("CryptolakeTableStale", "CryptolakeConsumerLag", "CryptolakeTraderHalted", "CryptolakeProcessDown",
+                 "CryptolakeAirflowSchedulerHeartbeatMissing", "CryptolakeStatsdLinesDropped"):
         assert f"alert: {name}" in text
+
+
+HEARTBEAT_RULE_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 30s
+tests:
+  # the bridge is scraped throughout; the scheduler heartbeats for 5 minutes, then stops (SYNTHETIC series)
+  - interval: 30s
+    input_series:
+      - series: 'up{{job="statsd-bridge", instance="127.0.0.1:1"}}'
+        values: '1x20'
+      - series: 'airflow_scheduler_heartbeat_total{{job="statsd-bridge", instance="127.0.0.1:1"}}'
+        values: '0+15x10 150x10'
+      - series: 'statsd_bridge_malformed_total{{job="statsd-bridge", instance="127.0.0.1:1", reason="syntax"}}'
+        values: '0x10 3x10'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: CryptolakeAirflowSchedulerHeartbeatMissing
+        exp_alerts: []
+      - eval_time: 6m
+        alertname: CryptolakeAirflowSchedulerHeartbeatMissing
+        exp_alerts: []
+      - eval_time: 10m
+        alertname: CryptolakeAirflowSchedulerHeartbeatMissing
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: statsd-bridge, instance: "127.0.0.1:1"}}
+            exp_annotations:
+              summary: "no Airflow scheduler heartbeat in 2 minutes (see `cryptolake logs airflow-scheduler`)"
+      - eval_time: 4m
+        alertname: CryptolakeStatsdLinesDropped
+        exp_alerts: []
+      - eval_time: 6m
+        alertname: CryptolakeStatsdLinesDropped
+        exp_alerts:
+          - exp_labels: {{severity: warning, job: statsd-bridge, instance: "127.0.0.1:1", reason: syntax}}
+            exp_annotations:
+              summary: "statsd-bridge dropped 3 line(s) (syntax) in 10 minutes"
+  # no bridge (Airflow off): no heartbeat alert although no heartbeat series exists
+  - interval: 30s
+    input_series:
+      - series: 'up{{job="monitor", instance="127.0.0.1:2"}}'
+        values: '1x20'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: CryptolakeAirflowSchedulerHeartbeatMissing
+        exp_alerts: []
+"""
+
+
+def test_heartbeat_alert_fires_only_when_the_scheduler_stops_beating_while_the_bridge_is_up(tmp_path):
+    spec = tmp_path / "heartbeat_test.yml"
+    spec.write_text(HEARTBEAT_RULE_TEST.format(rules=json.dumps(str(MONITORING / "alerts.yml"))))
+    run = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS" in run.stdout
+
+
+def _airflow_metric_names() -> set[str]:
+    """Airflow's own metrics registry (fixed names only), as the StatsD bridge exposes them (prefix airflow)."""
+    import importlib.util
+
+    import yaml
+
+    from infra.statsd_bridge import exported_name, prom_name
+
+    spec = importlib.util.find_spec("airflow")  # located, not imported (importing airflow configures it)
+    assert spec is not None and spec.origin is not None
+    template = Path(spec.origin).parent / "_shared" / "observability" / "metrics" / "metrics_template.yaml"
+    kinds = {"counter": "counter", "gauge": "gauge", "timer": "timer"}
+    return {exported_name(prom_name(f"airflow.{m['name']}"), kinds[m["type"]])  # type: ignore[arg-type]
+            for m in yaml.safe_load(template.read_text())["metrics"] if "{" not in m["name"]}
 
 
 def _exported_metric_names() -> set[str]:
     names: set[str] = set()
     for d in CODE_DIRS:
         for f in (PROJECT_ROOT / d).rglob("*.py"):
-            names |= set(re.findall(r"[\"'](cryptolake_[a-z0-9_]+)[\"']", f.read_text()))
-    return names
+            names |= set(re.findall(r"[\"']((?:cryptolake|statsd_bridge)_[a-z0-9_]+)[\"']", f.read_text()))
+    return names | _airflow_metric_names()
 
 
 def test_grafana_dashboard_is_valid_and_every_expr_names_an_exported_metric():
@@ -77,14 +149,15 @@ def test_grafana_dashboard_is_valid_and_every_expr_names_an_exported_metric():
     for panel in panels:
         assert panel["type"] in {"timeseries", "stat", "table", "gauge"} and panel["gridPos"]["w"] > 0
         for target in panel["targets"]:
-            metrics = set(re.findall(r"\b(cryptolake_[a-z0-9_]+)", target["expr"]))
+            metrics = set(re.findall(r"\b((?:cryptolake|airflow|statsd_bridge)_[a-z0-9_]+)", target["expr"]))
             assert metrics, f"panel {panel['title']!r}: {target['expr']!r} names no cryptolake metric"
             for m in metrics:
                 base = next((m[: -len(s)] for s in suffixes if m.endswith(s) and m[: -len(s)] in exported), m)
                 assert base in exported, f"panel {panel['title']!r}: {m} is exported by no process"
                 seen.add(base)
     assert {"cryptolake_trader_equity", "cryptolake_consumer_lag_messages",
-            "cryptolake_table_commit_age_seconds"} <= seen
+            "cryptolake_table_commit_age_seconds", "airflow_scheduler_heartbeat_total",
+            "statsd_bridge_malformed"} <= seen
 
 
 def _synthetic_table(lake: Path) -> None:

@@ -85,6 +85,19 @@ def test_constraints_hold_for_every_method(sp500: pd.DataFrame, method: str) -> 
         assert ls.sum() == pytest.approx(1.0, abs=1e-6) and ls.abs().max() <= 0.3 + 1e-6 and (ls < -1e-4).any()
 
 
+def test_inverse_vol_is_capped_at_max_weight_and_keeps_the_others_proportions(sp500: pd.DataFrame) -> None:
+    x = sp500["2021":].iloc[:, :4]
+    free = target_weights(x, AllocationConfig(method="inverse_vol", covariance="empirical"))
+    cap = round(float(free.max()) - 0.02, 4)
+    assert cap >= 0.25  # feasible over 4 assets
+    w = target_weights(x, AllocationConfig(method="inverse_vol", covariance="empirical", max_weight=cap))
+    at_cap = w >= cap - 1e-12
+    assert w.max() <= cap + 1e-12 and w.sum() == pytest.approx(1.0, abs=1e-12) and at_cap[free.idxmax()]
+    assert free[at_cap].min() > free[~at_cap].max()  # the largest are capped, in order
+    rest = free[~at_cap]  # the others keep 1/sigma proportions and share what the capped ones gave up
+    np.testing.assert_allclose(w[~at_cap], rest / rest.sum() * (1 - cap * int(at_cap.sum())), rtol=1e-12)
+
+
 def test_bad_constraints_are_refused_with_the_field() -> None:
     with pytest.raises(ValueError, match="long-only"):
         AllocationConfig(method="hrp", long_only=False)

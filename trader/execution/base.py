@@ -32,7 +32,9 @@ class ReconcileReport:
     ``tolerance``: how far a position may differ (per instrument; a real venue's balances are only
     exact to its precision); ``cash``: the venue's balance per quote currency, when it keeps one;
     ``halt_on_mismatch``: a real venue's disagreement halts the node (with the reason) instead of
-    refusing to start, so its open orders can still be cancelled and the state inspected.
+    refusing to start, so its open orders can still be cancelled and the state inspected;
+    ``settled``: False when fills kept arriving between every balance read and the trades read after
+    it, so the balances may hold a fill the books have not adopted yet (no verdict; read again later).
     """
 
     open_orders: tuple[Order, ...] = ()
@@ -42,6 +44,7 @@ class ReconcileReport:
     cash: dict[str, float] = field(default_factory=dict)
     halt_on_mismatch: bool = False
     local_orders: tuple[str, ...] = ()  # open orders the client holds itself (emulated stops), not at the venue
+    settled: bool = True
 
 
 class ExecutionClient(ABC):

@@ -61,7 +61,7 @@ from trader.orders import TERMINAL, IllegalTransitionError, OrderJournal
 log = get_logger(__name__)
 T = TypeVar("T")
 S = OrderStatus
-RECONCILE_READS = 4  # balance reads per reconciliation at most, while fills keep arriving between them
+RECONCILE_READS = 8  # balance reads per reconciliation at most, while fills keep arriving between them
 _CID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId rule (the strictest common one)
 _STATUS = {"open": S.ACCEPTED, "closed": S.FILLED, "canceled": S.CANCELED, "expired": S.EXPIRED,
            "rejected": S.REJECTED}
@@ -620,12 +620,15 @@ class CcxtExecutionClient(ExecutionClient):
         With ``on_fill``, one snapshot is the balances, then the open orders, then the trades and the
         orders that left the open list since: if that last read changed anything (a resting order filled
         or was cancelled meanwhile), the snapshot is taken again (up to ``RECONCILE_READS`` times), so
-        an order finishing during the reads is not a mismatch.
+        an order finishing during the reads is not a mismatch. If every read saw a change (fills arriving
+        faster than a read, e.g. on a loaded machine), the report is not ``settled``.
         """
+        settled = False
         for _ in range(RECONCILE_READS):
             bal = self.balances()
             rows = self._fetch_open_rows()
             if on_fill is None or not self._poll_rest(on_fill, rows):
+                settled = True
                 break
         baseline = self.journal.get("baseline")
         if baseline is None:
@@ -649,7 +652,7 @@ class CcxtExecutionClient(ExecutionClient):
         cash = {q: round(bal.get(q, 0.0), 8) for q in quote}
         local = tuple(o.client_id for o in self.journal.open_orders() if o.id.startswith("emulated:"))
         return ReconcileReport(tuple(opened), positions, len(self.journal.fill_ids), tolerance=tolerance,
-                               cash=cash, halt_on_mismatch=True, local_orders=local)
+                               cash=cash, halt_on_mismatch=True, local_orders=local, settled=settled)
 
 
 def _foreign(r: dict[str, Any], venue: str) -> Order:

@@ -57,20 +57,29 @@ def _require(df: pd.DataFrame, cols: Iterable[str], what: str) -> None:
 def _symbols(df: pd.DataFrame, config: TraderConfig, what: str) -> list[str]:
     if "symbol" in df.columns:
         return df["symbol"].astype(str).tolist()
-    if len(config.symbols) > 1:
+    if len(config.markets) > 1:
         raise DataValidationError(
             f"{what}.columns", list(df.columns), f"a 'symbol' column is required to trade {list(config.symbols)}"
         )
     return [config.symbols[0]] * len(df)
 
 
+def _exchanges(df: pd.DataFrame, config: TraderConfig) -> list[str]:
+    """Each row's venue: its ``exchange`` column, or the config's exchange without one."""
+    if "exchange" in df.columns:
+        return df["exchange"].astype(str).tolist()
+    return [config.exchange] * len(df)
+
+
 def _instrument_mask(df: pd.DataFrame, config: TraderConfig) -> pd.Series:
     mask = pd.Series(True, index=df.index)
-    for col, want in (("exchange", config.exchange), ("timeframe", config.timeframe)):
-        if col in df.columns:
-            mask &= df[col] == want
+    if "timeframe" in df.columns:
+        mask &= df["timeframe"] == config.timeframe
     if "symbol" in df.columns:
-        mask &= df["symbol"].isin(config.symbols)
+        venue = df["exchange"].astype(str) if "exchange" in df.columns else config.exchange
+        mask &= (venue + ":" + df["symbol"].astype(str)).isin(config.instrument_keys)
+    elif "exchange" in df.columns:
+        mask &= df["exchange"] == config.exchange
     return mask
 
 
@@ -91,7 +100,8 @@ def bars_from_frame(
     df: pd.DataFrame, config: TraderConfig, flt: EventFilter | None = None, counts: Counter[str] | None = None
 ) -> list[Bar | SkippedBar]:
     """Bars from a frame with ``open_time, open, high, low, close, volume`` and ``symbol`` (optional
-    for a one-symbol config; exchange/timeframe optional, defaulting to the config's).
+    for a one-symbol config; exchange/timeframe optional, defaulting to the config's; a config with
+    ``venues`` reads each row's ``exchange``).
     Rows outside the run (other instruments, outside ``flt``'s window) are dropped and counted; a
     candle that breaks the candle rule becomes a :class:`SkippedBar` (see :func:`decode_bar`)."""
     _require(df, ("open_time", "open", "high", "low", "close", "volume"), "bars")
@@ -110,10 +120,10 @@ def bars_from_frame(
     times = _pydt(open_time[kept.index])
     syms = _symbols(kept, config, "bars")
     cols = [kept[c].astype(float).tolist() for c in ("open", "high", "low", "close", "volume")]
-    ex, tf = config.exchange, config.timeframe
+    exs, tf = _exchanges(kept, config), config.timeframe
     return [
         decode_bar(ex, sym, tf, t, o, h, lo, c, v)
-        for sym, t, o, h, lo, c, v in zip(syms, times, *cols, strict=True)
+        for ex, sym, t, o, h, lo, c, v in zip(exs, syms, times, *cols, strict=True)
     ]
 
 
@@ -157,10 +167,10 @@ def signals_from_frame(
         dirs = [1 if p > 0.5 else (-1 if p < 0.5 else 0) for p in probs]
     vers = versions[kept.index].tolist() if versions is not None else ["unversioned"] * len(kept)
     ids = kept["signal_id"].astype(str).tolist() if "signal_id" in kept.columns else [""] * len(kept)
-    ex, tf = config.exchange, config.timeframe
+    exs, tf = _exchanges(kept, config), config.timeframe
     return [
         Signal(ex, sym, tf, b, p, d, v, a, i)
-        for sym, b, p, d, v, a, i in zip(syms, bar_times, probs, dirs, vers, avail, ids, strict=True)
+        for ex, sym, b, p, d, v, a, i in zip(exs, syms, bar_times, probs, dirs, vers, avail, ids, strict=True)
     ]
 
 

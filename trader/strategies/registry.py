@@ -34,7 +34,7 @@ _BUILTINS = (
     "trader.strategies.threshold", "trader.strategies.swing", "trader.strategies.breakout",
     "trader.strategies.daytrade", "trader.strategies.vote", "trader.strategies.mlsignal", "trader.strategies.selector",
     "trader.strategies.ppo",
-    "trader.strategies.portfolio",
+    "trader.strategies.portfolio", "trader.strategies.sleeves",
 )
 
 

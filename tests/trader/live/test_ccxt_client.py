@@ -99,6 +99,42 @@ def test_reconcile_retakes_its_snapshot_when_a_resting_order_fills_between_its_r
     assert len(fills) == 1 and report.positions["binance:BTC/USDT"] == pytest.approx(fills[0].qty, abs=1e-9)
 
 
+def test_reconcile_is_unsettled_when_a_fill_lands_during_every_read(venue, keys, tmp_path) -> None:
+    """Partial fills of a resting buy land between every balance read and the trades read after it (the
+    replay is stepped inside each open-orders read): the report says it never settled, so the node gives
+    no verdict on it; the fills it did adopt are all booked once."""
+    from trader.execution.ccxt_client import RECONCILE_READS
+
+    client = make_client(venue, f"sqlite:///{tmp_path}/j.db")
+    client.reconcile()  # baseline balances
+    venue.faults.apply(max_fill_qty=0.0005)  # each print crossing the limit fills 0.0005 of it
+    last = client.exchange.fetch_ticker("BTC/USDT")["last"]
+    placed = client.submit(_order("t-000001-entry", Side.BUY, 0.02, OrderType.LIMIT, round(last * 0.999, 2)), NOW)
+    assert placed.status is S.ACCEPTED
+    real = client.exchange.fetch_open_orders
+
+    def fill_during_read(symbol: str, *a: object, **kw: object) -> list:
+        rows = real(symbol, *a, **kw)
+        if symbol == "BTC/USDT":
+            before = venue.engine.find(keys, "BTCUSDT", client_order_id="t-000001-entry").executed_qty
+            for _ in range(500):  # the replay moves on until the resting buy fills a little more
+                venue.step("BTCUSDT")
+                if venue.engine.find(keys, "BTCUSDT", client_order_id="t-000001-entry").executed_qty > before:
+                    break
+        return rows
+
+    client.exchange.fetch_open_orders = fill_during_read  # type: ignore[method-assign]
+    fills: list = []
+    report = client.reconcile(fills.append)
+    executed = float(venue.engine.find(keys, "BTCUSDT", client_order_id="t-000001-entry").executed_qty)
+    assert report.settled is False
+    assert len(fills) == RECONCILE_READS and executed == pytest.approx(0.0005 * RECONCILE_READS)
+    client.exchange.fetch_open_orders = real  # type: ignore[method-assign]
+    calm = client.reconcile(fills.append)  # the venue is still: the next reconciliation settles
+    assert calm.settled is True and len(fills) == RECONCILE_READS  # each fill booked once
+    assert calm.positions["binance:BTC/USDT"] == pytest.approx(sum(f.qty for f in fills), abs=1e-9)
+
+
 def test_limit_rests_then_cancels_through_the_written_ahead_states(venue, keys, tmp_path) -> None:
     client = make_client(venue, f"sqlite:///{tmp_path}/j.db")
     last = client.exchange.fetch_ticker("BTC/USDT")["last"]

@@ -68,7 +68,7 @@ def test_sigkill_at_random_points_then_restart_reconciles_everything(shared_data
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err[-3000:]
         halt = OrderJournal(TradeStore(url), "crash").get("halt_reason")
-        assert "state=active" in out, (out, halt, err[-3000:])
+        assert "state=active" in out, f"{out}\nhalt: {halt}\n{err[-3000:]}"  # a string: shown in full
         # the next start resumes from the stored state: no client id is sent twice
         proc = spawn_trader(ex, "crash-key", "crash-secret", url)
         wait_for(proc, "node.started", timeout=300)
