@@ -38,6 +38,7 @@ _lock = threading.Lock()
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Every ``spark.*`` setting the session gets (pure; unit-tested)."""
     jars = ",".join(str(p) for p in jar_files("spark", settings))
+    java_options = " ".join(["-Duser.timezone=UTC", *settings.spark.java_options.split()])
     conf = {
         "spark.master": settings.spark.master,
         "spark.app.name": settings.spark.app_name,
@@ -48,8 +49,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.default.parallelism": str(settings.spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": java_options,
+        "spark.executor.extraJavaOptions": java_options,
         "spark.ui.enabled": str(settings.spark.ui_enabled).lower(),
         "spark.driver.bindAddress": settings.spark.local_ip,
         "spark.driver.host": settings.spark.local_ip,

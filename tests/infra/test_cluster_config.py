@@ -114,3 +114,17 @@ def test_cluster_env_is_configuration_only() -> None:
 
     names = {row[0] for row in settings_table()}
     assert set(env) <= names
+
+
+def test_java_options_follow_the_utc_timezone_on_driver_and_executors() -> None:
+    from spark_jobs.session import spark_conf
+
+    base = Settings()
+    plain = spark_conf(base.model_copy(update={"spark": base.spark.model_copy(update={"java_options": ""})}))
+    assert plain["spark.driver.extraJavaOptions"] == plain["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC"
+    s = Settings()
+    short = " -XX:TieredStopAtLevel=1  -XX:+UseSerialGC"
+    s = s.model_copy(update={"spark": s.spark.model_copy(update={"java_options": short})})
+    conf = spark_conf(s)
+    assert conf["spark.driver.extraJavaOptions"] == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    assert conf["spark.executor.extraJavaOptions"] == conf["spark.driver.extraJavaOptions"]
