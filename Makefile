@@ -6,9 +6,6 @@ PY := .venv/bin/python
 # pytest-xdist workers of `make test`: each has its own state folder, broker and Airflow DB (tests/conftest.py);
 # a whole test file runs on one worker, so module fixtures are built once
 WORKERS ?= 2
-# the suite's Spark jobs are short and small: the client JIT and the serial GC spend less CPU compiling and
-# collecting (measured on tests/spark_jobs/silver/test_bars.py: the JVM's CPU 244 s -> 184 s, same results)
-TEST_ENV = CRYPTOLAKE__SPARK__JAVA_OPTIONS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 STACK_DOWN = .venv/bin/cryptolake stack down >/dev/null 2>&1 || true; \
 	for d in .state/xdist/*/; do [ -d "$$d" ] && CRYPTOLAKE__PATHS__STATE_DIR="$$d" .venv/bin/cryptolake stack down >/dev/null 2>&1; done; true
 
@@ -24,13 +21,13 @@ lint: setup
 	.venv/bin/lint-imports
 
 unit: setup
-	$(TEST_ENV) .venv/bin/pytest -m "not spark and not kafka and not airflow" -q -n $(WORKERS) --dist loadfile
+	.venv/bin/pytest -m "not spark and not kafka and not airflow" -q -n $(WORKERS) --dist loadfile
 
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy cryptolake ingest infra spark_jobs models trader research pipeline api dags cli
 	.venv/bin/lint-imports
-	$(TEST_ENV) .venv/bin/pytest -q --durations=40 -n $(WORKERS) --dist loadfile; rc=$$?; $(STACK_DOWN); exit $$rc
+	.venv/bin/pytest -q --durations=40 -n $(WORKERS) --dist loadfile; rc=$$?; $(STACK_DOWN); exit $$rc
 
 # Benchmarks need the peers (vectorbt, backtesting.py, nautilus_trader...): a bench-only dependency group,
 # never installed by `make setup`. Run one with `make bench B=bench/bench_backtest.py`.

@@ -75,7 +75,7 @@ class SparkSettings(_Frozen):
     ui_enabled: bool = Field(False, description="Start the Spark UI")
     extra_conf: dict[str, str] = Field(default_factory=dict, description="Any other spark.* settings")
     java_options: str = Field("", description="More JVM options of the driver and executors, after "
-                              "-Duser.timezone=UTC (the test suite's short jobs use the client JIT and the serial GC)")
+                              "-Duser.timezone=UTC (the client JIT made the suite slower: measured)")
     executor_memory: str = Field("768m", description="spark.executor.memory (cluster masters only)")
     executor_cores: int = Field(1, ge=1, description="spark.executor.cores (cluster masters only)")
     ship_python: bool = Field(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from trader.clock import SimClock
-from trader.domain import Bar, Instrument, OrderIntent
+from trader.domain import Bar, Instrument, Order, OrderIntent, OrderStatus, OrderType, Side
 from trader.execution.base import ReconcileReport
 from trader.execution.paper import PaperConfig, PaperExecutionClient
 from trader.node import MAX_UNSETTLED, TradingNode
@@ -67,3 +67,18 @@ def test_unsettled_snapshots_give_no_verdict_until_too_many_in_a_row(monkeypatch
     assert node.risk.state is TradingState.ACTIVE
     assert len(node.reconcile()) == 1  # the MAX_UNSETTLED-th unsettled one in a row counts
     assert node.risk.state is TradingState.HALTED
+
+
+@pytest.mark.parametrize(("status", "mismatch"), [(OrderStatus.UNKNOWN, False), (OrderStatus.SUBMITTED, False),
+                                                  (OrderStatus.ACCEPTED, True)])
+def test_a_submit_still_in_doubt_is_no_open_orders_mismatch(status: OrderStatus, mismatch: bool,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A market buy sent just before a crash is UNKNOWN at the restart until the venue tells (CI's crash test
+    halted on it within the recvWindow); an order the books hold as ACCEPTED but the venue lacks still halts."""
+    node = _node([ReconcileReport(halt_on_mismatch=True)], monkeypatch)
+    order = Order("idle-000018-buy", "binance", "BTC/USDT", Side.BUY, OrderType.MARKET, 0.001, None,
+                  datetime(2024, 1, 1, tzinfo=UTC), status, "" if status is not OrderStatus.ACCEPTED else "42")
+    node.orders[order.client_id] = order
+    problems = node.reconcile()
+    assert problems == (["venue open orders [] != node open orders ['idle-000018-buy']"] if mismatch else [])
+    assert (node.risk.state is TradingState.HALTED) is mismatch
