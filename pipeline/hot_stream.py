@@ -2,7 +2,7 @@
 
 The low-latency route from a venue's bar close to a signal (the issue's goal: p99 < 5 s for 1-minute
 bars on 2 cores), beside the Spark path that stays the lake's record (bronze -> silver -> gold ->
-gold.signals). No JVM: a Kafka consumer group (:class:`GroupSource`) polls the candles; each record
+gold.signals). No JVM: a Kafka consumer group (:func:`group_source`) polls the candles; each record
 is checked with the landing's own :func:`~spark_jobs.bronze.landing.check_payload` against
 ``OhlcvV1`` (a bad one goes to ``dlq.market.ohlcv`` with a reason naming the field, the dead-letter
 path every Python consumer uses; ``cryptolake`` lands it in ``quarantine.dlq_market_ohlcv``); the
@@ -26,7 +26,6 @@ delay is not in them); :mod:`pipeline.latency` reports them.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +46,7 @@ from pipeline.scorer import gate_refusal, signal_messages
 from spark_jobs.bronze.landing import check_payload
 from spark_jobs.gold.features import INPUT_COLUMNS, SERIES_KEYS
 from spark_jobs.stages import stage_rows
-from trader.feeds.kafka_source import DeadLetters, Record, Source
+from trader.feeds.kafka_source import DeadLetters, KafkaSource, Record, Source
 
 if TYPE_CHECKING:
     from models.registry import ModelRegistry
@@ -228,91 +227,17 @@ class HotConsumer:
 
 
 # --- the real sources and sinks -------------------------------------------------------------------------
-class GroupSource:
+def group_source(topic_names: Sequence[str], *, group_id: str, settings: Settings,
+                 replay_records: int = 1_000) -> KafkaSource:
     """``topic_names``' partitions, assigned to this one process, committed under ``group_id``.
 
     A (re)start resumes ``replay_records`` before the group's committed offset of each partition (the
     beginning the first time): the bars handled after the last one silver holds at the restart are read
     again, so the windows have no hole (those already in the window are skipped; a re-scored bar is
-    re-published with its id, which consumers skip). Same :class:`~trader.feeds.kafka_source.Source`
-    protocol as the trader's feed; undecodable bytes arrive as U+FFFD, to be dead-lettered.
+    re-published with its id, which consumers skip). Undecodable bytes arrive as U+FFFD, to be dead-lettered.
     """
-
-    def __init__(self, topic_names: Sequence[str], *, group_id: str, settings: Settings,
-                 replay_records: int = 1_000, max_poll_records: int = 500) -> None:
-        from kafka.structs import TopicPartition
-
-        from cryptolake.bus import consumer, ensure_topics, translate_kafka_error
-        from cryptolake.errors import BrokerUnavailableError
-        from cryptolake.retry import call_with_retry
-
-        ensure_topics(topic_names, settings)
-        # the broker answers a fetch as soon as a record is there (fetch_min_bytes=1): an idle fetch waits
-        # there (fetch_max_wait_ms, 500) rather than spinning this process and the broker
-        self._consumer = consumer(group_id=group_id, settings=settings, invalid_utf8="replace",
-                                  max_poll_records=max_poll_records)
-
-        def partitions(name: str) -> set[int]:
-            try:
-                ids = self._consumer.partitions_for_topic(name)
-            except Exception as exc:
-                raise translate_kafka_error(exc, f"partitions of {name}") from exc
-            if not ids:
-                raise BrokerUnavailableError(f"no partition metadata yet for topic {name}")
-            return set(ids)
-
-        parts = [TopicPartition(n, p) for n in topic_names
-                 for p in sorted(call_with_retry(functools.partial(partitions, n), what=f"partitions of {n}"))]
-        self._consumer.assign(parts)
-        self.start_offsets: dict[tuple[str, int], int | None] = {}
-        for tp in parts:
-            try:
-                committed = self._consumer.committed(tp)
-            except Exception as exc:
-                raise translate_kafka_error(exc, f"committed offset of {tp.topic}:{tp.partition}") from exc
-            if committed is None or int(committed) < 0:
-                self._consumer.seek_to_beginning(tp)
-                self.start_offsets[(tp.topic, tp.partition)] = None
-            else:
-                start = max(0, int(committed) - replay_records)
-                self._consumer.seek(tp, start)
-                self.start_offsets[(tp.topic, tp.partition)] = start
-        log.info("hot.assigned", extra={"group_id": group_id, "offsets": {
-            f"{t}:{p}": o for (t, p), o in self.start_offsets.items()}})
-
-    def poll(self, timeout_ms: int) -> list[Record]:
-        from cryptolake.bus import translate_kafka_error
-        from cryptolake.retry import call_with_retry
-
-        def once() -> list[Record]:
-            try:
-                batches = self._consumer.poll(timeout_ms=timeout_ms)
-            except Exception as exc:
-                raise translate_kafka_error(exc, "hot poll") from exc
-            return [Record(tp.topic, tp.partition, r.offset, r.key, r.value) for tp, recs in batches.items()
-                    for r in recs]
-
-        return call_with_retry(once, what="kafka poll")
-
-    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        from kafka.structs import OffsetAndMetadata, TopicPartition
-
-        from cryptolake.bus import translate_kafka_error
-        from cryptolake.retry import call_with_retry
-
-        payload = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
-
-        def once() -> None:
-            try:
-                self._consumer.commit(payload)
-            except Exception as exc:
-                raise translate_kafka_error(exc, "hot commit") from exc
-
-        if payload:
-            call_with_retry(once, what="kafka commit")
-
-    def close(self) -> None:
-        self._consumer.close()
+    return KafkaSource(topic_names, group_id=group_id, settings=settings, resume_records=replay_records,
+                       invalid_utf8="replace")
 
 
 class DeltaStages:
@@ -415,7 +340,7 @@ def start_hot(model_version: str, registry: ModelRegistry, settings: Settings, *
     seeded = {":".join(k): len(w) for k, w in hot.windows.items()}
     ensure_topics([topics.MARKET_OHLCV, topics.SIGNALS], settings)
     producer = Producer(settings, client_id="cryptolake-hot", linger_ms=0)
-    source = GroupSource([topics.MARKET_OHLCV], group_id=group_id, settings=settings, replay_records=replay_records)
+    source = group_source([topics.MARKET_OHLCV], group_id=group_id, settings=settings, replay_records=replay_records)
     consumer = HotConsumer(hot, source, producer, producer, DeltaStages(settings), timeframes=timeframes,
                            poll_timeout_ms=poll_timeout_ms, stamp_every_s=stamp_every_s,
                            on_batch=None if metrics is None else metrics_observer(metrics))

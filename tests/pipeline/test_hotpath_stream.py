@@ -181,7 +181,7 @@ def test_a_failed_flush_commits_nothing_and_the_restart_republishes_the_same_ids
         consumer.step()
     assert source.committed == {(TOPIC, 0): 11}
     # the restart: windows seeded from the same silver (which has not seen the live bars), the source
-    # resumes GroupSource.replay_records before the committed offsets: here from the beginning
+    # resumes group_source's replay_records before the committed offsets: here from the beginning
     restarted, source2 = _consumer(model, candles, _polls(candles), producer)
     source2.committed = dict(source.committed)
     while source2.polls:

@@ -1,10 +1,10 @@
 """The Kafka side of the paper/live feed: records in, offsets committed, dead letters out.
 
-:class:`KafkaSource` reads topics with manual assignment from the beginning, or from a seek
-time (``offsets_for_times``); :class:`KafkaDeadLetters` sends undecodable records to
-``dlq.<topic>`` with the reason. Tests replace both with lists through the :class:`Source` and
-:class:`DeadLetters` protocols. kafka-python errors are translated at this boundary
-(:func:`cryptolake.bus.translate_kafka_error`) and retried only when retryable.
+:class:`KafkaSource` reads topics with manual assignment from the beginning, from a seek
+time (``offsets_for_times``) or from the group's committed offsets less some records (a resume);
+:class:`KafkaDeadLetters` sends undecodable records to ``dlq.<topic>`` with the reason. Tests replace
+both with lists through the :class:`Source` and :class:`DeadLetters` protocols. kafka-python errors are
+translated at this boundary (:func:`cryptolake.bus.translate_kafka_error`) and retried only when retryable.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ class DeadLetters(Protocol):
 
 
 class KafkaSource:
-    """Reads ``topic_names`` with manual assignment from the beginning, or from ``seek_time``
-    (the first offset whose Kafka timestamp is at or after it); commits explicit offsets."""
+    """Reads ``topic_names`` with manual assignment from the beginning, from ``seek_time`` (the first
+    offset whose Kafka timestamp is at or after it) or, with ``resume_records``, that many records before
+    ``group_id``'s committed offset of each partition (the beginning when none); commits explicit offsets.
+    ``invalid_utf8="replace"``: undecodable bytes arrive as U+FFFD, to be dead-lettered."""
 
     def __init__(
         self,
@@ -62,7 +64,9 @@ class KafkaSource:
         group_id: str,
         settings: Settings | None = None,
         seek_time: datetime | None = None,
+        resume_records: int | None = None,
         max_poll_records: int = 500,
+        invalid_utf8: str = "strict",
     ) -> None:
         from kafka.structs import TopicPartition
 
@@ -71,17 +75,38 @@ class KafkaSource:
         settings = settings or get_settings()
         names = list(topic_names)
         ensure_topics(names, settings)
-        self._consumer = consumer(group_id=group_id, settings=settings, max_poll_records=max_poll_records)
+        self._consumer = consumer(group_id=group_id, settings=settings, invalid_utf8=invalid_utf8,
+                                  max_poll_records=max_poll_records)
         parts = []
         for name in names:
             ids = call_with_retry(functools.partial(self._partitions, name), what=f"partitions of {name}")
             parts += [TopicPartition(name, p) for p in sorted(ids)]
         self._consumer.assign(parts)
         self.start_offsets: dict[tuple[str, int], int | None] = {}
-        if seek_time is None:
+        if resume_records is not None:
+            self._resume(parts, resume_records, group_id)
+        elif seek_time is None:
             self._consumer.seek_to_beginning(*parts)
         else:
             self._seek(parts, seek_time)
+
+    def _resume(self, parts: list[Any], records: int, group_id: str) -> None:
+        from cryptolake.bus import translate_kafka_error
+
+        for tp in parts:
+            try:
+                committed = self._consumer.committed(tp)
+            except Exception as exc:
+                raise translate_kafka_error(exc, f"committed offset of {tp.topic}:{tp.partition}") from exc
+            if committed is None or int(committed) < 0:
+                self._consumer.seek_to_beginning(tp)
+                self.start_offsets[(tp.topic, tp.partition)] = None
+            else:
+                start = max(0, int(committed) - records)
+                self._consumer.seek(tp, start)
+                self.start_offsets[(tp.topic, tp.partition)] = start
+        log.info("kafka.resume", extra={"group_id": group_id, "offsets": {
+            f"{t}:{p}": o for (t, p), o in self.start_offsets.items()}})
 
     def _seek(self, parts: list[Any], seek_time: datetime) -> None:
         from cryptolake.bus import translate_kafka_error
