@@ -132,6 +132,16 @@ def _per_topic(port: int, name: str) -> dict[str, float]:
     return {topic: float(value) for topic, value in found}
 
 
+def _stream_batches(port: int) -> list[str]:
+    """The stream's own batch counts and durations per query (what a failure needs to say)."""
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError as exc:
+        return [f"metrics unreachable: {exc}"]
+    keep = ("cryptolake_stream_batches_total", "cryptolake_stream_batch_seconds_sum", "cryptolake_stream_rows")
+    return [line for line in body.splitlines() if line.startswith(keep)]
+
+
 def _metric_at_least(port: int, name: str, floor: float, timeout_s: float) -> float | None:
     """The metric once it reaches ``floor``, or its last value after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -218,14 +228,16 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
                                 len(seen), 20)
         assert sent is not None and sent >= len(seen) >= 300, (sent, len(seen))
         # the streaming driver lands the candles and computes gold at each bar close (WARMUP_BARS of history first)
-        deadline = time.monotonic() + 240
+        # (the first features batch takes the whole history: minutes on CI's loaded 2 cores; it returns early)
+        deadline = time.monotonic() + 480
         gold = 0
         while time.monotonic() < deadline and gold == 0:
             gold = len(_lake_rows(GOLD_FEATURES.path(settings), "localex"))
             time.sleep(2)
         landed = len(_lake_rows(bronze_spec(topics.MARKET_OHLCV).path(settings), None))
         stream_log = (settings.paths.state_dir / "logs" / "stream.log").read_text(errors="replace")[-3000:]
-        assert gold > 0 and landed >= WARMUP_BARS, (gold, landed, stream_log)
+        assert gold > 0 and landed >= WARMUP_BARS, (gold, landed, _stream_batches(rows["stream"]["metrics_port"]),
+                                                    stream_log)
         silver = _lake_rows(SILVER_BARS.path(settings), "localex")
         assert silver["open_time"].is_unique and len(silver) <= len(seen), (len(silver), len(seen))
         targets = _prometheus_targets(rows["prometheus"]["metrics_port"], 90)
