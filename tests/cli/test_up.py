@@ -229,7 +229,7 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
         assert sent is not None and sent >= len(seen) >= 300, (sent, len(seen))
         # the streaming driver lands the candles and computes gold at each bar close (WARMUP_BARS of history first)
         # (the first features batch takes the whole history: minutes on CI's loaded 2 cores; it returns early)
-        deadline = time.monotonic() + 480
+        deadline = time.monotonic() + 600
         gold = 0
         while time.monotonic() < deadline and gold == 0:
             gold = len(_lake_rows(GOLD_FEATURES.path(settings), "localex"))
