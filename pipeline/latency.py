@@ -115,8 +115,7 @@ def _order_hops(wide: pd.DataFrame, present: list[str]) -> list[tuple[str, pd.Da
         return []
     times = wide[signals]
     signalled = times.notna().any(axis=1)
-    first = pd.Series("", index=wide.index, dtype=object)
-    first[signalled] = times[signalled].idxmin(axis=1)
+    first = times[signalled].idxmin(axis=1).reindex(wide.index)
     return [(s, wide[first == s]) for s in signals]
 
 
