@@ -81,11 +81,9 @@ def run_live(
     try:
         result = run_node(node, feed, config, run_id=run_id, mode="live", store=store, final_status="stopped",
                           account_as_of=flt.end_available_time, progress=lambda _events: orders.maybe_flush())
+        orders.flush()  # after a failed run the last unwritten stamps are lost, never its error
     finally:
-        try:
-            orders.flush()
-        finally:
-            if isinstance(dlq, KafkaDeadLetters):
-                dlq.close()
+        if isinstance(dlq, KafkaDeadLetters):
+            dlq.close()
     result.stats["order_stamps"] = len(orders.stamps)
     return LiveResult(**vars(result))
