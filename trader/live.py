@@ -85,5 +85,5 @@ def run_live(
     finally:
         if isinstance(dlq, KafkaDeadLetters):
             dlq.close()
-    result.stats["order_stamps"] = len(orders.stamps)
+    result.stats["order_stamps"] = orders.stamped
     return LiveResult(**vars(result))

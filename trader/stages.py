@@ -97,8 +97,9 @@ class OrderStages:
             raise ValueError(f"every_s must be >= 0, got {every_s}")
         self.sink, self.every_s, self.clock = sink, every_s, clock
         self.metrics, self.since_received = metrics, since_received
-        self.stamps: list[OrderStamp] = []  # every stamp of the run (written or buffered)
+        self.stamped = 0  # orders stamped (written or buffered)
         self.written = 0
+        self._buffer: list[OrderStamp] = []
         self._flushed_at = clock()
 
     def on_sent(self, order: Order, signal: Signal | None) -> None:
@@ -106,8 +107,9 @@ class OrderStages:
         if signal is None:
             return
         sent_at = self.clock()
-        self.stamps.append(OrderStamp(signal.exchange, signal.symbol, signal.timeframe, signal.bar_time, sent_at,
-                                      order.client_id))
+        self._buffer.append(OrderStamp(signal.exchange, signal.symbol, signal.timeframe, signal.bar_time, sent_at,
+                                       order.client_id))
+        self.stamped += 1
         if self.metrics is not None:
             acc = self.metrics.account
             close = (signal.bar_time + timeframe_delta(signal.timeframe)).timestamp()
@@ -118,7 +120,8 @@ class OrderStages:
 
     @property
     def pending(self) -> int:
-        return len(self.stamps) - self.written
+        """Stamps buffered, not yet appended."""
+        return len(self._buffer)
 
     def rows(self, stamps: list[OrderStamp]) -> pd.DataFrame:
         """``stamps`` as ``ops.bar_stages`` rows."""
@@ -135,9 +138,10 @@ class OrderStages:
     def flush(self) -> None:
         """Append every buffered stamp now (one commit; nothing when none is buffered)."""
         self._flushed_at = self.clock()
-        if not self.pending or self.sink is None:
+        if not self._buffer:
             return
-        todo = self.stamps[self.written:]
-        self.sink.append(self.rows(todo))
-        self.written += len(todo)
-        log.info("trader.order_stages", extra={"rows": len(todo), "written": self.written})
+        if self.sink is not None:
+            self.sink.append(self.rows(self._buffer))  # a failed append keeps the buffer
+            self.written += len(self._buffer)
+            log.info("trader.order_stages", extra={"rows": len(self._buffer), "written": self.written})
+        self._buffer = []
