@@ -33,6 +33,7 @@ from trader.feeds.kafka_source import KafkaSource
 from trader.live import run_live
 from trader.results import LiveResult
 from trader.stages import DeltaStages
+from trader.store import TradeStore
 from trader.telemetry import TraderMetrics
 
 pytestmark = [pytest.mark.kafka]
@@ -65,6 +66,7 @@ def test_each_order_sent_over_kafka_has_one_order_stage_after_its_signal(kafka_b
     signal_sent: list[float] = []  # when each bar's signal was sent (epoch seconds)
     since = datetime.now(UTC) - timedelta(seconds=2)
     outcome: dict[str, LiveResult | BaseException] = {}
+    run_id, url = f"orderstage-{exchange}", f"sqlite:///{tmp_path}/t.db"
     with Producer(settings, linger_ms=0) as producer:
         for c, s in zip(ohlcv[:WARM], sigs[:WARM], strict=True):
             producer.send_message(c)
@@ -77,16 +79,19 @@ def test_each_order_sent_over_kafka_has_one_order_stage_after_its_signal(kafka_b
         def trade() -> None:
             try:
                 outcome["result"] = run_live(
-                    make_config(exchange=exchange), settings=settings, run_id=f"orderstage-{exchange}",
-                    store_url=f"sqlite:///{tmp_path}/t.db", source=source, stages=stages, stamp_every_s=1.0,
+                    make_config(exchange=exchange), settings=settings, run_id=run_id, store_url=url, source=source,
+                    stages=stages, stamp_every_s=1.0,
                     metrics=metrics, until_bar_time=pd.Timestamp(bars.open_time[N - 1]).to_pydatetime(),
                     max_idle_s=30)
             except BaseException as exc:  # re-raised in the test's thread
                 outcome["error"] = exc
 
+        store = TradeStore(url)  # its tables exist before the trader opens the store
         trader = threading.Thread(target=trade, daemon=True)
         trader.start()
-        time.sleep(2.0)  # the trader is polling before the live bars close
+        deadline = time.monotonic() + 30
+        while len(store.equity(run_id)) < WARM and time.monotonic() < deadline and trader.is_alive():
+            time.sleep(0.05)  # the live bars close once the trader has processed the warm-up ones
         for c, s in zip(ohlcv[WARM:], sigs[WARM:], strict=True):
             producer.send_message(c)
             producer.flush()
