@@ -114,6 +114,60 @@ def run(
     sys.stdout.flush()
 
 
+@app.command("signals")
+def signals(
+    strategy: str = typer.Option("mlsignal", help="Strategy trading the signals: a registered name or module:Class"),
+    symbols: str = typer.Option("BTC/USDT", help="Comma-separated symbols"),
+    exchange: str = typer.Option("binance", help="The venue name the connectors publish candles under"),
+    timeframe: str = typer.Option("1m", help="Bar timeframe"),
+    param: list[str] = typer.Option([], "--param", "-p", help="Strategy config field=value (JSON value); repeat"),
+    model_version: str = typer.Option(None, help="Trade only this model's signals (default: every model's)"),
+    account: str = typer.Option("signals", help="Account id: names the run (one per start)"),
+    cash: float = typer.Option(10_000.0, help="Initial cash of the paper account"),
+    stamp_every: float = typer.Option(2.0, help="Seconds between appends of the order stage to ops.bar_stages"),
+    metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on this port"),
+    store_url: str = typer.Option(None, help="SQLAlchemy URL of the store (default: SQLite under the state dir)"),
+) -> None:
+    """Paper-trade the live ``signals`` topic (with ``market.ohlcv``) from now until SIGTERM / Ctrl-C.
+
+    The Kafka-fed node (:func:`trader.live.run_live`): bars before the start only warm it up; each order
+    sent in answer to a signal is stamped ``order`` in ``ops.bar_stages`` (``cryptolake status`` reports
+    bar close -> order) and observed in ``/metrics``.
+    """
+    from datetime import UTC, datetime
+
+    from cryptolake.settings import get_settings
+    from trader.config import TraderConfig
+    from trader.live import run_live
+    from trader.stages import DeltaStages
+    from trader.telemetry import TraderMetrics
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    settings = get_settings()
+    start = datetime.now(UTC)
+    metrics = TraderMetrics(account)
+    try:
+        config = TraderConfig.model_validate({
+            "exchange": exchange, "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()),
+            "timeframe": timeframe, "initial_cash": cash, "strategies": ({"kind": strategy, **_params(param)},)})
+        stages = DeltaStages(settings)
+        if metrics_port is not None:
+            metrics.serve(metrics_port)
+        result = run_live(config, settings=settings, run_id=f"{account}-{start:%Y%m%dT%H%M%S}", store_url=store_url,
+                          start_time=start, model_version=model_version, stop_event=stop,
+                          max_idle_s=float("inf"), stages=stages, stamp_every_s=stamp_every, metrics=metrics)
+    except (CryptolakeError, ValueError) as exc:
+        typer.echo(f"trade signals failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        metrics.close()
+    typer.echo(f"stopped: fills={len(result.fills)} orders stamped={result.stats.get('order_stamps', 0)} "
+               f"equity={result.metrics.get('final_equity', cash):,.2f}")
+    sys.stdout.flush()
+
+
 def _with_lake_alt(trader: Any, enabled: bool, refresh_s: float, console: Any) -> Any:
     """``trader`` with the lake's refreshing alt side input (:func:`trader.altdata.lake_alt_side_input`)."""
     from datetime import UTC, datetime

@@ -343,15 +343,16 @@ def down(keep_broker: bool = typer.Option(False, help="Leave the Kafka broker ru
 
 
 def _latency_lines(settings: Settings) -> list[str]:
-    """Bar close -> signal (the Spark chain) and bar close -> hot_signal (the hot path), p50/p99, with their hops."""
+    """Bar close -> signal (the Spark chain), -> hot_signal (the hot path) and -> order (an order sent in answer to
+    the bar's signal), p50/p99, with their hops."""
     from pipeline.latency import bar_latency
 
     try:
         report = bar_latency(settings)
     except Exception as exc:  # the latency report is optional; its failure is shown, not fatal
         return [f"latency    : unavailable ({type(exc).__name__}: {exc})"]
-    e2e, hot = report.end_to_end, report.hot
-    if e2e is None and hot is None:
+    e2e, hot, order = report.end_to_end, report.hot, report.order
+    if e2e is None and hot is None and order is None:
         return [f"latency    : no bar has reached a signal yet ({report.bars} bars stamped)"]
     lines = []
     if e2e is not None:
@@ -359,6 +360,9 @@ def _latency_lines(settings: Settings) -> list[str]:
     if hot is not None:
         lines.append(f"hot path   : bar close -> hot_signal p50 {hot.p50:.2f} s, p99 {hot.p99:.2f} s over "
                      f"{hot.bars} bars")
+    if order is not None:
+        lines.append(f"trader     : bar close -> order p50 {order.p50:.2f} s, p99 {order.p99:.2f} s over "
+                     f"{order.bars} bars")
     hops = ", ".join(f"{k} p50 {v.p50:.2f} s p99 {v.p99:.2f} s" for k, v in report.hops.items())
     return [*lines, *([f"  hops     : {hops}"] if hops else [])]
 

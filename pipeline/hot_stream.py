@@ -19,9 +19,9 @@ run. A model that failed the champion gate (:func:`~pipeline.scorer.gate_refusal
 and publishes nothing.
 
 Stages: each new bar is stamped ``ingest`` (the candle's ``ingest_time``), ``hot_features`` (its gold
-row computed) and ``hot_signal`` (its signal acknowledged) in ``ops.bar_stages`` with delta-rs,
-buffered and appended every ``stamp_every_s`` (the stamps carry their own times, so the append's
-delay is not in them); :mod:`pipeline.latency` reports them.
+row computed) and ``hot_signal`` (its signal acknowledged) in ``ops.bar_stages`` with delta-rs
+(:class:`trader.stages.DeltaStages`), buffered and appended every ``stamp_every_s`` (the stamps carry
+their own times, so the append's delay is not in them); :mod:`pipeline.latency` reports them.
 """
 
 from __future__ import annotations
@@ -39,14 +39,15 @@ from cryptolake import topics
 from cryptolake.logs import get_logger
 from cryptolake.schemas import Message, OhlcvV1
 from cryptolake.settings import Settings
-from cryptolake.tables import BAR_STAGES, SILVER_BARS
+from cryptolake.stages import StageSink, stage_rows
+from cryptolake.tables import SILVER_BARS
 from cryptolake.types import TIMEFRAME_MS
 from pipeline.hotpath import HotPath, HotResult, bars_frame
 from pipeline.scorer import gate_refusal, signal_messages
 from spark_jobs.bronze.landing import check_payload
 from spark_jobs.gold.features import INPUT_COLUMNS, SERIES_KEYS
-from spark_jobs.stages import stage_rows
 from trader.feeds.kafka_source import DeadLetters, KafkaSource, Record, Source
+from trader.stages import DeltaStages
 
 if TYPE_CHECKING:
     from models.registry import ModelRegistry
@@ -64,12 +65,6 @@ class SignalSink(Protocol):
     def send_message(self, msg: Message) -> None: ...
 
     def flush(self, timeout: float = 60.0) -> None: ...
-
-
-class StageSink(Protocol):
-    """Where stage stamps go (``ops.bar_stages`` through delta-rs; a list in tests)."""
-
-    def append(self, rows: pd.DataFrame) -> None: ...
 
 
 @dataclass
@@ -238,45 +233,6 @@ def group_source(topic_names: Sequence[str], *, group_id: str, settings: Setting
     """
     return KafkaSource(topic_names, group_id=group_id, settings=settings, resume_records=replay_records,
                        invalid_utf8="replace")
-
-
-class DeltaStages:
-    """Appends stage rows to ``ops.bar_stages`` with delta-rs (no JVM; the table is created at start if missing,
-    so the first append is not also a table creation)."""
-
-    def __init__(self, settings: Settings) -> None:
-        from deltalake import DeltaTable
-        from deltalake.exceptions import DeltaError
-
-        from cryptolake.duck import delta_storage_options, duck_uri
-        from cryptolake.errors import InfrastructureError
-        from trader.export import arrow_schema
-
-        self.settings = settings
-        path = BAR_STAGES.path(settings)
-        try:
-            DeltaTable.create(duck_uri(path), schema=arrow_schema(BAR_STAGES), mode="ignore",
-                              partition_by=list(BAR_STAGES.partition_by), description=BAR_STAGES.description,
-                              storage_options=delta_storage_options(settings) or None)
-        except (DeltaError, OSError) as exc:
-            raise InfrastructureError(f"creating {BAR_STAGES.name} at {path}: {exc}") from exc
-
-    def append(self, rows: pd.DataFrame) -> None:
-        from deltalake import write_deltalake
-        from deltalake.exceptions import DeltaError
-
-        from cryptolake.duck import delta_storage_options, duck_uri
-        from cryptolake.errors import InfrastructureError
-        from trader.export import to_arrow
-
-        path = BAR_STAGES.path(self.settings)
-        try:
-            write_deltalake(duck_uri(path), to_arrow(rows, BAR_STAGES), mode="append",
-                            partition_by=list(BAR_STAGES.partition_by),
-                            storage_options=delta_storage_options(self.settings) or None,
-                            description=BAR_STAGES.description)
-        except (DeltaError, OSError) as exc:
-            raise InfrastructureError(f"appending {len(rows)} rows to {BAR_STAGES.name} at {path}: {exc}") from exc
 
 
 def seed_days(capacity: int, timeframes: Iterable[str]) -> int:

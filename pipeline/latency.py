@@ -2,15 +2,18 @@
 
 Each streaming stage stamps the bars it handled (:mod:`spark_jobs.stages`): ``ingest`` (the
 connector's receive time), ``landed`` (bronze), ``gold`` (features committed), ``signal`` (published
-and acknowledged); ``order`` rows, when a trader writes them, are read the same way. The hot path
-(:mod:`pipeline.hot_stream`) stamps its own chain: ``ingest``, ``hot_features`` (gold row computed in
-process) and ``hot_signal`` (its signal acknowledged). Two views:
+and acknowledged). The hot path (:mod:`pipeline.hot_stream`) stamps its own chain: ``ingest``,
+``hot_features`` (gold row computed in process) and ``hot_signal`` (its signal acknowledged). The
+Kafka-fed trader stamps ``order`` (:mod:`trader.stages`): an order sent in answer to the bar's signal,
+at the time it was sent. Both routes publish the same signal id per (model, bar) and the trader trades
+the first to arrive, so an order ends the chain whose signal was stamped first for its bar. Two views:
 
 * ``from_close``: seconds from the venue's bar close (open time + timeframe) to each stage: what
   the issue's goal (p99 < 5 s for 1-minute bars) is about, when bars are ingested at their close;
 * ``hops``: seconds between consecutive stages of each chain (ingest -> landed -> gold -> signal
-  -> order; ingest -> hot_features -> hot_signal) and ``ingest -> signal``, ``ingest -> hot_signal``:
-  the pipeline's own part, also meaningful for a replay of past bars, whose closes are long gone.
+  -> order; ingest -> hot_features -> hot_signal -> order) and ``ingest -> signal``,
+  ``ingest -> hot_signal``, ``ingest -> order``: the pipeline's own part, also meaningful for a replay
+  of past bars, whose closes are long gone.
 
 :func:`latency_report` is pure (a frame in, a report out); :func:`bar_latency` reads the table with
 delta-rs (no JVM), so ``cryptolake status`` can call it cheaply.
@@ -29,9 +32,10 @@ from cryptolake.settings import Settings
 from cryptolake.tables import BAR_STAGES
 from cryptolake.types import TIMEFRAME_MS
 
-SPARK_CHAIN: tuple[str, ...] = ("ingest", "landed", "gold", "signal", "order")
+SPARK_CHAIN: tuple[str, ...] = ("ingest", "landed", "gold", "signal")
 HOT_CHAIN: tuple[str, ...] = ("ingest", "hot_features", "hot_signal")
-STAGES: tuple[str, ...] = (*SPARK_CHAIN, *HOT_CHAIN[1:])
+ORDER = "order"  # the trader's stage: the end of whichever chain's signal reached it first
+STAGES: tuple[str, ...] = (*SPARK_CHAIN, *HOT_CHAIN[1:], ORDER)
 KEYS = ["exchange", "symbol", "timeframe", "ts"]
 
 
@@ -47,8 +51,9 @@ class Percentiles:
 
 @dataclass(frozen=True)
 class LatencyReport:
-    """Per-bar latency by stage (seconds). ``end_to_end`` is close -> the last stage of the Spark chain present
-    (signal or order); ``hot`` is close -> ``hot_signal`` (the hot path's end to end)."""
+    """Per-bar latency by stage (seconds). ``end_to_end`` is close -> ``signal`` (the Spark chain's end to end);
+    ``hot`` is close -> ``hot_signal`` (the hot path's); ``order`` is close -> ``order`` (an order sent in answer
+    to the bar's signal: the trader's end to end, whichever chain delivered the signal)."""
 
     bars: int
     since: str | None
@@ -56,6 +61,7 @@ class LatencyReport:
     hops: dict[str, Percentiles] = field(default_factory=dict)
     end_to_end: Percentiles | None = None
     hot: Percentiles | None = None
+    order: Percentiles | None = None
 
 
 def _pct(values: pd.Series) -> Percentiles | None:
@@ -83,17 +89,34 @@ def latency_report(stages: pd.DataFrame, since: datetime | None = None) -> Laten
     present = [s for s in STAGES if s in wide.columns]
     from_close = {s: p for s in present if (p := _pct((wide[s] - wide["close"]).dt.total_seconds())) is not None}
     hops: dict[str, Percentiles] = {}
-    pairs = [pair for chain in (SPARK_CHAIN, HOT_CHAIN)
-             for pair in itertools.pairwise([s for s in chain if s in present])]
-    pairs += [("ingest", "signal"), ("ingest", "hot_signal")]
-    for a, b in pairs:
+
+    def hop(a: str, b: str, rows: pd.DataFrame) -> None:
         if (a in present and b in present and f"{a}->{b}" not in hops
-                and (p := _pct((wide[b] - wide[a]).dt.total_seconds())) is not None):
+                and (p := _pct((rows[b] - rows[a]).dt.total_seconds())) is not None):
             hops[f"{a}->{b}"] = p
-    last = "order" if "order" in present else "signal" if "signal" in present else None
-    end_to_end = from_close.get(last) if last else None
-    return LatencyReport(len(wide), None if since is None else since.isoformat(), from_close, hops, end_to_end,
-                         from_close.get("hot_signal"))
+
+    for chain in (SPARK_CHAIN, HOT_CHAIN):
+        for a, b in itertools.pairwise([s for s in chain if s in present]):
+            hop(a, b, wide)
+    for a, b in (("ingest", "signal"), ("ingest", "hot_signal")):
+        hop(a, b, wide)
+    if ORDER in present:
+        for signal, answered in _order_hops(wide, present):
+            hop(signal, ORDER, answered)
+        hop("ingest", ORDER, wide)
+    return LatencyReport(len(wide), None if since is None else since.isoformat(), from_close, hops,
+                         from_close.get("signal"), from_close.get("hot_signal"), from_close.get(ORDER))
+
+
+def _order_hops(wide: pd.DataFrame, present: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(signal stage, its bars) for ``-> order``: each bar's order counted after the signal stamped first."""
+    signals = [s for s in ("signal", "hot_signal") if s in present]
+    if not signals:
+        return []
+    times = wide[signals]
+    signalled = times.notna().any(axis=1)
+    first = times[signalled].idxmin(axis=1).reindex(wide.index)
+    return [(s, wide[first == s]) for s in signals]
 
 
 def bar_latency(settings: Settings, since: datetime | None = None) -> LatencyReport:

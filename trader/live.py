@@ -13,6 +13,7 @@ import threading
 from datetime import datetime, timedelta
 
 from cryptolake.settings import Settings, get_settings
+from cryptolake.stages import StageSink
 from trader.build import build_node, run_node
 from trader.config import TraderConfig, TraderSettings
 from trader.feeds.kafka import INPUT_TOPICS, KafkaFeed
@@ -20,7 +21,9 @@ from trader.feeds.kafka_source import DeadLetters, KafkaDeadLetters, KafkaSource
 from trader.filters import EventFilter
 from trader.results import LiveResult
 from trader.snapshot import AccountSnapshot
+from trader.stages import OrderStages
 from trader.store import TradeStore
+from trader.telemetry import TraderMetrics
 
 
 def run_live(
@@ -37,6 +40,9 @@ def run_live(
     start_time: datetime | None = None,
     model_version: str | None = None,
     account: AccountSnapshot | None = None,
+    stages: StageSink | None = None,
+    stamp_every_s: float = 2.0,
+    metrics: TraderMetrics | None = None,
 ) -> LiveResult:
     """Paper-trade ``config`` from Kafka (or ``source``) until stopped; store the run under ``run_id``.
 
@@ -44,6 +50,10 @@ def run_live(
     up (Kafka is sought to the warm-up start first); ``model_version``: only that model's signals
     are traded; ``until_bar_time``: the open time of the last bar to process (the result then carries
     the account at that bar's close); ``account``: an earlier run's account to continue.
+
+    ``stages``: where the ``order`` stage of each order sent in answer to a signal goes (``ops.bar_stages``,
+    :class:`trader.stages.DeltaStages`), appended after a batch at most every ``stamp_every_s`` and at the
+    end; ``metrics``: observes bar close -> order sent and signal received -> order sent for those orders.
     """
     settings = settings or get_settings()
     tsettings = TraderSettings()
@@ -66,10 +76,14 @@ def run_live(
         max_idle_s=max_idle_s if max_idle_s is not None else tsettings.max_idle_s,
         stop_event=stop_event,
     )
+    orders = OrderStages(stages, every_s=stamp_every_s, metrics=metrics, since_received=feed.since_received)
+    node.on_sent = orders.on_sent
     try:
         result = run_node(node, feed, config, run_id=run_id, mode="live", store=store, final_status="stopped",
-                          account_as_of=flt.end_available_time)
+                          account_as_of=flt.end_available_time, progress=lambda _events: orders.maybe_flush())
+        orders.flush()  # after a failed run the last unwritten stamps are lost, never its error
     finally:
         if isinstance(dlq, KafkaDeadLetters):
             dlq.close()
+    result.stats["order_stamps"] = orders.stamped
     return LiveResult(**vars(result))

@@ -125,6 +125,8 @@ class TradingNode:
         self._unsettled = 0  # reconciliations in a row whose venue snapshot never settled
         self._stopped: dict[str, datetime] = {}  # instrument -> bar close at which a protective stop fired
         self.initial_equity = portfolio.equity()  # a carried account starts from its snapshot's equity
+        self.on_sent: Callable[[Order, Signal | None], None] | None = None  # observer of each order sent (telemetry)
+        self._answering: Signal | None = None  # the signal whose orders are being routed
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -318,8 +320,12 @@ class TradingNode:
         if signal.signal_id:
             self.seen_signals.add(signal.signal_id)
         self.clock.advance(signal.available_time)
-        for s in self._by_instrument[signal.instrument_key]:
-            self._route(s, s.on_signal(signal, self._ctx()))
+        self._answering = signal
+        try:
+            for s in self._by_instrument[signal.instrument_key]:
+                self._route(s, s.on_signal(signal, self._ctx()))
+        finally:
+            self._answering = None
 
     def _on_bar(self, bar: Bar) -> None:
         self.client.poll(self._on_fill, bar)  # a real venue's fills (a simulated venue fills below)
@@ -399,6 +405,8 @@ class TradingNode:
                 continue
             self._owner[decision.client_id] = strategy
             placed = self.client.submit(decision, now)
+            if self.on_sent is not None:
+                self.on_sent(placed, self._answering)
             self.orders[placed.client_id] = placed
             self._dirty.add(placed.client_id)
             if placed.status is OrderStatus.REJECTED:

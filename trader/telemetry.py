@@ -2,9 +2,10 @@
 
 One :class:`TraderMetrics` per session, on its own registry (several sessions in one process, as in
 tests, never collide). The session updates it after every loop: orders by state, fills, rejects,
-latency histograms (signal to order sent, sent to acknowledged, acknowledged to filled: the venue's
-acknowledgement to the fill being booked), equity, gross exposure and the risk state (1 for the
-current state, 0 for the others).
+latency histograms (signal to order sent: from the event's arrival; bar close to order sent, for
+orders answering a signal (:class:`trader.stages.OrderStages`); sent to acknowledged; acknowledged to
+filled: the venue's acknowledgement to the fill being booked), equity, gross exposure and the risk
+state (1 for the current state, 0 for the others).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class TraderMetrics:
                                registry=r)
         self.signal_to_sent = Histogram("cryptolake_trader_signal_to_sent_seconds", "Event in to order sent", a,
                                         buckets=_BUCKETS, registry=r)
+        self.close_to_sent = Histogram("cryptolake_trader_close_to_sent_seconds",
+                                       "Venue bar close to the order sent in answer to its signal", a,
+                                       buckets=(*_BUCKETS, 30.0, 60.0, 300.0, 3600.0), registry=r)
         self.sent_to_ack = Histogram("cryptolake_trader_sent_to_ack_seconds", "Order sent to venue acknowledgement",
                                      a, buckets=_BUCKETS, registry=r)
         self.ack_to_fill = Histogram("cryptolake_trader_ack_to_fill_seconds",

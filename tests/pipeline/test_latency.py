@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,3 +74,34 @@ def test_the_hot_path_alone_reports_its_chain_and_no_spark_end_to_end() -> None:
     report = latency_report(_rows(20, {"ingest": 0.0, "hot_features": 0.05, "hot_signal": 0.1}))
     assert report.end_to_end is None and report.hot is not None and report.hot.bars == 20
     assert set(report.hops) == {"ingest->hot_features", "hot_features->hot_signal", "ingest->hot_signal"}
+
+
+def test_close_to_order_is_the_traders_end_to_end_and_ends_the_chain_whose_signal_came_first() -> None:
+    spark = _rows(10, {"ingest": 0.2, "landed": 1.0, "gold": 3.0, "signal": 3.5, "order": 3.6})
+    hot = _rows(20, {"ingest": 0.2, "hot_features": 0.3, "hot_signal": 0.4, "order": 0.45})
+    hot = hot[hot["ts"] >= T0 + timedelta(minutes=10)]  # the next ten bars went through the hot path
+    report = latency_report(pd.concat([spark, hot], ignore_index=True))
+    assert report.order == report.from_close["order"] and report.order is not None
+    assert report.order.bars == 20
+    closes = [3.6 + (i % 10) * 0.1 for i in range(10)] + [0.45 + (i % 10) * 0.1 for i in range(10, 20)]
+    assert report.order.p50 == pytest.approx(float(np.percentile(closes, 50)))
+    assert report.order.p99 == pytest.approx(float(np.percentile(closes, 99)))
+    assert report.hops["signal->order"].bars == 10 and report.hops["signal->order"].p50 == pytest.approx(0.1)
+    assert report.hops["hot_signal->order"].bars == 10
+    assert report.hops["hot_signal->order"].max == pytest.approx(0.05)
+    assert report.hops["ingest->order"].bars == 20
+    assert report.end_to_end == report.from_close["signal"] and report.hot == report.from_close["hot_signal"]
+
+
+def test_a_bar_signalled_by_both_routes_counts_its_order_after_the_first_signal_only() -> None:
+    rows = _rows(5, {"hot_signal": 0.4, "signal": 3.5, "order": 0.5})
+    report = latency_report(rows)
+    assert report.hops["hot_signal->order"].bars == 5 and report.hops["hot_signal->order"].p50 == pytest.approx(0.1)
+    assert "signal->order" not in report.hops  # it would be negative: the order answered the hot signal
+
+
+def test_an_order_of_the_first_signal_stamp_wins_on_a_replayed_run() -> None:
+    rows = _rows(4, {"signal": 1.0, "order": 1.2})
+    rerun = rows[rows["stage"] == "order"].assign(stage_time=lambda f: f["stage_time"] + timedelta(hours=1))
+    report = latency_report(pd.concat([rows, rerun]))
+    assert report.order is not None and report.order.max == pytest.approx(1.5)

@@ -162,6 +162,8 @@ class KafkaFeed:
         self._last: EventKey | None = None
         self._seen: dict[tuple[str, int], int] = {}  # next offset after the last record seen
         self._committed: dict[tuple[str, int], int] = {}
+        self._received: dict[str, float] = {}  # signal id -> when its record arrived (monotonic), while buffered
+        self._released: dict[str, float] = {}  # the same for the signals of the batch last released
 
     @property
     def stats(self) -> dict[str, int | str]:
@@ -177,6 +179,7 @@ class KafkaFeed:
 
     def ingest(self, records: Iterable[Record]) -> None:
         """Decode and buffer records (bad ones are dead-lettered with the reason)."""
+        arrived = self.monotonic()
         for rec in records:
             self.counters.records += 1
             tp = (rec.topic, rec.partition)
@@ -205,11 +208,15 @@ class KafkaFeed:
             if not self.orderer.push((rec.topic, event.instrument_key), event, rec):
                 self.counters.duplicates += 1
                 log.info("feed.duplicate", extra={"topic": rec.topic, "offset": rec.offset})
+            elif isinstance(event, Signal) and event.signal_id:
+                self._received[event.signal_id] = arrived
 
     def _release(self, *, flush: bool = False, limit: datetime | None = None) -> list[Event]:
         ready = self.orderer.pop_ready(flush=flush, limit=limit)
         if ready:
             self._last = ready[-1].key
+        self._released = {p.event.signal_id: self._received.pop(p.event.signal_id) for p in ready
+                          if isinstance(p.event, Signal) and p.event.signal_id in self._received}
         self.counters.events += len(ready)
         return [p.event for p in ready]
 
@@ -247,6 +254,11 @@ class KafkaFeed:
         rest = self._release(flush=True, limit=limit)
         self.counters.after_end = len(self.orderer.buffered())
         yield rest
+
+    def since_received(self, signal_id: str) -> float | None:
+        """Seconds since the record of a signal of the batch last released arrived (None for another signal)."""
+        t = self._released.get(signal_id)
+        return None if t is None else self.monotonic() - t
 
     def commit(self) -> None:
         """Commit every offset whose predecessors are all processed (call after persisting)."""

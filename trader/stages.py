@@ -1,0 +1,147 @@
+"""The trader's ``order`` stage in ``ops.bar_stages``, and the delta-rs writer of stage stamps.
+
+An order the node sends in answer to a signal is stamped ``order`` for that signal's bar (exchange,
+symbol, timeframe, ts = the bar's open time, the key of every stage) at the wall time it was sent:
+:class:`OrderStages` is the node's ``on_sent`` observer. Orders the node sends on a bar or a fill
+(protective stops, a strategy's bar rule) answer no signal and are not stamped. The stamps are
+buffered and appended at most every ``every_s`` seconds, between batches, never on the order's own
+path (one delta-rs commit each); a rerun of a run stamps its orders again and readers take the first
+stamp of each (bar, stage). :mod:`pipeline.latency` reports them.
+
+:class:`DeltaStages` appends stamps with delta-rs (no JVM): the trader's and the hot path's
+(:mod:`pipeline.hot_stream`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from cryptolake.errors import InfrastructureError
+from cryptolake.logs import get_logger
+from cryptolake.settings import Settings
+from cryptolake.stages import StageSink, stage_rows
+from cryptolake.tables import BAR_STAGES
+from trader.domain import Order, Signal, timeframe_delta
+from trader.telemetry import TraderMetrics
+
+log = get_logger(__name__)
+ORDER_STAGE = "order"
+
+
+class DeltaStages:
+    """Appends stage rows to ``ops.bar_stages`` with delta-rs (no JVM; the table is created at start if missing,
+    so the first append is not also a table creation)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
+
+        from cryptolake.duck import delta_storage_options, duck_uri
+        from trader.export import arrow_schema
+
+        self.settings = settings
+        path = BAR_STAGES.path(settings)
+        try:
+            DeltaTable.create(duck_uri(path), schema=arrow_schema(BAR_STAGES), mode="ignore",
+                              partition_by=list(BAR_STAGES.partition_by), description=BAR_STAGES.description,
+                              storage_options=delta_storage_options(settings) or None)
+        except (DeltaError, OSError) as exc:
+            raise InfrastructureError(f"creating {BAR_STAGES.name} at {path}: {exc}") from exc
+
+    def append(self, rows: pd.DataFrame) -> None:
+        from deltalake import write_deltalake
+        from deltalake.exceptions import DeltaError
+
+        from cryptolake.duck import delta_storage_options, duck_uri
+        from trader.export import to_arrow
+
+        path = BAR_STAGES.path(self.settings)
+        try:
+            write_deltalake(duck_uri(path), to_arrow(rows, BAR_STAGES), mode="append",
+                            partition_by=list(BAR_STAGES.partition_by),
+                            storage_options=delta_storage_options(self.settings) or None,
+                            description=BAR_STAGES.description)
+        except (DeltaError, OSError) as exc:
+            raise InfrastructureError(f"appending {len(rows)} rows to {BAR_STAGES.name} at {path}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class OrderStamp:
+    """One order sent in answer to a signal: the signal's bar key and when the order was sent (epoch seconds)."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    ts: datetime
+    sent_at: float
+    client_id: str
+
+
+class OrderStages:
+    """Stamps ``order`` for every order sent in answer to a signal; :meth:`maybe_flush` between batches.
+
+    ``sink`` None: stamps are only counted and observed. ``metrics``: each stamp is observed as bar close ->
+    order sent and, with ``since_received`` (seconds since the signal's record was received, by signal id;
+    :meth:`trader.feeds.kafka.KafkaFeed.since_received`), as signal received -> order sent.
+    """
+
+    def __init__(self, sink: StageSink | None, *, every_s: float = 2.0, clock: Callable[[], float] = time.time,
+                 metrics: TraderMetrics | None = None,
+                 since_received: Callable[[str], float | None] | None = None) -> None:
+        if every_s < 0:
+            raise ValueError(f"every_s must be >= 0, got {every_s}")
+        self.sink, self.every_s, self.clock = sink, every_s, clock
+        self.metrics, self.since_received = metrics, since_received
+        self.stamped = 0  # orders stamped (written or buffered)
+        self.written = 0
+        self._buffer: list[OrderStamp] = []
+        self._flushed_at = clock()
+
+    def on_sent(self, order: Order, signal: Signal | None) -> None:
+        """The node's observer: buffer the stamp of an order answering ``signal`` (nothing for other orders)."""
+        if signal is None:
+            return
+        sent_at = self.clock()
+        self._buffer.append(OrderStamp(signal.exchange, signal.symbol, signal.timeframe, signal.bar_time, sent_at,
+                                       order.client_id))
+        self.stamped += 1
+        if self.metrics is not None:
+            acc = self.metrics.account
+            close = (signal.bar_time + timeframe_delta(signal.timeframe)).timestamp()
+            self.metrics.close_to_sent.labels(acc).observe(max(0.0, sent_at - close))
+            received = self.since_received(signal.signal_id) if self.since_received and signal.signal_id else None
+            if received is not None:
+                self.metrics.signal_to_sent.labels(acc).observe(received)
+
+    @property
+    def pending(self) -> int:
+        """Stamps buffered, not yet appended."""
+        return len(self._buffer)
+
+    def rows(self, stamps: list[OrderStamp]) -> pd.DataFrame:
+        """``stamps`` as ``ops.bar_stages`` rows."""
+        keys = pd.DataFrame([(s.exchange, s.symbol, s.timeframe, s.ts) for s in stamps],
+                            columns=["exchange", "symbol", "timeframe", "ts"])
+        return stage_rows(keys, ORDER_STAGE, pd.Series(pd.to_datetime([s.sent_at for s in stamps], unit="s",
+                                                                      utc=True)))
+
+    def maybe_flush(self) -> None:
+        """Append the buffered stamps if ``every_s`` has passed since the last append (one commit)."""
+        if self.pending and self.clock() - self._flushed_at >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append every buffered stamp now (one commit; nothing when none is buffered)."""
+        self._flushed_at = self.clock()
+        if not self._buffer:
+            return
+        if self.sink is not None:
+            self.sink.append(self.rows(self._buffer))  # a failed append keeps the buffer
+            self.written += len(self._buffer)
+            log.info("trader.order_stages", extra={"rows": len(self._buffer), "written": self.written})
+        self._buffer = []
