@@ -3,7 +3,7 @@
 Two symbols keep it to a few minutes. The backfill (two months, as params) corrupts four candles in
 flight (NaN close, high < low, a duplicate, a late arrival); it must dead-letter, flag and count
 them, reconcile every layer and trade the scored test period identically on paper and in the
-backtest; a second run of it changes no count, metric or fill. Then three single-day runs on the
+backtest; a second run of it changes no count, metric or fill. Then two single-day runs on the
 DAG's own ``@daily`` data intervals: each adds only its day's rows to silver and gold, reuses the
 champion (retraining is not due), and trades the day continuing the previous day's account.
 """
@@ -23,7 +23,7 @@ from cryptolake.settings import Settings, get_settings
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
 START, END = "2018-03-01T00:00:00+00:00", "2018-05-01T00:00:00+00:00"
-DAYS = [datetime(2018, 5, 1, tzinfo=UTC) + timedelta(days=k) for k in range(3)]
+DAYS = [datetime(2018, 5, 1, tzinfo=UTC) + timedelta(days=k) for k in range(2)]
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def per_symbol(settings: Settings, day: datetime) -> dict[str, int]:
     return {str(s): int(n) for s, n in rows}
 
 
-def test_market_pipeline_backfill_then_three_days_on_schedule(drill_settings, dagbag, spark, kafka_bootstrap) -> None:
+def test_market_pipeline_backfill_then_two_days_on_schedule(drill_settings, dagbag, spark, kafka_bootstrap) -> None:
     from pipeline.interval import Interval
     from pipeline.mainjob import load_task_results
     from pipeline.report import build_summary
