@@ -127,6 +127,9 @@ class TradingNode:
         self.initial_equity = portfolio.equity()  # a carried account starts from its snapshot's equity
         self.on_sent: Callable[[Order, Signal | None], None] | None = None  # observer of each order sent (telemetry)
         self._answering: Signal | None = None  # the signal whose orders are being routed
+        # read-only views of the instruments and the bar history handed to every StrategyContext (made once)
+        self._views: tuple[object, object, MappingProxyType[str, Instrument], MappingProxyType[str, deque[Bar]]] | None
+        self._views = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -231,12 +234,12 @@ class TradingNode:
                                                   "new_orders": len(self.orders) - before})
         return placed
 
-    def _protect(self, bar: Bar) -> None:
+    def _protect(self, bar: Bar, key: str | None = None, history: Sequence[Bar] | None = None) -> None:
         """The risk engine's protective stop for ``bar``'s instrument: cancel its orders, close at market."""
-        key = bar.instrument_key
+        key = key if key is not None else bar.instrument_key
         pos, lot = self.portfolio.positions[key], self.instruments[key].lot
         held = pos if abs(pos.qty) >= lot else replace(pos, qty=0.0)
-        reason = self.risk.on_bar(bar, held, self.history[key])
+        reason = self.risk.on_bar(bar, held, self.history[key] if history is None else history)
         if reason is None:
             return
         self.counts["protective_stops"] += 1
@@ -279,21 +282,21 @@ class TradingNode:
 
     def on_event(self, event: Event) -> None:
         """Process one event. Events must arrive in :func:`event_sort_key` order."""
-        self.start()
+        if not self._started:
+            self.start()
         key = event_sort_key(event)
         if self.last_key is not None and key <= self.last_key:
             raise DataValidationError("event", key, f"out of order or duplicate (last processed {self.last_key})")
-        if event.instrument_key not in self.instruments:
-            raise DataValidationError(
-                "instrument", event.instrument_key, f"not traded by this node ({sorted(self.instruments)})"
-            )
+        ikey = key[2]  # the event's instrument key
+        if ikey not in self.instruments:
+            raise DataValidationError("instrument", ikey, f"not traded by this node ({sorted(self.instruments)})")
         self.last_key = key
         self.events_processed += 1
         if isinstance(event, Signal):
             self._on_signal(event)
             return
         warm = self.start_time is not None and event.open_time < self.start_time
-        tracker = self._stale.get(event.instrument_key)
+        tracker = self._stale.get(ikey)
         if (tracker is not None and tracker.update(bool(is_flat(event.open, event.high, event.low, event.close,
                                                                event.volume)))
                 and isinstance(event, Bar)):
@@ -306,11 +309,11 @@ class TradingNode:
                     self.counts[f"skipped_{reason}"] += 1
             return
         if warm:
-            self.history[event.instrument_key].append(event)
-            self.portfolio.mark(event.instrument_key, event.close)
+            self.history[ikey].append(event)
+            self.portfolio.mark(ikey, event.close)
             self.counts["warmup_bars"] += 1
             return
-        self._on_bar(event)
+        self._on_bar(event, ikey)
 
     # --- handlers -------------------------------------------------------------------------
     def _on_signal(self, signal: Signal) -> None:
@@ -327,31 +330,43 @@ class TradingNode:
         finally:
             self._answering = None
 
-    def _on_bar(self, bar: Bar) -> None:
-        self.client.poll(self._on_fill, bar)  # a real venue's fills (a simulated venue fills below)
+    def _on_bar(self, bar: Bar, key: str | None = None) -> None:
+        on_fill = self._on_fill
+        self.client.poll(on_fill, bar)  # a real venue's fills (a simulated venue fills below)
         if self.simulator is not None:
-            self.simulator.process_bar(bar, self._on_fill)
-        self.clock.advance(bar.close_time)
-        key = bar.instrument_key
+            self.simulator.process_bar(bar, on_fill)
+        ts = bar.close_time
+        self.clock.advance(ts)
+        if key is None:
+            key = bar.instrument_key
         p = self.portfolio
         p.mark(key, bar.close)
         equity = p.equity()
-        self.risk.on_equity(equity, bar.close_time)
+        risk = self.risk
+        risk.on_equity(equity, ts)
         gross, held = 0.0, 0
+        last_prices = p.last_prices
         for k, pos in p.positions.items():
             if pos.qty:
-                gross += abs(pos.qty) * p.last_prices.get(k, pos.avg_price)
+                gross += abs(pos.qty) * last_prices.get(k, pos.avg_price)
                 held += 1
-        point = EquityPoint(bar.close_time, equity, p.cash, gross, held, str(self.risk.state))
-        if self.equity and self.equity[-1].ts == bar.close_time:
-            self.equity[-1] = point  # another instrument's bar at the same close: one point per instant
-            self._drained["equity"] = min(self._drained["equity"], len(self.equity) - 1)
+        point = EquityPoint(ts, equity, p.cash, gross, held, risk.state.value)
+        curve = self.equity
+        if curve and curve[-1].ts == ts:
+            curve[-1] = point  # another instrument's bar at the same close: one point per instant
+            self._drained["equity"] = min(self._drained["equity"], len(curve) - 1)
         else:
-            self.equity.append(point)
-        self.history[key].append(bar)
-        self._protect(bar)
-        for s in self._by_instrument[key]:
-            self._route(s, s.on_bar(bar, self._ctx()))
+            curve.append(point)
+        history = self.history[key]
+        history.append(bar)
+        self._protect(bar, key, history)
+        strategies = self._by_instrument[key]
+        if strategies:
+            ctx = self._ctx()
+            for i, s in enumerate(strategies):
+                if i:
+                    ctx = self._ctx()  # the previous strategy's orders are in the books now
+                self._route(s, s.on_bar(bar, ctx))
 
     def _on_fill(self, fill: Fill) -> None:
         self.clock.catch_up(fill.ts)
@@ -368,15 +383,19 @@ class TradingNode:
 
     def _ctx(self) -> StrategyContext:
         p = self.portfolio
+        if self._views is None or self._views[0] is not self.instruments or self._views[1] is not self.history:
+            self._views = (self.instruments, self.history, MappingProxyType(self.instruments),
+                           MappingProxyType(self.history))
+        # positional, in StrategyContext's field order (keywords cost more on the hot path)
         return StrategyContext(
-            now=self.clock.now(),
-            cash=p.cash,
-            equity=p.equity(),
-            positions=MappingProxyType(dict(p.positions)),
-            last_prices=MappingProxyType(dict(p.last_prices)),
-            open_orders=tuple(self.client.open_orders()),
-            instruments=MappingProxyType(self.instruments),
-            bars=MappingProxyType(self.history),
+            self.clock.now(),
+            p.cash,
+            p.equity(),
+            MappingProxyType(p.positions.copy()),
+            MappingProxyType(p.last_prices.copy()),
+            tuple(self.client.open_orders()),
+            self._views[2],
+            self._views[3],
         )
 
     def _route(self, strategy: Strategy, intents: list[OrderIntent]) -> None:

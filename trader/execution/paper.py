@@ -128,6 +128,8 @@ class PaperExecutionClient(ExecutionClient):
         return ReconcileReport(tuple(self.open_orders()), {k: v for k, v in self._positions.items() if v}, self._fills)
 
     def process_bar(self, bar: Bar, on_fill: FillHandler) -> None:
+        if not self._open:
+            return  # nothing rests at the venue: the common bar
         key = bar.instrument_key
         # 1. market orders at the open (loop: fills may cause new eligible market orders)
         while True:

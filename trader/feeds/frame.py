@@ -14,6 +14,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from operator import itemgetter
 
 import pandas as pd
 
@@ -45,7 +46,8 @@ def _utc_series(values: pd.Series, name: str) -> pd.Series:
 
 
 def _pydt(ts: pd.Series) -> list[datetime]:
-    return [t.to_pydatetime() for t in ts]
+    # one vectorised conversion, not a Timestamp per row (the same datetimes, same tzinfo)
+    return list(ts.array.to_pydatetime())
 
 
 def _require(df: pd.DataFrame, cols: Iterable[str], what: str) -> None:
@@ -176,11 +178,11 @@ def signals_from_frame(
 
 def merge_events(bars: Iterable[Bar | SkippedBar], signals: Iterable[Signal]) -> list[Event]:
     """All events in the engine's processing order; duplicates are refused, not dropped."""
-    events: list[Event] = sorted([*bars, *signals], key=event_sort_key)
-    for prev, cur in itertools.pairwise(events):
-        if event_sort_key(prev) == event_sort_key(cur):
-            raise DataValidationError("event", event_sort_key(cur), "duplicate bar or signal")
-    return events
+    keyed = sorted([(event_sort_key(e), e) for e in itertools.chain(bars, signals)], key=itemgetter(0))
+    for (prev, _), (cur, _) in itertools.pairwise(keyed):
+        if prev == cur:
+            raise DataValidationError("event", cur, "duplicate bar or signal")
+    return [e for _, e in keyed]
 
 
 class FrameFeed:

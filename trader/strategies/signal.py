@@ -84,7 +84,7 @@ class BarWindow:
             self.size = arrays.shape[1]
         self.last = hist[-1]
         lo = self.size - min(n, len(hist))
-        return tuple(self.buf[i, lo : self.size] for i in range(6))
+        return tuple(self.buf[:, lo : self.size])  # the six rows as views, one slice
 
 
 class SignalStrategy(Strategy):
@@ -123,7 +123,7 @@ class SignalStrategy(Strategy):
         if len(hist) < lookback:
             return []
         orders = ctx.orders_for(key)
-        if any(o.type is OrderType.MARKET for o in orders):
+        if orders and any(o.type is OrderType.MARKET for o in orders):
             return []  # an entry or exit is on its way (only with venue latency)
         window = self._windows.get(key)
         if window is None:
