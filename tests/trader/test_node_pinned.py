@@ -21,7 +21,7 @@ from trader.risk import RiskConfig
 
 def _bench_config() -> TraderConfig:
     """bench/bench_event.py's node: Donchian 48/24, all equity, 10 bps fees, no slippage, no risk limits."""
-    return TraderConfig(symbols=("BTC/USD",), price_decimals=8, max_flat_bars=None,
+    return TraderConfig(symbols=("BTC/USD",), price_decimals=8, max_flat_bars=None,  # type: ignore[call-arg]
                         strategy={"kind": "breakout", "channel": 48, "exit_channel": 24, "volume_mult": 0.0,
                                   "volume_period": 1, "atr_period": 1},
                         paper=PaperConfig(taker_fee_bps=10, maker_fee_bps=10, slippage_bps=0),
@@ -30,7 +30,7 @@ def _bench_config() -> TraderConfig:
 
 def _protected_config() -> TraderConfig:
     """A breakout with OCO stop-loss / take-profit, an ATR trailing exit, slippage and the risk engine's stops."""
-    return TraderConfig(symbols=("BTC/USD",), max_flat_bars=3,
+    return TraderConfig(symbols=("BTC/USD",), max_flat_bars=3,  # type: ignore[call-arg]
                         strategy={"kind": "breakout", "channel": 24, "exit_channel": 12, "volume_mult": 1.2,
                                   "volume_period": 24, "atr_period": 14, "atr_mult": 3.0,
                                   "stop_loss_pct": 0.02, "take_profit_pct": 0.04, "fraction": 0.5},
