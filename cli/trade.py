@@ -122,6 +122,9 @@ def signals(
     timeframe: str = typer.Option("1m", help="Bar timeframe"),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy config field=value (JSON value); repeat"),
     model_version: str = typer.Option(None, help="Trade only this model's signals (default: every model's)"),
+    cost_aware: bool = typer.Option(False, "--cost-aware/--given-thresholds", help="mlsignal: enter and exit at the "
+                                    "thresholds the main job's trade task chooses for --model-version on its "
+                                    "validation segment, net of the paper costs (cached per model)"),
     account: str = typer.Option("signals", help="Account id: names the run (one per start)"),
     cash: float = typer.Option(10_000.0, help="Initial cash of the paper account"),
     stamp_every: float = typer.Option(2.0, help="Seconds between appends of the order stage to ops.bar_stages"),
@@ -149,9 +152,13 @@ def signals(
     start = datetime.now(UTC)
     metrics = TraderMetrics(account)
     try:
+        names = tuple(s.strip() for s in symbols.split(",") if s.strip())
+        params = _params(param)
+        if cost_aware:
+            params = {**params, **_cost_aware(strategy, params, exchange, names, timeframe, model_version, settings)}
         config = TraderConfig.model_validate({
-            "exchange": exchange, "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()),
-            "timeframe": timeframe, "initial_cash": cash, "strategies": ({"kind": strategy, **_params(param)},)})
+            "exchange": exchange, "symbols": names, "timeframe": timeframe, "initial_cash": cash,
+            "strategies": ({"kind": strategy, **params},)})
         stages = DeltaStages(settings)
         if metrics_port is not None:
             metrics.serve(metrics_port)
@@ -166,6 +173,31 @@ def signals(
     typer.echo(f"stopped: fills={len(result.fills)} orders stamped={result.stats.get('order_stamps', 0)} "
                f"equity={result.metrics.get('final_equity', cash):,.2f}")
     sys.stdout.flush()
+
+
+def _cost_aware(strategy: str, params: dict[str, Any], exchange: str, symbols: tuple[str, ...], timeframe: str,
+                model_version: str | None, settings: Any) -> dict[str, Any]:
+    """mlsignal's thresholds for ``model_version``: the ML member's of the selector the main job's trade task
+    chooses for the model on its validation segment (:func:`pipeline.trading.selector_for`, cached per model and
+    costs); ``enter_threshold = 1.0`` (do not trade) when the model may not trade."""
+    from pipeline.trading import selector_for, trader_config
+
+    if strategy != "mlsignal":
+        raise ValueError(f"--cost-aware: thresholds are mlsignal's, not {strategy!r}'s")
+    if model_version is None:
+        raise ValueError("--cost-aware: the thresholds are chosen per model; give --model-version")
+    given = sorted({"enter_threshold", "exit_threshold"} & set(params))
+    if given:
+        raise ValueError(f"--cost-aware chooses {', '.join(given)}: drop the --param")
+    market = settings.market.model_copy(update={"exchange": exchange, "symbols": symbols, "timeframe": timeframe})
+    scoped = settings.model_copy(update={"market": market})  # the registry and config of this market
+    record = selector_for(trader_config(scoped), model_version, scoped).record()
+    th = record.get("ml_thresholds")
+    if th is None:
+        typer.echo(f"thresholds: do not trade ({record['reasons'].get('ml', 'no ML thresholds chosen')})", err=True)
+        return {"enter_threshold": 1.0, "exit_threshold": 0.5}
+    typer.echo(f"thresholds: enter {th['enter']} exit {th['exit']} ({th['reason']})", err=True)
+    return {"enter_threshold": th["enter"], "exit_threshold": th["exit"], "expected_edge_bps": th["net_bps_per_bar"]}
 
 
 def _with_lake_alt(trader: Any, enabled: bool, refresh_s: float, console: Any) -> Any:

@@ -81,6 +81,9 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
     if system.monitoring.monitor:
         p = port()
         specs.append(ProcessSpec("monitor", (*CLI, "monitor", "--metrics-port", str(p)), metrics_port=p))
+    signals = _signals_spec(system, settings, port) if system.signals.enabled else None
+    if signals is not None:
+        specs.append(signals)
     local = next((v for v in system.venues if v.kind == "local"), system.venues[0])
     bar_s = tf_s / r.speed
     for s in system.strategies:
@@ -178,6 +181,17 @@ def stream_registry(system: SystemConfig, settings: Settings) -> Any:
     return market_registry(settings.model_copy(update={"market": market}))
 
 
+def champion_version(system: SystemConfig, settings: Settings) -> str | None:
+    """The streamed market's champion (:func:`stream_registry`), None before training has promoted one: the one
+    rule by which the scorer, the hot path and the signal trader start."""
+    from cryptolake.errors import ModelNotFoundError
+
+    try:
+        return str(stream_registry(system, settings).champion().version)
+    except ModelNotFoundError:
+        return None
+
+
 def _stream_spec(system: SystemConfig, settings: Settings, metrics_port: int) -> Any:
     """One Spark driver: land market.ohlcv, silver+gold at each bar close, and score with the champion if any.
 
@@ -185,16 +199,12 @@ def _stream_spec(system: SystemConfig, settings: Settings, metrics_port: int) ->
     starts with the next `up` once training has promoted one). Ready once its queries run.
     """
     from cryptolake import topics
-    from cryptolake.errors import ModelNotFoundError
     from infra.supervisor import ProcessSpec
 
     common = ["--land", topics.MARKET_OHLCV, "--trigger-seconds", str(system.stream.trigger_seconds),
               "--metrics-port", str(metrics_port)]
     registry = stream_registry(system, settings)
-    try:
-        version = registry.champion().version if system.stream.score else None
-    except ModelNotFoundError:
-        version = None
+    version = champion_version(system, settings) if system.stream.score else None
     if version is None:
         return ProcessSpec("stream", (*CLI, "stream", "features", *common), metrics_port=metrics_port)
     argv = (*CLI, "stream", "score", "--features", "--model-version", version, "--registry-dir",
@@ -205,13 +215,11 @@ def _stream_spec(system: SystemConfig, settings: Settings, metrics_port: int) ->
 def _hot_spec(system: SystemConfig, settings: Settings, port: Any) -> Any:
     """`cryptolake stream hot` with the market's champion over the system's timeframes; None without a champion
     (nothing to score yet: it starts with the next `up` once training has promoted one)."""
-    from cryptolake.errors import ModelNotFoundError
     from infra.supervisor import ProcessSpec
 
     registry = stream_registry(system, settings)
-    try:
-        version = registry.champion().version
-    except ModelNotFoundError:
+    version = champion_version(system, settings)
+    if version is None:
         return None
     p = port()
     argv = [*CLI, "stream", "hot", "--model-version", version, "--registry-dir", str(registry.root),
@@ -219,6 +227,24 @@ def _hot_spec(system: SystemConfig, settings: Settings, port: Any) -> Any:
     for tf in system.timeframes:
         argv += ["--timeframe", tf]
     return ProcessSpec("hot", tuple(argv), metrics_port=p)
+
+
+def _signals_spec(system: SystemConfig, settings: Settings, port: Any) -> Any:
+    """`cryptolake trade signals`: the paper trader of the champion's signals (the ML signal strategy at the
+    cost-aware thresholds the main job's trade task chooses for the champion), on the streamed market; None
+    without a champion or without a process publishing its signals (the scorer or the hot path)."""
+    from infra.supervisor import ProcessSpec
+
+    published = (system.stream.enabled and system.stream.score) or system.stream.hot
+    version = champion_version(system, settings) if published else None
+    if version is None:
+        return None
+    p = port()
+    spec = system.signals
+    argv = (*CLI, "trade", "signals", "--strategy", "mlsignal", "--cost-aware", "--model-version", version,
+            "--exchange", system.venues[0].name, "--symbols", ",".join(system.symbols), "--timeframe",
+            system.timeframes[0], "--account", spec.account, "--cash", str(spec.cash), "--metrics-port", str(p))
+    return ProcessSpec(f"trader-{spec.account}", argv, metrics_port=p)
 
 
 def up(

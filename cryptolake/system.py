@@ -116,6 +116,15 @@ class StreamSpec(_Frozen):
                       "gold row -> signal in one process, no JVM) with the market's champion, once one exists")
 
 
+class SignalTraderSpec(_Frozen):
+    """The paper trader of the champion's signals (`cryptolake trade signals`), run once the market has a champion."""
+
+    enabled: bool = Field(True, description="Paper-trade the streamed market's champion's signals under `up` "
+                          "(the ML signal strategy with the thresholds the main job's trade task chose for it)")
+    account: str = Field("paper-signals", min_length=1, description="Account id (the process is trader-ACCOUNT)")
+    cash: float = Field(10_000.0, gt=0, description="Initial paper cash")
+
+
 class MonitoringSpec(_Frozen):
     """`cryptolake monitor` (consumer lag, table freshness) and Prometheus scraping every process."""
 
@@ -161,6 +170,7 @@ class SystemConfig(_Frozen):
     trades: bool = Field(False, description="Also stream trades (venues with a trade feed; not candle replays)")
     books: bool = Field(False, description="Also stream order-book metrics (venues with a depth feed)")
     stream: StreamSpec = Field(default_factory=StreamSpec, description="The streaming landing, features and scorer")
+    signals: SignalTraderSpec = Field(default_factory=SignalTraderSpec, description="The champion's signal trader")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitor and Prometheus")
     airflow: AirflowSpec = Field(default_factory=AirflowSpec, description="The scheduler and its services")
     supervisor: SupervisorSpec = Field(default_factory=SupervisorSpec, description="Restart policy")
@@ -186,6 +196,9 @@ class SystemConfig(_Frozen):
         names = [v.name for v in self.venues]
         if len(set(names)) != len(names):
             raise ValueError(f"venues: duplicate venue name in {names}")
+        accounts = [s.account for s in self.strategies]
+        if self.signals.account in accounts:
+            raise ValueError(f"signals.account={self.signals.account!r}: a [[strategies]] entry trades that account")
         if any(v.kind == "local" for v in self.venues):
             missing = [s for s in self.symbols if s not in self.replay.candles]
             if missing:
