@@ -151,10 +151,11 @@ def _score_handler(sc: _Scoring, settings: Settings, *, stamp: bool = False,
     """
     from pyspark.sql import functions as F
 
+    from cryptolake.stages import stage_rows
     from models.scoring import score_frame
     from spark_jobs.delta_io import date_filter, merge_rows
     from spark_jobs.session import get_spark
-    from spark_jobs.stages import append_stages, stage_rows
+    from spark_jobs.stages import append_stages
 
     spark = get_spark(settings)
     model, result, producer = sc.model, sc.result, sc.producer

@@ -2,7 +2,7 @@
 
 Written by the streaming stages with a Delta idempotent append per micro-batch (a replayed batch
 adds nothing); a bar stamped twice (a re-processed bar) keeps both rows and readers take the first.
-The rows are :func:`cryptolake.stages.stage_rows` (re-exported here for the Spark stages).
+The rows are :func:`cryptolake.stages.stage_rows`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from cryptolake.settings import Settings
-from cryptolake.stages import stage_rows
 from cryptolake.tables import BAR_STAGES
 from spark_jobs.delta_io import append_once, ensure_table
-
-__all__ = ["append_stages", "stage_rows"]
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -28,10 +28,11 @@ import pandas as pd
 from cryptolake import topics
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
+from cryptolake.stages import stage_rows
 from cryptolake.tables import BAR_STAGES, GOLD_FEATURES, bronze_spec
 from cryptolake.types import TIMEFRAME_MS
 from spark_jobs.delta_io import ensure_table, interval_filter, translate_spark_error
-from spark_jobs.stages import append_stages, stage_rows
+from spark_jobs.stages import append_stages
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptolake.settings import PROJECT_ROOT
+from cryptolake.settings import PROJECT_ROOT, Settings
 from cryptolake.system import DEFAULT_FILE, load_system
 from models.registry import ModelRegistry
 from pipeline.hotpath import bars_frame
@@ -66,23 +66,39 @@ def test_the_switch_and_a_missing_champion_leave_the_hot_path_out(champion_root:
     assert "hot" not in specs and specs["stream"][3:5] == ("stream", "features")
 
 
-def test_status_shows_close_to_hot_signal_beside_the_spark_chain(tmp_path: Path) -> None:
+def _stamp(settings: Settings, bars: int, after_close_s: dict[str, float]) -> None:
+    """SYNTHETIC stamps: ``bars`` 1-minute bars, each stage ``after_close_s[stage]`` seconds after the close."""
     from datetime import UTC, datetime, timedelta
 
     import pandas as pd
 
+    from cryptolake.stages import stage_rows
+    from trader.stages import DeltaStages
+
+    keys = pd.DataFrame({"exchange": "st", "symbol": "BTC/USDT", "timeframe": "1m",
+                         "ts": [datetime(2022, 1, 3, tzinfo=UTC) + timedelta(minutes=i) for i in range(bars)]})
+    close = keys["ts"] + timedelta(minutes=1)
+    DeltaStages(settings).append(pd.concat([stage_rows(keys, stage, close + timedelta(seconds=s))
+                                            for stage, s in after_close_s.items()]))
+
+
+def test_status_shows_close_to_hot_signal_beside_the_spark_chain(tmp_path: Path) -> None:
     from cli.up import _latency_lines
-    from pipeline.hot_stream import DeltaStages
-    from spark_jobs.stages import stage_rows
 
     settings = settings_in(tmp_path)
     assert _latency_lines(settings) == ["latency    : no bar has reached a signal yet (0 bars stamped)"]
-    keys = pd.DataFrame({"exchange": "st", "symbol": "BTC/USDT", "timeframe": "1m",
-                         "ts": [datetime(2022, 1, 3, tzinfo=UTC) + timedelta(minutes=i) for i in range(5)]})
-    close = keys["ts"] + timedelta(minutes=1)  # SYNTHETIC stamps: ingest 0.2 s, signal 1.2 s after the close
-    DeltaStages(settings).append(pd.concat([stage_rows(keys, "ingest", close + timedelta(seconds=0.2)),
-                                            stage_rows(keys, "hot_features", close + timedelta(seconds=1.0)),
-                                            stage_rows(keys, "hot_signal", close + timedelta(seconds=1.2))]))
+    _stamp(settings, 5, {"ingest": 0.2, "hot_features": 1.0, "hot_signal": 1.2})
     lines = _latency_lines(settings)
     assert lines[0] == "hot path   : bar close -> hot_signal p50 1.20 s, p99 1.20 s over 5 bars"
     assert "ingest->hot_signal p50 1.00 s p99 1.00 s" in lines[1]
+
+
+def test_status_shows_close_to_order_and_the_hop_from_the_signal_it_answered(tmp_path: Path) -> None:
+    from cli.up import _latency_lines
+
+    settings = settings_in(tmp_path)
+    _stamp(settings, 4, {"ingest": 0.5, "signal": 3.0, "order": 3.25})
+    lines = _latency_lines(settings)
+    assert lines[0] == "latency    : bar close -> signal p50 3.00 s, p99 3.00 s over 4 bars"
+    assert lines[1] == "trader     : bar close -> order p50 3.25 s, p99 3.25 s over 4 bars"
+    assert "signal->order p50 0.25 s p99 0.25 s" in lines[2] and "ingest->order p50 2.75 s" in lines[2]

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from cryptolake.settings import Settings
-from pipeline.hot_stream import DeltaStages
+from cryptolake.stages import stage_rows
 from pipeline.latency import bar_latency
-from spark_jobs.stages import append_stages, stage_rows
+from spark_jobs.stages import append_stages
 from tests.conftest import settings_in
+from trader.stages import DeltaStages
 
 pytestmark = [pytest.mark.spark]
 T0 = datetime(2022, 1, 3, tzinfo=UTC)  # SYNTHETIC stamps of 10 bar keys
