@@ -21,7 +21,7 @@ from trader.feeds.base import EventFeed
 from trader.metrics import compute_metrics
 from trader.node import TradingNode, warmup_bars
 from trader.portfolio import Portfolio
-from trader.results import RunResult, equity_frame, fills_frame, trades_frame
+from trader.results import RunResult
 from trader.risk import RiskEngine
 from trader.snapshot import AccountSnapshot, restore, take_snapshot
 from trader.store import TradeStore
@@ -70,15 +70,10 @@ def warmup_for(config: TraderConfig) -> int:
     return warmup_bars(build_strategies(config), config.max_flat_bars)
 
 
-def metrics_for(node: TradingNode, config: TraderConfig) -> dict[str, Any]:
-    """Metrics of a node's run (the same for every configuration)."""
-    return compute_metrics(
-        equity_frame(node.equity),
-        fills_frame(node.fills),
-        trades_frame(node.portfolio.trades),
-        initial_cash=node.initial_equity,
-        timeframe=config.timeframe,
-    )
+def metrics_for(result: RunResult, node: TradingNode, config: TraderConfig) -> dict[str, Any]:
+    """Metrics of a node's run (the same for every configuration), from its result's frames (built once)."""
+    return compute_metrics(result.equity, result.fills, result.trades, initial_cash=node.initial_equity,
+                           timeframe=config.timeframe)
 
 
 def persist(store: TradeStore, run_id: str, node: TradingNode, *, status: str) -> None:
@@ -114,10 +109,10 @@ def run_node(
         feed.close()
     if store is not None:
         persist(store, run_id, node, status=final_status)
-    metrics = metrics_for(node, config)
+    result = RunResult.from_node(run_id, node, {}, dict(feed.stats))
+    result.metrics = metrics = metrics_for(result, node, config)
     log.info("node.done", extra={"run_id": run_id, "mode": mode, "fills": len(node.fills),
                                  "final_equity": round(metrics["final_equity"], 2)})
-    result = RunResult.from_node(run_id, node, metrics, dict(feed.stats))
     if account_as_of is not None:
         result.account = take_snapshot(node, account_as_of)
     return result

@@ -68,40 +68,42 @@ REJECTION_COLUMNS = ["ts", "client_id", "tag", "side", "type", "qty", "reason"]
 SKIPPED_COLUMNS = ["open_time", "exchange", "symbol", "timeframe", "reasons"]
 
 
-def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=columns)
+def _frame(columns: dict[str, list[Any]] | list[dict[str, Any]], names: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(columns, columns=names)
     for col in df.columns:
         if col in ("ts", "created_at", "updated_at", "entry_time", "exit_time"):
             df[col] = pd.to_datetime(df[col], utc=True)
     return df
 
 
-def _rows(items: list[Any], columns: list[str]) -> list[dict[str, Any]]:
-    # attribute access, not dataclasses.asdict: asdict deep-copies and dominated large runs
-    out = []
-    for item in items:
-        row = {}
-        for c in columns:
-            v = getattr(item, c)
-            row[c] = v.value if isinstance(v, Enum) else v
-        out.append(row)
-    return out
+def _table(items: list[Any], names: list[str]) -> pd.DataFrame:
+    """``items``' attributes ``names`` as a frame (enums as their values), built column by column: attribute
+    access, not dataclasses.asdict (it deep-copies) nor a dict per row. No items: the empty frame of no rows."""
+    if not items:
+        return _frame([], names)
+    out: dict[str, list[Any]] = {}
+    for c in names:
+        col = [getattr(item, c) for item in items]
+        if any(issubclass(t, Enum) for t in set(map(type, col))):
+            col = [v.value if isinstance(v, Enum) else v for v in col]
+        out[c] = col
+    return _frame(out, names)
 
 
 def fills_frame(fills: list[Fill]) -> pd.DataFrame:
-    return _frame(_rows(fills, FILL_COLUMNS), FILL_COLUMNS)
+    return _table(fills, FILL_COLUMNS)
 
 
 def orders_frame(orders: list[Order]) -> pd.DataFrame:
-    return _frame(_rows(orders, ORDER_COLUMNS), ORDER_COLUMNS)
+    return _table(orders, ORDER_COLUMNS)
 
 
 def equity_frame(points: list[EquityPoint]) -> pd.DataFrame:
-    return _frame(_rows(points, EQUITY_COLUMNS), EQUITY_COLUMNS)
+    return _table(points, EQUITY_COLUMNS)
 
 
 def trades_frame(trades: list[Trade]) -> pd.DataFrame:
-    return _frame(_rows(trades, TRADE_COLUMNS), TRADE_COLUMNS)
+    return _table(trades, TRADE_COLUMNS)
 
 
 def rejections_frame(rejections: list[Rejection]) -> pd.DataFrame:

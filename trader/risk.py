@@ -166,6 +166,7 @@ class RiskEngine:
         self.stops: dict[str, StopState] = {}
         self._closes: dict[str, deque[float]] = {}
         self._bar_ms: dict[str, int] = {}
+        self._tf_ms: dict[str, int] = {}
 
     def state_dict(self) -> dict[str, object]:
         """What the engine must remember between runs of one account."""
@@ -247,7 +248,10 @@ class RiskEngine:
         key = bar.instrument_key
         cfg = self.config
         self.bars_seen[key] = self.bars_seen.get(key, 0) + 1
-        self._bar_ms[key] = int((bar.close_time - bar.open_time).total_seconds() * 1000)
+        ms = self._tf_ms.get(bar.timeframe)  # a Bar's length is its timeframe's (checked when it was made)
+        if ms is None:
+            ms = self._tf_ms[bar.timeframe] = int((bar.close_time - bar.open_time).total_seconds() * 1000)
+        self._bar_ms[key] = ms
         if cfg.vol_target is not None:
             closes = self._closes.setdefault(key, deque(maxlen=cfg.vol_lookback + 1))
             closes.append(bar.close)

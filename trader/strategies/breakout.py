@@ -39,7 +39,7 @@ def breakout_signal(o: Any, h: Any, lo: Any, c: Any, v: Any, mod: Any, t: int, p
     """(entry, exit, trailing distance); ``p`` = (channel, exit_channel, volume_period, volume_mult, atr_period,
     atr_mult)."""
     up = c[t] > highest(h, t - 1, int(p[0]))
-    loud = v[t] > p[3] * mean(v, t - 1, int(p[2]))
+    loud = p[3] <= 0.0 or v[t] > p[3] * mean(v, t - 1, int(p[2]))  # volume_mult 0: no volume filter
     down = c[t] < lowest(lo, t - 1, int(p[1]))
     dist = p[5] * atr(h, lo, c, t, int(p[4])) if p[5] > 0.0 else math.nan
     return up and loud, down, dist

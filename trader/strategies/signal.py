@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,7 +69,7 @@ class BarWindow:
         self.last: Bar | None = None
 
     def update(self, hist: Sequence[Bar]) -> tuple[np.ndarray, ...]:
-        """The arrays of ``hist`` (its last ``n`` bars; the current bar last)."""
+        """The arrays of ``hist``'s last ``n`` bars (the current bar last); ``hist`` may be longer (a deque)."""
         n = self.n
         if len(hist) >= 2 and self.last is hist[-2] and self.size >= n:
             if self.size == 2 * n:
@@ -79,7 +80,7 @@ class BarWindow:
             self.buf[:, self.size] = (b.open, b.high, b.low, b.close, b.volume, ct.hour * 60 + ct.minute)
             self.size += 1
         else:
-            arrays = np.array(bar_arrays(hist[-n:]))
+            arrays = np.array(bar_arrays(list(islice(hist, max(0, len(hist) - n), None))))
             self.buf[:, : arrays.shape[1]] = arrays
             self.size = arrays.shape[1]
         self.last = hist[-1]
@@ -119,10 +120,10 @@ class SignalStrategy(Strategy):
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> list[OrderIntent]:
         key = bar.instrument_key
         lookback = self.history_bars
-        hist = ctx.history(key, lookback)
+        hist = ctx.bars.get(key, ())  # the node's read-only history (read, never copied: only its tail is used)
         if len(hist) < lookback:
             return []
-        orders = ctx.orders_for(key)
+        orders = ctx.orders_for(key) if ctx.open_orders else ()
         if orders and any(o.type is OrderType.MARKET for o in orders):
             return []  # an entry or exit is on its way (only with venue latency)
         window = self._windows.get(key)
