@@ -194,3 +194,62 @@ def test_a_live_session_on_the_local_exchange_stamps_each_order_it_sent_and_no_o
     assert sorted(set(out["ts"])) == bars  # each stamp is the bar its order was sent on
     lat = (stamped_at - (out["ts"] + timedelta(hours=1))).dt.total_seconds()
     assert (lat > 0).all()  # the replayed bars closed in the past
+
+
+def test_trade_run_appends_the_order_stage_of_each_order_it_sent_to_the_lakes_bar_stages(
+        shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cryptolake trade run` (what `up` supervises) writes its stamps to ops.bar_stages with delta-rs."""
+    import signal
+
+    from deltalake import DeltaTable
+    from typer.testing import CliRunner
+
+    from cli.trade import app
+    from cryptolake.settings import get_settings
+    from ingest.localexchange.server import LocalExchange
+    from pipeline.latency import bar_latency
+    from tests.trader.live.conftest import venue_config
+    from trader.orders import OrderJournal
+
+    venue = LocalExchange(venue_config(shared_data))
+    venue.start()
+    venue.add_account("k-cli", "s-cli")
+    monkeypatch.setenv("CRYPTOLAKE__TRADER__API_KEY", "k-cli")
+    monkeypatch.setenv("CRYPTOLAKE__TRADER__API_SECRET", "s-cli")
+    monkeypatch.setenv("CRYPTOLAKE__PATHS__LAKE_ROOT", str(tmp_path / "lake"))
+    done = threading.Event()
+
+    def step() -> None:  # the venue moves one hourly candle per symbol every 0.3 s
+        while not done.wait(0.3):
+            for sid in ("BTCUSDT", "ETHUSDT"):
+                venue.step(sid)
+
+    stepper = threading.Thread(target=step, daemon=True)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    url = f"sqlite:///{tmp_path}/cli.db"
+    get_settings.cache_clear()
+    try:
+        stepper.start()
+        res = CliRunner().invoke(app, ["run", "--strategy", CHURN, "--symbols", "BTC/USDT,ETH/USDT", "--live",
+                                       "--account", "cli-stamps", "--base-url", venue.base_url, "--store-url", url,
+                                       "--poll-interval", "0.1", "--bar-interval", "1.0", "--stale-bars", "30",
+                                       "--max-orders-per-minute", "3600", "--max-bars", "8", "--no-alt",
+                                       "--stamp-every", "0"])
+        assert res.exit_code == 0, res.output
+        settings = get_settings()
+        table = DeltaTable(BAR_STAGES.path(settings)).to_pandas()
+        report = bar_latency(settings)
+    finally:
+        done.set()
+        stepper.join(timeout=5)
+        venue.stop()
+        get_settings.cache_clear()
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    journal = OrderJournal(TradeStore(url), "cli-stamps")
+    sent = set(journal.orders)  # every order the live session sent (journaled ahead of the submit)
+    assert len(sent) >= 4
+    table["ts"] = pd.to_datetime(table["ts"], utc=True)
+    assert len(table) == len(sent) and set(table["stage"]) == {"order"}
+    assert (table["exchange"] == "binance").all() and set(table["symbol"]) <= {"BTC/USDT", "ETH/USDT"}
+    assert report.order is not None and report.order.bars == table.groupby(["symbol", "ts"]).ngroups
