@@ -191,6 +191,7 @@ def test_ups_signal_trader_argv_trades_the_champions_published_signals_and_stamp
         while len(_order_rows(settings)) < len(expected) and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             time.sleep(0.5)
+        scraped = _close_to_sent_count(specs["trader-paper-signals"].metrics_port)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()
     finally:
@@ -203,6 +204,7 @@ def test_ups_signal_trader_argv_trades_the_champions_published_signals_and_stamp
     stamped = int(text.split("orders stamped=")[1].split()[0])
     rows = _order_rows(settings)
     assert stamped == len(rows) == len(expected)  # one row per order sent, every one written
+    assert scraped == len(expected)  # the spec's /metrics observed bar close -> order sent for each
     assert (rows["exchange"] == "localex").all() and (rows["symbol"] == "BTC/USDT").all()
     assert (rows["timeframe"] == "1h").all()
     want_bars = [scores.bar_time[i] for i in expected]
@@ -212,6 +214,18 @@ def test_ups_signal_trader_argv_trades_the_champions_published_signals_and_stamp
     assert (rows["stage_time"] >= pd.Timestamp(datetime.now(UTC) - timedelta(minutes=10))).all()
     print(f"\nthresholds enter {th['enter']} exit {th['exit']} ({th['reason']}); {N_LIVE} signals published, "
           f"{len(rows)} orders sent and stamped")
+
+
+def _close_to_sent_count(port: int) -> float:
+    """``cryptolake_trader_close_to_sent_seconds_count`` scraped from the trader's /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == "cryptolake_trader_close_to_sent_seconds_count")
 
 
 def bars_candles(bars: pd.DataFrame) -> list[OhlcvV1]:
