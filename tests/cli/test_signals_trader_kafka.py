@@ -63,10 +63,10 @@ def _train(bars: pd.DataFrame) -> LstmModel:
     """A small LSTM on the batch features and next-bar labels (label known at the next bar's close)."""
     features = batch_gold(bars)
     close = bars.set_index("open_time")["close"]
-    ret = np.log(close.shift(-1) / close)
-    labels = pd.DataFrame({"ts": close.index, "next_log_return": ret.to_numpy(),
-                           "next_direction": (ret > 0).astype("int32").to_numpy(),
-                           "label_available_time": close.index + 2 * HOUR}).iloc[:-1]
+    ret = np.log((close.shift(-1) / close).to_numpy(dtype=float))
+    opens = pd.DatetimeIndex(close.index)
+    labels = pd.DataFrame({"ts": opens, "next_log_return": ret, "next_direction": (ret > 0).astype("int32"),
+                           "label_available_time": opens + pd.Timedelta(hours=2)}).iloc[:-1]
     frame = features.drop(columns=["bar_date"]).merge(labels, on="ts")
     start, end = frame["ts"].min().to_pydatetime(), frame["ts"].max().to_pydatetime()
     model = LstmModel(CONFIG.model_copy(update={"max_epochs": 30, "patience": 30, "samples_per_epoch": 2048}))
@@ -231,8 +231,8 @@ def _close_to_sent_count(port: int) -> float:
 def bars_candles(bars: pd.DataFrame) -> list[OhlcvV1]:
     """``bars`` (bars_frame rows) as the candles the market connector publishes (received at their close)."""
     out = []
-    for b in bars.itertuples():
-        t = int(pd.Timestamp(b.open_time).value // 1_000_000)
+    opens = pd.DatetimeIndex(bars["open_time"]).asi8 // 1_000_000
+    for b, t in zip(bars.itertuples(), opens.tolist(), strict=True):
         out.append(OhlcvV1(schema_version=1, exchange=b.exchange, symbol=b.symbol, timeframe=b.timeframe,
                            open=b.open, high=b.high, low=b.low, close=b.close, volume=b.volume, event_time=t,
                            available_time=t + 3_600_000, ingest_time=t + 3_600_000))
