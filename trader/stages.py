@@ -8,7 +8,7 @@ bar-driven session (:class:`trader.session.TradingSession`: no signals, bars str
 says which bar it is processing (:meth:`OrderStages.answering`): every order sent while the node
 processes that bar (its strategies' bar rule, or an order on a fill the bar caused) answers it and is
 stamped for that bar; orders sent between bars (an operator's flatten, a halt, fills polled from the
-venue) answer no bar and are not stamped. The stamps are
+venue) answer no bar and are not stamped. Several orders on one bar are one row, the first's. The stamps are
 buffered and appended at most every ``every_s`` seconds, between batches, never on the order's own
 path (one delta-rs commit each); a rerun of a run stamps its orders again and readers take the first
 stamp of each (bar, stage). :mod:`pipeline.latency` reports them.
@@ -104,7 +104,7 @@ class OrderStages:
         self.sink, self.every_s, self.clock = sink, every_s, clock
         self.metrics, self.since_received = metrics, since_received
         self.stamped = 0  # orders stamped (written or buffered)
-        self.written = 0
+        self.written = 0  # rows appended (one per bar: a bar's first order)
         self._buffer: list[OrderStamp] = []
         self._flushed_at = clock()
         self._bar: Candle | None = None
@@ -141,11 +141,13 @@ class OrderStages:
         return len(self._buffer)
 
     def rows(self, stamps: list[OrderStamp]) -> pd.DataFrame:
-        """``stamps`` as ``ops.bar_stages`` rows."""
-        keys = pd.DataFrame([(s.exchange, s.symbol, s.timeframe, s.ts) for s in stamps],
-                            columns=["exchange", "symbol", "timeframe", "ts"])
-        return stage_rows(keys, ORDER_STAGE, pd.Series(pd.to_datetime([s.sent_at for s in stamps], unit="s",
-                                                                      utc=True)))
+        """``stamps`` as ``ops.bar_stages`` rows: one per bar, its first order's (several orders sent on one bar or
+        signal are one bar's ``order`` stage; an append may not repeat a key)."""
+        keys = pd.DataFrame([(s.exchange, s.symbol, s.timeframe, s.ts, s.sent_at) for s in stamps],
+                            columns=["exchange", "symbol", "timeframe", "ts", "sent_at"])
+        keys = keys.sort_values("sent_at", kind="stable").drop_duplicates(["exchange", "symbol", "timeframe", "ts"])
+        return stage_rows(keys.reset_index(drop=True), ORDER_STAGE,
+                          pd.Series(pd.to_datetime(keys["sent_at"].to_numpy(), unit="s", utc=True)))
 
     def maybe_flush(self) -> None:
         """Append the buffered stamps if ``every_s`` has passed since the last append (one commit)."""
@@ -158,7 +160,9 @@ class OrderStages:
         if not self._buffer:
             return
         if self.sink is not None:
-            self.sink.append(self.rows(self._buffer))  # a failed append keeps the buffer
-            self.written += len(self._buffer)
-            log.info("trader.order_stages", extra={"rows": len(self._buffer), "written": self.written})
+            rows = self.rows(self._buffer)
+            self.sink.append(rows)  # a failed append keeps the buffer
+            self.written += len(rows)
+            log.info("trader.order_stages", extra={"rows": len(rows), "orders": len(self._buffer),
+                                                   "written": self.written})
         self._buffer = []

@@ -253,3 +253,34 @@ def test_trade_run_appends_the_order_stage_of_each_order_it_sent_to_the_lakes_ba
     assert len(table) == len(sent) and set(table["stage"]) == {"order"}
     assert (table["exchange"] == "binance").all() and set(table["symbol"]) <= {"BTC/USDT", "ETH/USDT"}
     assert report.order is not None and report.order.bars == table.groupby(["symbol", "ts"]).ngroups
+
+
+def test_several_orders_on_one_bar_are_one_row_at_the_first_and_delta_rs_takes_the_append(tmp_path: Path) -> None:
+    from deltalake import DeltaTable
+
+    from tests.conftest import settings_in
+    from tests.trader.test_order_stages import Clock, _order
+    from trader.domain import Bar
+    from trader.stages import DeltaStages, OrderStages
+
+    settings = settings_in(tmp_path)
+    clock = Clock(1_704_070_800.0)  # 2024-01-01 01:00 UTC: the close of the first bar
+    stages = OrderStages(DeltaStages(settings), every_s=0, clock=clock)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    bars = [Bar("binance", sym, "1h", t0 + i * timedelta(hours=1), t0 + (i + 1) * timedelta(hours=1), 1.0, 1.0, 1.0,
+                1.0, 1.0) for i in range(2) for sym in ("BTC/USDT", "ETH/USDT")]
+    for k, bar in enumerate(bars):
+        stages.answering(bar)
+        clock.t += 0.25
+        stages.on_sent(_order(f"a{k}"), None)
+        clock.t += 0.25
+        stages.on_sent(_order(f"b{k}"), None)  # a second order on the same bar (e.g. a rebalance's two legs)
+    stages.answering(None)
+    stages.on_sent(_order("between"), None)  # between bars: answers none
+    stages.flush()
+    assert stages.stamped == 8 and stages.written == 4 and stages.pending == 0
+    table = DeltaTable(BAR_STAGES.path(settings)).to_pandas().sort_values(["ts", "symbol"]).reset_index(drop=True)
+    assert table["symbol"].tolist() == ["BTC/USDT", "ETH/USDT"] * 2
+    sent = pd.to_datetime(table["stage_time"], utc=True) - pd.Timestamp(t0)
+    # the first order of each bar: 0.25 s after the previous bar's last, 1 h + 0.25 s ... from the first open
+    assert [s.total_seconds() for s in sent] == [3600.25, 3600.75, 3601.25, 3601.75]
