@@ -2,7 +2,7 @@
 signals at its cost-aware thresholds and stamps one ``order`` row per order it sends.
 
 The champion is a small LSTM trained with the project's own code on REAL Binance BTC/USDT hourly candles
-(CryptoDataDownload, shared data) and promoted in a temporary ``localex-1h`` registry. The system config is the
+(CryptoDataDownload, shared data) and promoted in a temporary ``<venue>-1h`` registry. The system config is the
 default one with ``timeframes = ["1h"]``: the tiny 1m champion of ``test_up_signals`` never trades after the paper
 costs (its validation probabilities stay under 0.5: "do not trade: no pair traded after 15.0 bps per side"), and
 no 1m segment tried nets a positive return after 30 bps a round trip; on hourly bars from May 2019 the thresholds
@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,15 +47,23 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 CANDLES = "market/ohlcv_1h/ingiorn/Binance_BTCUSDT_1h.csv.gz"
 START, N_TRAIN, N_LIVE = 15000, 1500, 48  # rows of the hourly file (2019-05-04 on); bars published live
 HOUR = timedelta(hours=1)
-SYSTEM_ENV = {"CRYPTOLAKE_SYSTEM__TIMEFRAMES": '["1h"]'}
+EPOCH = pd.Timestamp(0, tz="UTC")
 
 
-def _hourly(shared_data: Path, start: int, n: int) -> list[OhlcvV1]:
+
+def _system_env(venue: str) -> dict[str, str]:
+    """The default system config on hourly bars, its local venue named ``venue`` (this run's own instrument on the
+    shared topics: a champion trained on the same bars has the same version in every run)."""
+    return {"CRYPTOLAKE_SYSTEM__TIMEFRAMES": '["1h"]',
+            "CRYPTOLAKE_SYSTEM__VENUES": json.dumps([{"name": venue, "kind": "local", "exchange_id": "binance"}])}
+
+
+def _hourly(shared_data: Path, venue: str, start: int, n: int) -> list[OhlcvV1]:
     raw = pd.read_csv(shared_data / CANDLES, skiprows=1)
     raw["unix"] = np.where(raw["unix"] < 10**12, raw["unix"] * 1000, raw["unix"])  # the file's early rows: seconds
     raw = raw.sort_values("unix").drop_duplicates("unix").iloc[start:start + n]
     ms = 3_600_000
-    return [OhlcvV1(schema_version=1, exchange="localex", symbol="BTC/USDT", timeframe="1h", open=o, high=h, low=lo,
+    return [OhlcvV1(schema_version=1, exchange=venue, symbol="BTC/USDT", timeframe="1h", open=o, high=h, low=lo,
                     close=c, volume=v, event_time=int(t), available_time=int(t) + ms, ingest_time=int(t) + ms)
             for t, o, h, lo, c, v in zip(raw["unix"], raw["open"], raw["high"], raw["low"], raw["close"],
                                          raw["Volume BTC"], strict=True)]
@@ -74,7 +84,7 @@ def _train(bars: pd.DataFrame) -> LstmModel:
     return model
 
 
-def _precache_selector(root: Path, registry: ModelRegistry, bars: pd.DataFrame,
+def _precache_selector(root: Path, venue: str, registry: ModelRegistry, bars: pd.DataFrame,
                        monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The main job's choice for the champion (:func:`pipeline.trading.selector_for`, cached under the artifacts),
     from its own probabilities on its validation segment; returns the chosen ML thresholds."""
@@ -90,7 +100,7 @@ def _precache_selector(root: Path, registry: ModelRegistry, bars: pd.DataFrame,
     monkeypatch.setattr(trading, "validation_frames",
                         lambda config, version, settings: ({"BTC/USDT": frame.reset_index(drop=True)}, True, "passed"))
     settings = settings_in(root)
-    market = settings.market.model_copy(update={"exchange": "localex", "symbols": ("BTC/USDT",), "timeframe": "1h"})
+    market = settings.market.model_copy(update={"exchange": venue, "symbols": ("BTC/USDT",), "timeframe": "1h"})
     scoped = settings.model_copy(update={"market": market})
     record = trading.selector_for(trading.trader_config(scoped), entry.version, scoped).record()
     monkeypatch.undo()
@@ -135,21 +145,22 @@ def test_ups_signal_trader_argv_trades_the_champions_published_signals_and_stamp
     settings = settings_in(root)
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
         update={"bootstrap_servers": kafka_bootstrap})})
-    candles = _hourly(shared_data, START, N_TRAIN + N_LIVE + 200)
+    venue = f"localex{uuid.uuid4().hex[:8]}"
+    candles = _hourly(shared_data, venue, START, N_TRAIN + N_LIVE + 200)
     history = bars_frame(candles)
-    registry = ModelRegistry(settings.paths.artifacts_dir / "models" / "localex-1h")
+    registry = ModelRegistry(settings.paths.artifacts_dir / "models" / f"{venue}-1h")
     registry.register(_train(history.iloc[:N_TRAIN].reset_index(drop=True)), promote=True)
     champion = registry.champion()
-    th = _precache_selector(root, registry, history.iloc[:N_TRAIN].reset_index(drop=True), monkeypatch)
+    th = _precache_selector(root, venue, registry, history.iloc[:N_TRAIN].reset_index(drop=True), monkeypatch)
     assert th["enter"] < 1.0 and th["trades"] >= 5, th  # the validation choice trades (never set by hand)
 
     ports = itertools.count(43100)
-    specs = {s.name: s for s in build_specs(load_system(DEFAULT_FILE, environ=SYSTEM_ENV), settings, 39998,
+    specs = {s.name: s for s in build_specs(load_system(DEFAULT_FILE, environ=_system_env(venue)), settings, 39998,
                                             lambda: next(ports))}
     argv = specs["trader-paper-signals"].argv
     assert argv[3:5] == ("trade", "signals") and "--cost-aware" in argv
     assert argv[argv.index("--model-version") + 1] == champion.version
-    assert argv[argv.index("--timeframe") + 1] == "1h" and argv[argv.index("--exchange") + 1] == "localex"
+    assert argv[argv.index("--timeframe") + 1] == "1h" and argv[argv.index("--exchange") + 1] == venue
 
     # the champion's out-of-sample bars, moved to open just after the trader starts (whole hours)
     test_start = pd.Timestamp(champion.metadata["segments"]["test"][0])
@@ -182,9 +193,12 @@ def test_ups_signal_trader_argv_trades_the_champions_published_signals_and_stamp
         time.sleep(3.0)  # subscribed (the feed seeks to its warm-up start; nothing older is read)
         messages = signal_messages(scores)
         by_bar = {pd.Timestamp(c.event_time, unit="ms", tz="UTC"): c for c in bars_candles(live)}
+        produced: dict[pd.Timestamp, float] = {}  # bar -> when its signal was handed to the producer
         with Producer(settings, linger_ms=0) as producer:
             for sig in messages:
-                producer.send_message(by_bar[pd.Timestamp(sig.event_time, unit="ms", tz="UTC")])
+                bar = pd.Timestamp(sig.event_time, unit="ms", tz="UTC")
+                producer.send_message(by_bar[bar])
+                produced[bar] = time.time()
                 producer.send_message(sig)
             producer.flush()
         deadline = time.monotonic() + 90
@@ -205,15 +219,18 @@ def test_ups_signal_trader_argv_trades_the_champions_published_signals_and_stamp
     rows = _order_rows(settings)
     assert stamped == len(rows) == len(expected)  # one row per order sent, every one written
     assert scraped == len(expected)  # the spec's /metrics observed bar close -> order sent for each
-    assert (rows["exchange"] == "localex").all() and (rows["symbol"] == "BTC/USDT").all()
+    assert (rows["exchange"] == venue).all() and (rows["symbol"] == "BTC/USDT").all()
     assert (rows["timeframe"] == "1h").all()
     want_bars = [scores.bar_time[i] for i in expected]
     assert sorted(rows["ts"]) == want_bars  # each order's signal's bar
-    ids = {signal_id(champion.version, "localex", "BTC/USDT", "1h", int(t.value // 1_000_000)) for t in rows["ts"]}
+    ids = {signal_id(champion.version, venue, "BTC/USDT", "1h", int(t.value // 1_000_000)) for t in rows["ts"]}
     assert ids == {scores.signal_id[i] for i in expected}  # the signals the orders answer, by id
-    assert (rows["stage_time"] >= pd.Timestamp(datetime.now(UTC) - timedelta(minutes=10))).all()
+    stamped_at = (pd.to_datetime(rows["stage_time"], utc=True) - EPOCH).dt.total_seconds().to_numpy()
+    hop = stamped_at - np.array([produced[t] for t in rows["ts"].tolist()])
+    assert (hop >= -1e-6).all()  # no order is stamped before its signal was produced (stamps are microseconds)
     print(f"\nthresholds enter {th['enter']} exit {th['exit']} ({th['reason']}); {N_LIVE} signals published, "
-          f"{len(rows)} orders sent and stamped")
+          f"{len(rows)} orders sent and stamped; signal produced -> order stamped p50 {np.percentile(hop, 50):.3f} s, "
+          f"p99 {np.percentile(hop, 99):.3f} s (the {N_LIVE} signals produced in one burst)")
 
 
 def _close_to_sent_count(port: int) -> float:
@@ -231,7 +248,7 @@ def _close_to_sent_count(port: int) -> float:
 def bars_candles(bars: pd.DataFrame) -> list[OhlcvV1]:
     """``bars`` (bars_frame rows) as the candles the market connector publishes (received at their close)."""
     out = []
-    opens = pd.DatetimeIndex(bars["open_time"]).asi8 // 1_000_000
+    opens = ((bars["open_time"] - EPOCH).dt.total_seconds() * 1000).round().astype("int64")
     for b, t in zip(bars.itertuples(), opens.tolist(), strict=True):
         out.append(OhlcvV1(schema_version=1, exchange=b.exchange, symbol=b.symbol, timeframe=b.timeframe,
                            open=b.open, high=b.high, low=b.low, close=b.close, volume=b.volume, event_time=t,
