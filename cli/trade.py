@@ -55,6 +55,9 @@ def run(
     with_alt: bool = typer.Option(True, "--with-alt/--no-alt", help="Give a selector the lake's gold.alt_features "
                                   "rows, re-read as the alt lane adds them (a row is used from when it was seen)"),
     alt_refresh: float = typer.Option(60.0, help="Seconds between reads of gold.alt_features (--with-alt)"),
+    stages: bool = typer.Option(True, "--stages/--no-stages", help="Stamp each order sent on a bar as that bar's "
+                                "order stage in ops.bar_stages (cryptolake status: bar close -> order)"),
+    stamp_every: float = typer.Option(2.0, help="Seconds between appends of the order stage to ops.bar_stages"),
 ) -> None:
     """Run the trading node on a venue's live bars until SIGTERM / Ctrl-C (then exit 0, state persisted).
 
@@ -63,6 +66,7 @@ def run(
     """
     from rich.console import Console
 
+    from cryptolake.settings import get_settings
     from trader.config import TraderConfig, TraderSettings
     from trader.execution.ccxt_client import CcxtVenueConfig
     from trader.killswitch import KillSwitchConfig
@@ -91,7 +95,13 @@ def run(
             "account_id": account, "mode": "live" if live else "paper", "venue": venue_cfg,
             "poll_interval_s": poll_interval, "kill": kill, "max_bars": max_bars, "cancel_on_stop": cancel_on_stop,
             "unknown_orders": unknown_orders, "metrics_port": metrics_port, "bar_feed": feed})
-        session = TradingSession(trader, session_cfg, TradeStore(store_url or TraderSettings().resolved_store_url()))
+        sink = None
+        if stages:
+            from trader.stages import DeltaStages
+
+            sink = DeltaStages(get_settings())
+        session = TradingSession(trader, session_cfg, TradeStore(store_url or TraderSettings().resolved_store_url()),
+                                 stages=sink, stamp_every_s=stamp_every)
     except (CryptolakeError, ValueError) as exc:
         console.print(f"[red]trade failed to start:[/red] {exc}")
         raise typer.Exit(1) from exc

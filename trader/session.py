@@ -15,6 +15,11 @@ order id, fills made while the trader was down are adopted, and open orders, pos
 compared with the venue's (a mismatch beyond the market's precision halts with the reason). Bars are
 processed at most once: the last bar's time is stored *before* the node trades on it, so a crash in
 the middle of a bar never lets the restarted trader act on that bar again.
+
+With a stage sink (``stages``: ``ops.bar_stages`` through :class:`~trader.stages.DeltaStages`), each order the
+node sends while processing a bar is stamped ``order`` for that bar (:class:`~trader.stages.OrderStages`,
+the same stamps as the Kafka-fed trader's, observed as bar close -> order sent in ``/metrics``); the stamps
+are appended between loops, at most every ``stamp_every_s`` and at the stop, never on the order's path.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cryptolake.errors import ConfigError, CryptolakeError
 from cryptolake.logs import get_logger
+from cryptolake.stages import StageSink
 from cryptolake.types import to_ms
 from trader.clock import SimClock
 from trader.config import TraderConfig
-from trader.domain import Instrument, OrderStatus, timeframe_delta
+from trader.domain import Bar, Instrument, OrderStatus, timeframe_delta
 from trader.execution.base import ExecutionClient
 from trader.execution.ccxt_client import (
     CcxtExecutionClient,
@@ -52,6 +58,7 @@ from trader.orders import OrderJournal
 from trader.portfolio import Portfolio
 from trader.risk import RiskEngine, TradingState
 from trader.snapshot import AccountSnapshot, restore, take_snapshot
+from trader.stages import OrderStages
 from trader.store import TradeStore
 from trader.strategies.registry import build_strategy
 from trader.strategy import Strategy
@@ -94,10 +101,15 @@ class WallClock(SimClock):
 
 
 class TradingSession:
-    """Builds the node of ``trader`` + ``config``, restores the account, runs until stopped."""
+    """Builds the node of ``trader`` + ``config``, restores the account, runs until stopped.
+
+    ``stages``: where the ``order`` stamp of each order sent on a bar goes (None: stamps are counted and observed
+    in ``/metrics`` only); ``stamp_every_s``: seconds between appends; ``stamp_clock``: the wall clock of stamps.
+    """
 
     def __init__(self, trader: TraderConfig, config: SessionConfig, store: TradeStore, *,
-                 exchange: Any = None) -> None:
+                 exchange: Any = None, stages: StageSink | None = None, stamp_every_s: float = 2.0,
+                 stamp_clock: Callable[[], float] = time.time) -> None:
         if trader.venues:  # one ccxt connection, feed and balance: other venues would be silently ignored
             raise ConfigError(f"a trading session trades one venue ({config.venue.venue}); venues="
                               f"{dict(trader.venues)} runs in backtests and the Kafka-fed paper trader only")
@@ -135,6 +147,8 @@ class TradingSession:
         self.kill = KillSwitches(config.kill, config.kill.bar_interval_s or timeframe_delta(trader.timeframe)
                                  .total_seconds())
         self.metrics = TraderMetrics(config.account_id)
+        self.order_stages = OrderStages(stages, every_s=stamp_every_s, clock=stamp_clock, metrics=self.metrics)
+        self.node.on_sent = self.order_stages.on_sent
         self.alerts = SessionAlerts.from_environment(config.account_id)
         self._params: dict[str, Any] = {}
         self.bars_traded = 0
@@ -235,6 +249,7 @@ class TradingSession:
                 break
             try:
                 self.step()
+                self.order_stages.maybe_flush()  # between loops, never on the order's path
                 if time.monotonic() >= next_reconcile:
                     next_reconcile = time.monotonic() + self.config.reconcile_interval_s
                     if self.node.reconcile() and self.node.risk.state is TradingState.HALTED:
@@ -264,7 +279,11 @@ class TradingSession:
             if traded:
                 self.journal.put(last_bar_ms=to_ms(ev.open_time))  # at most once: stored before trading on it
             t0, marks, acks = time.perf_counter(), len(self._sent()), len(self._acks())
-            self.node.on_event(ev)
+            self.order_stages.answering(ev if traded and isinstance(ev, Bar) else None)
+            try:
+                self.node.on_event(ev)
+            finally:
+                self.order_stages.answering(None)
             for mark in self._sent()[marks:]:
                 self.metrics.signal_to_sent.labels(self.config.account_id).observe(mark - t0)
             for ack in self._acks()[acks:]:
@@ -349,6 +368,10 @@ class TradingSession:
             for o in self.client.open_orders():
                 self.client.cancel(o.client_id, now)
         self._persist()
+        try:
+            self.order_stages.flush()
+        except CryptolakeError as exc:  # the last unwritten stamps are lost, never the stop
+            log.warning("session.order_stages_lost", extra={"rows": self.order_stages.pending, "error": str(exc)})
         self.metrics.close()
         if isinstance(self.feed, WsBarFeed):
             self.feed.close()

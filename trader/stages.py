@@ -2,8 +2,13 @@
 
 An order the node sends in answer to a signal is stamped ``order`` for that signal's bar (exchange,
 symbol, timeframe, ts = the bar's open time, the key of every stage) at the wall time it was sent:
-:class:`OrderStages` is the node's ``on_sent`` observer. Orders the node sends on a bar or a fill
-(protective stops, a strategy's bar rule) answer no signal and are not stamped. The stamps are
+:class:`OrderStages` is the node's ``on_sent`` observer. In the Kafka-fed trader, orders the node sends
+on a bar or a fill (protective stops, a strategy's bar rule) answer no signal and are not stamped. A
+bar-driven session (:class:`trader.session.TradingSession`: no signals, bars straight from the venue)
+says which bar it is processing (:meth:`OrderStages.answering`): every order sent while the node
+processes that bar (its strategies' bar rule, or an order on a fill the bar caused) answers it and is
+stamped for that bar; orders sent between bars (an operator's flatten, a halt, fills polled from the
+venue) answer no bar and are not stamped. Several orders on one bar are one row, the first's. The stamps are
 buffered and appended at most every ``every_s`` seconds, between batches, never on the order's own
 path (one delta-rs commit each); a rerun of a run stamps its orders again and readers take the first
 stamp of each (bar, stage). :mod:`pipeline.latency` reports them.
@@ -26,7 +31,7 @@ from cryptolake.logs import get_logger
 from cryptolake.settings import Settings
 from cryptolake.stages import StageSink, stage_rows
 from cryptolake.tables import BAR_STAGES
-from trader.domain import Order, Signal, timeframe_delta
+from trader.domain import Candle, Order, Signal, timeframe_delta
 from trader.telemetry import TraderMetrics
 
 log = get_logger(__name__)
@@ -85,7 +90,8 @@ class OrderStamp:
 class OrderStages:
     """Stamps ``order`` for every order sent in answer to a signal; :meth:`maybe_flush` between batches.
 
-    ``sink`` None: stamps are only counted and observed. ``metrics``: each stamp is observed as bar close ->
+    ``sink`` None: stamps are only counted and observed. An order sent with no signal is stamped for the bar
+    given to :meth:`answering` (a bar-driven session), if any. ``metrics``: each stamp is observed as bar close ->
     order sent and, with ``since_received`` (seconds since the signal's record was received, by signal id;
     :meth:`trader.feeds.kafka.KafkaFeed.since_received`), as signal received -> order sent.
     """
@@ -98,23 +104,34 @@ class OrderStages:
         self.sink, self.every_s, self.clock = sink, every_s, clock
         self.metrics, self.since_received = metrics, since_received
         self.stamped = 0  # orders stamped (written or buffered)
-        self.written = 0
+        self.written = 0  # rows appended (one per bar: a bar's first order)
         self._buffer: list[OrderStamp] = []
         self._flushed_at = clock()
+        self._bar: Candle | None = None
+
+    def answering(self, bar: Candle | None) -> None:
+        """A bar-driven session: orders sent with no signal from now on answer ``bar`` (None: no bar)."""
+        self._bar = bar
 
     def on_sent(self, order: Order, signal: Signal | None) -> None:
-        """The node's observer: buffer the stamp of an order answering ``signal`` (nothing for other orders)."""
-        if signal is None:
+        """The node's observer: buffer the stamp of an order answering ``signal``, or else the bar given to
+        :meth:`answering` (nothing for other orders)."""
+        if signal is not None:
+            ex, sym, tf, ts = signal.exchange, signal.symbol, signal.timeframe, signal.bar_time
+        elif self._bar is not None:
+            bar = self._bar
+            ex, sym, tf, ts = bar.exchange, bar.symbol, bar.timeframe, bar.open_time
+        else:
             return
         sent_at = self.clock()
-        self._buffer.append(OrderStamp(signal.exchange, signal.symbol, signal.timeframe, signal.bar_time, sent_at,
-                                       order.client_id))
+        self._buffer.append(OrderStamp(ex, sym, tf, ts, sent_at, order.client_id))
         self.stamped += 1
         if self.metrics is not None:
             acc = self.metrics.account
-            close = (signal.bar_time + timeframe_delta(signal.timeframe)).timestamp()
+            close = (ts + timeframe_delta(tf)).timestamp()
             self.metrics.close_to_sent.labels(acc).observe(max(0.0, sent_at - close))
-            received = self.since_received(signal.signal_id) if self.since_received and signal.signal_id else None
+            received = (self.since_received(signal.signal_id)
+                        if signal is not None and self.since_received and signal.signal_id else None)
             if received is not None:
                 self.metrics.signal_to_sent.labels(acc).observe(received)
 
@@ -124,11 +141,13 @@ class OrderStages:
         return len(self._buffer)
 
     def rows(self, stamps: list[OrderStamp]) -> pd.DataFrame:
-        """``stamps`` as ``ops.bar_stages`` rows."""
-        keys = pd.DataFrame([(s.exchange, s.symbol, s.timeframe, s.ts) for s in stamps],
-                            columns=["exchange", "symbol", "timeframe", "ts"])
-        return stage_rows(keys, ORDER_STAGE, pd.Series(pd.to_datetime([s.sent_at for s in stamps], unit="s",
-                                                                      utc=True)))
+        """``stamps`` as ``ops.bar_stages`` rows: one per bar, its first order's (several orders sent on one bar or
+        signal are one bar's ``order`` stage; an append may not repeat a key)."""
+        keys = pd.DataFrame([(s.exchange, s.symbol, s.timeframe, s.ts, s.sent_at) for s in stamps],
+                            columns=["exchange", "symbol", "timeframe", "ts", "sent_at"])
+        keys = keys.sort_values("sent_at", kind="stable").drop_duplicates(["exchange", "symbol", "timeframe", "ts"])
+        return stage_rows(keys.reset_index(drop=True), ORDER_STAGE,
+                          pd.Series(pd.to_datetime(keys["sent_at"].to_numpy(), unit="s", utc=True)))
 
     def maybe_flush(self) -> None:
         """Append the buffered stamps if ``every_s`` has passed since the last append (one commit)."""
@@ -141,7 +160,9 @@ class OrderStages:
         if not self._buffer:
             return
         if self.sink is not None:
-            self.sink.append(self.rows(self._buffer))  # a failed append keeps the buffer
-            self.written += len(self._buffer)
-            log.info("trader.order_stages", extra={"rows": len(self._buffer), "written": self.written})
+            rows = self.rows(self._buffer)
+            self.sink.append(rows)  # a failed append keeps the buffer
+            self.written += len(rows)
+            log.info("trader.order_stages", extra={"rows": len(rows), "orders": len(self._buffer),
+                                                   "written": self.written})
         self._buffer = []

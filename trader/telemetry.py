@@ -3,7 +3,8 @@
 One :class:`TraderMetrics` per session, on its own registry (several sessions in one process, as in
 tests, never collide). The session updates it after every loop: orders by state, fills, rejects,
 latency histograms (signal to order sent: from the event's arrival; bar close to order sent, for
-orders answering a signal (:class:`trader.stages.OrderStages`); sent to acknowledged; acknowledged to
+orders answering a signal (:class:`trader.stages.OrderStages`), or the bar a ccxt session sent them on
+(:class:`trader.session.TradingSession`); sent to acknowledged; acknowledged to
 filled: the venue's acknowledgement to the fill being booked), equity, gross exposure and the risk
 state (1 for the current state, 0 for the others).
 """
