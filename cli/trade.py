@@ -29,6 +29,8 @@ def run(
     strategy: str = typer.Option(..., help="Strategy: a registered name, module:Class or path/to/file.py:Class"),
     symbols: str = typer.Option("BTC/USDT", help="Comma-separated symbols"),
     venue: str = typer.Option("binance", help="ccxt exchange id"),
+    venue_name: str = typer.Option(None, help="The venue's name in our keys (bars, orders, stages; default: the "
+                                   "ccxt id), e.g. the name the connectors publish its candles under"),
     timeframe: str = typer.Option("1h", help="Bar timeframe"),
     param: list[str] = typer.Option([], "--param", "-p", help="Strategy config field=value (JSON value); repeat"),
     live: bool = typer.Option(False, "--live/--paper", help="Live orders with the account's keys (default: paper)"),
@@ -78,13 +80,14 @@ def run(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        venue_cfg = CcxtVenueConfig(exchange_id=venue, base_url=base_url, sandbox=sandbox, timeout_ms=timeout_ms)
+        venue_cfg = CcxtVenueConfig(exchange_id=venue, venue_name=venue_name, base_url=base_url, sandbox=sandbox,
+                                    timeout_ms=timeout_ms)
         if live and len(venue_cfg.credentials()) < 2:
             console.print(f"[red]--live refused:[/red] no API key and secret (set {venue_cfg.api_key_env} and "
                           f"{venue_cfg.secret_env}, or key files)")
             raise typer.Exit(2)
         trader = TraderConfig.model_validate({
-            "exchange": venue, "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()),
+            "exchange": venue_cfg.venue, "symbols": tuple(s.strip() for s in symbols.split(",") if s.strip()),
             "timeframe": timeframe, "initial_cash": cash, "strategies": ({"kind": strategy, **_params(param)},),
             "risk": _params(risk)})
         trader = _with_lake_alt(trader, with_alt, alt_refresh, console)

@@ -89,10 +89,10 @@ def build_specs(system: SystemConfig, settings: Settings, exchange_port: int, po
     for s in system.strategies:
         p = port()
         argv = [*CLI, "trade", "run", "--paper", "--strategy", s.kind, "--symbols", symbols, "--venue",
-                local.exchange_id, "--timeframe", system.timeframes[0], "--account", s.account, "--cash",
-                str(s.cash), "--feed", "ws", "--poll-interval", str(min(1.0, bar_s / 4)), "--bar-interval",
-                str(bar_s), "--stale-bars", "30", "--max-orders-per-minute", str(max(60, int(60 * r.speed))),
-                "--metrics-port", str(p)]
+                local.exchange_id, "--venue-name", local.name, "--timeframe", system.timeframes[0], "--account",
+                s.account, "--cash", str(s.cash), "--feed", "ws", "--poll-interval", str(min(1.0, bar_s / 4)),
+                "--bar-interval", str(bar_s), "--stale-bars", "30", "--max-orders-per-minute",
+                str(max(60, int(60 * r.speed))), "--metrics-port", str(p)]
         argv += ["--base-url", base_url if local.kind == "local" else local.base_url]
         for k, val in s.params.items():
             import json

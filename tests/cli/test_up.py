@@ -51,6 +51,8 @@ def test_specs_follow_the_config(tmp_path: Path) -> None:
     trader = specs["trader-paper-breakout"].argv
     assert specs["monitor"].argv[3] == "monitor"
     assert "--paper" in trader and trader[trader.index("--bar-interval") + 1] == "0.5"  # 60 s / speed 120
+    # the ccxt id to connect, the connectors' venue name in its keys (bars, orders, order stages)
+    assert (trader[trader.index("--venue") + 1], trader[trader.index("--venue-name") + 1]) == ("binance", "localex")
 
 
 def test_airflow_specs_start_after_postgres_and_carry_the_landing_interval(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def spawn_trader(venue: LocalExchange, key: str, secret: str, store_url: str, *a
            "--live", "--account", account, "--base-url", venue.base_url, "--store-url", store_url,
            "--poll-interval", "0.2", "--bar-interval", "1.0", "--stale-bars", "30",
            # the venue replays an hour bar a second: the order-rate switch scales with it (60/min is per real minute)
-           "--max-orders-per-minute", "3600", *args]
+           "--max-orders-per-minute", "3600", "--no-stages", *args]  # crash tests: no order stage in the lake
     return TraderProcess(cmd, env, logs or Path(store_url.removeprefix("sqlite:///")).parent / "trader-logs")
 
 
