@@ -37,7 +37,8 @@ EXIT_SIGNAL, EXIT_STOP, EXIT_TAKE_PROFIT = 0, 1, 2
 TRADE_COLUMNS = ["entry_bar", "exit_bar", "entry_price", "exit_price", "qty", "fees", "pnl", "reason"]
 
 
-@njit(cache=True)
+@njit(cache=False)  # a dispatcher argument: numba cannot cache it (a new index entry per process,
+# then "ReferenceError: underlying object has vanished"); the strategies' own kernels stay cached
 def _signal_loop(fn: Any, o: Any, h: Any, lo: Any, c: Any, v: Any, mod: Any, p: Any, lookback: int) -> Any:
     n = len(c)
     ent = np.zeros(n, np.bool_)
