@@ -311,9 +311,14 @@ def landed_span(interval: Interval, settings: Settings, settle_s: float = 30.0) 
 
 
 def gold_rows(span: Interval, settings: Settings) -> int:
-    """Training rows (features with their labels) of ``span`` knowable at its end: what the span can be judged on."""
+    """Training rows (features with their labels) of ``span`` knowable at its end: what the span can be judged on
+    (0 while the stream has not written gold yet)."""
+    from cryptolake.tables import GOLD_FEATURES, GOLD_LABELS
     from models.dataset import load_training_set
+    from pipeline.landing import _exists
 
+    if not all(_exists(t.path(settings), settings) for t in (GOLD_FEATURES, GOLD_LABELS)):
+        return 0
     return len(load_training_set(settings.market.symbols, span.start, span.end, span.end, settings,
                                  exchanges=[settings.market.exchange]))
 
