@@ -323,7 +323,7 @@ def gold_rows(span: Interval, settings: Settings) -> int:
                                  exchanges=[settings.market.exchange]))
 
 
-def judged_span(interval: Interval, settings: Settings, wait_s: float = 60.0) -> tuple[Interval | None, str]:
+def judged_span(interval: Interval, settings: Settings, wait_s: float = 300.0) -> tuple[Interval | None, str]:
     """The bar-time interval a landed-clock run judges, once gold holds ``drift.min_live_rows`` of its rows (waited
     for up to ``wait_s``); None and why when no candle landed in ``interval`` or gold does not hold them yet."""
     import time
