@@ -106,10 +106,33 @@ LANDING_DAG = "market_landing"
 
 
 def airflow_settings(system: SystemConfig, settings: Settings) -> Settings:
-    """``settings`` with the system config's Airflow knobs (DAG refresh, landing interval) applied."""
+    """``settings`` with the system config's Airflow knobs (DAG refresh, landing and retraining intervals) applied."""
     af = settings.airflow.model_copy(update={"dag_refresh_s": system.airflow.dag_refresh_s,
-                                             "landing_interval_s": system.airflow.landing_interval_s})
+                                             "landing_interval_s": system.airflow.landing_interval_s,
+                                             "retrain_interval_s": system.airflow.retrain_interval_s,
+                                             "retrain_clock": "landed"})
     return settings.model_copy(update={"airflow": af})
+
+
+RETRAIN_LOOKBACK_DAYS = 7  # the least pipeline.train_lookback_days allows: 10,080 1m bars (the replay file: a month)
+DRIFT_MIN_LIVE_ROWS = 100  # bars judged at the least per run (a run of the default 300 s at speed 60 holds 300)
+
+
+def retrain_env(system: SystemConfig, interval_start: datetime) -> dict[str, str]:
+    """The model_retraining DAG's settings under `up`: the streamed market (the first venue and timeframe, as
+    :func:`stream_registry`), its short wall-clock intervals from ``interval_start`` on the landed clock, the
+    training lookback and the drift check's row floor sized for 1-minute bars (never more rows than a run holds)."""
+    import json
+
+    bars_per_run = system.airflow.retrain_interval_s * system.replay.speed / 60.0 * len(system.symbols)
+    return {"CRYPTOLAKE__MARKET__EXCHANGE": system.venues[0].name,
+            "CRYPTOLAKE__MARKET__TIMEFRAME": system.timeframes[0],
+            "CRYPTOLAKE__MARKET__SYMBOLS": json.dumps(list(system.symbols)),
+            "CRYPTOLAKE__AIRFLOW__RETRAIN_INTERVAL_S": str(system.airflow.retrain_interval_s),
+            "CRYPTOLAKE__AIRFLOW__RETRAIN_START": interval_start.isoformat(),
+            "CRYPTOLAKE__AIRFLOW__RETRAIN_CLOCK": "landed",
+            "CRYPTOLAKE__PIPELINE__TRAIN_LOOKBACK_DAYS": str(RETRAIN_LOOKBACK_DAYS),
+            "CRYPTOLAKE__DRIFT__MIN_LIVE_ROWS": str(max(2, min(DRIFT_MIN_LIVE_ROWS, int(bars_per_run) // 2)))}
 
 
 def landing_start(interval_s: int, now: float) -> datetime:
@@ -121,7 +144,8 @@ def airflow_specs(system: SystemConfig, settings: Settings, now: float, statsd_p
     """PostgreSQL, the API server, the scheduler and the DAG processor (:func:`infra.airflow_services.process_specs`).
 
     The DAG files and their tasks get the landing interval and this `up`'s first interval, so the
-    scheduler runs (and catches up) every interval of ``market_landing`` from now on. With ``statsd_port``
+    scheduler runs (and catches up) every interval of ``market_landing`` from now on, and the
+    streamed market's retraining settings (:func:`retrain_env`). With ``statsd_port``
     (the bridge :func:`build_specs` added), the Airflow processes send their metrics there and start
     once the bridge is ready.
     """
@@ -129,7 +153,8 @@ def airflow_specs(system: SystemConfig, settings: Settings, now: float, statsd_p
 
     interval = system.airflow.landing_interval_s
     env = {"CRYPTOLAKE__AIRFLOW__LANDING_INTERVAL_S": str(interval),
-           "CRYPTOLAKE__AIRFLOW__LANDING_START": landing_start(interval, now).isoformat()}
+           "CRYPTOLAKE__AIRFLOW__LANDING_START": landing_start(interval, now).isoformat(),
+           **retrain_env(system, landing_start(system.airflow.retrain_interval_s, now))}
     if statsd_port is None:
         return airflow_services.process_specs(settings, env)
     return airflow_services.process_specs(settings, env, statsd_port=statsd_port, after=(STATSD_BRIDGE,))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -140,6 +141,14 @@ class AirflowSettings(_Frozen):
     landing_start: datetime | None = Field(
         None, description="First market_landing interval, caught up from there (`up` sets its start); none = no "
         "catch-up")
+    retrain_interval_s: int | None = Field(
+        None, ge=10, description="Data interval of model_retraining in seconds (`up` sets it); none = the market "
+        "DAG's intervals (market_schedule from market_start)")
+    retrain_clock: Literal["bars", "landed"] = Field(
+        "bars", description="bars = a run's data interval is bar time (the market DAG's); landed = it is wall-clock "
+        "time and the run judges the bars landed in it (`up`, whose replay's bar times are history)")
+    retrain_start: datetime | None = Field(
+        None, description="First model_retraining interval with retrain_interval_s (`up` sets its start)")
 
 
 class MarketSettings(_Frozen):

@@ -142,6 +142,8 @@ class AirflowSpec(_Frozen):
     landing_interval_s: int = Field(900, ge=10, description="Data interval of the market_landing DAG while up "
                                     "(caught up from the start of `up`)")
     dag_refresh_s: int = Field(30, ge=1, description="How often the DAG processor re-parses the DAG folder")
+    retrain_interval_s: int = Field(300, ge=10, description="Data interval of the model_retraining DAG while up: "
+                                    "each run judges the streamed market's bars landed in it for drift")
 
 
 class SupervisorSpec(_Frozen):

@@ -15,6 +15,14 @@ run is written to ``<artifacts>/drift/<exchange>-<timeframe>/<interval tag>.json
 overwrites it. ``retrain_challenger`` trains on the rolling lookback and registers the challenger,
 promoted only if the champion gate passes (:func:`pipeline.training.train_challenger`, the train
 task's own code).
+
+On the ``landed`` clock (``airflow.retrain_clock``, set by `cryptolake up`, whose replayed candles carry
+historical bar times) a run's data interval is wall-clock time: :func:`landed_span` turns it into the
+bar-time span of the market's candles landed in bronze during it (from the first one's open to the last
+one's close), and that span is what is judged and trained up to. Landing times never change, so a re-run
+judges the same span. The span is judged once gold holds at least ``drift.min_live_rows`` of its rows
+(it waits for the streaming features a while); before that the run is "not judged", with no retrain
+either (there is nothing to train on yet).
 """
 
 from __future__ import annotations
@@ -191,7 +199,15 @@ def _live(interval: Interval, model: Model, settings: Settings) -> pd.DataFrame:
 def report_path(interval: Interval, settings: Settings) -> Path:
     """Where the drift report of ``interval`` is kept (one file per interval: a re-run replaces it)."""
     m = settings.market
-    return settings.paths.artifacts_dir / "drift" / f"{m.exchange}-{m.timeframe}" / f"{interval.tag}.json"
+    folder = settings.paths.artifacts_dir / "drift" / f"{m.exchange}-{m.timeframe}"
+    return folder / f"{report_tag(interval, settings)}.json"
+
+
+def report_tag(interval: Interval, settings: Settings) -> str:
+    """The interval's tag (:attr:`Interval.tag`); to the minute on the landed clock, whose spans are bar spans."""
+    if settings.airflow.retrain_clock == "landed":
+        return f"{interval.start:%Y%m%d%H%M}-{interval.end:%Y%m%d%H%M}"
+    return interval.tag
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
@@ -252,19 +268,109 @@ def retrain_challenger(interval: Interval, settings: Settings, reason: str) -> R
         trained_at=trained.entry.trained_at.isoformat(), oos_start=trained.entry.oos_start.isoformat(),
     )
     path = report_path(interval, settings)
-    _write_json(path.with_name(f"{interval.tag}.retrain.json"), asdict(result))
+    _write_json(path.with_name(f"{report_tag(interval, settings)}.retrain.json"), asdict(result))
     log.info("retraining.retrained", extra={"challenger": result.challenger, "promoted": result.promoted,
                                              "gate": result.gate, "reason": reason})
     return result
 
 
+# --- the landed clock (`cryptolake up`) ----------------------------------------------------------------------------
+_LANDED_SPAN = """
+SELECT epoch_ms(min(event_time)), epoch_ms(max(available_time)), count(*) FROM delta_scan('{path}')
+WHERE landed_time >= ?::TIMESTAMPTZ AND landed_time < ?::TIMESTAMPTZ
+  AND list_contains(?, key) AND json_extract_string(payload, '$.timeframe') = ?
+"""
+
+
+def landed_span(interval: Interval, settings: Settings, settle_s: float = 30.0) -> Interval | None:
+    """The bar-time span of the market's candles landed in bronze during ``interval`` (wall clock), from the first
+    one's open to the last one's close; None when none landed. Waits up to ``settle_s`` for a landing commit after
+    the interval's end (a batch stamped before it may commit after it, :func:`pipeline.landing.settle`)."""
+    from cryptolake import topics
+    from cryptolake.duck import connect
+    from cryptolake.tables import bronze_spec
+    from pipeline.landing import _exists, _literal, settle
+
+    path = bronze_spec(topics.MARKET_OHLCV).path(settings)
+    if not _exists(path, settings):
+        return None
+    settle(path, interval.end, settings, settle_s)
+    m = settings.market
+    keys = [topics.market_key(m.exchange, s) for s in m.symbols]
+    con = connect(settings, views=False)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        found = con.execute(_LANDED_SPAN.format(path=_literal(path)),
+                            [interval.start.isoformat(), interval.end.isoformat(), keys, m.timeframe]).fetchone()
+    finally:
+        con.close()
+    if not found or not found[2]:
+        return None
+    return Interval(pd.Timestamp(found[0], unit="ms", tz="UTC").to_pydatetime(),
+                    pd.Timestamp(found[1], unit="ms", tz="UTC").to_pydatetime())
+
+
+def gold_rows(span: Interval, settings: Settings) -> int:
+    """Training rows (features with their labels) of ``span`` knowable at its end: what the span can be judged on
+    (0 while the stream has not written gold yet)."""
+    from cryptolake.tables import GOLD_FEATURES, GOLD_LABELS
+    from models.dataset import load_training_set
+    from pipeline.landing import _exists
+
+    if not all(_exists(t.path(settings), settings) for t in (GOLD_FEATURES, GOLD_LABELS)):
+        return 0
+    return len(load_training_set(settings.market.symbols, span.start, span.end, span.end, settings,
+                                 exchanges=[settings.market.exchange]))
+
+
+def judged_span(interval: Interval, settings: Settings, wait_s: float = 300.0) -> tuple[Interval | None, str]:
+    """The bar-time interval a landed-clock run judges, once gold holds ``drift.min_live_rows`` of its rows (waited
+    for up to ``wait_s``); None and why when no candle landed in ``interval`` or gold does not hold them yet."""
+    import time
+
+    m = settings.market
+    span = landed_span(interval, settings)
+    if span is None:
+        return None, f"no {m.exchange} {m.timeframe} candle landed in [{interval.start}, {interval.end})"
+    need = settings.drift.min_live_rows
+    deadline = time.monotonic() + wait_s
+    rows = gold_rows(span, settings)
+    while rows < need and time.monotonic() < deadline:
+        time.sleep(2.0)
+        rows = gold_rows(span, settings)
+    if rows < need:
+        return None, (f"not judged: {rows} gold rows of the bars landed in [{interval.start}, {interval.end}) "
+                      f"(bars {span.start} -> {span.end}; < drift.min_live_rows {need})")
+    return span, f"bars {span.start.isoformat()} -> {span.end.isoformat()} landed in [{interval.start}, {interval.end})"
+
+
+def _unjudged(interval: Interval, settings: Settings, reason: str) -> DriftCheck:
+    """The check of a landed-clock interval with nothing to judge yet: written like any, no retrain."""
+    champion = current_champion(market_registry(settings), before_end(interval))
+    check = DriftCheck(start=interval.start.isoformat(), end=interval.end.isoformat(), verdict="not_judged",
+                       retrain=False, reason=reason, champion=champion.version if champion else None,
+                       weekly_due=False, weekly_reason="", report_path=str(report_path(interval, settings)))
+    _write_json(report_path(interval, settings), asdict(check))
+    log.info("retraining.not_judged", extra={"reason": reason})
+    return check
+
+
 def run_task(name: str, start: str, end: str, settings: Settings | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Run ``drift_check`` or ``retrain_challenger`` for ``[start, end)``; the result as a JSON-able record (XCom)."""
+    """Run ``drift_check`` or ``retrain_challenger`` for ``[start, end)`` (on the landed clock: the bars landed in
+    it); the result as a JSON-able record (XCom)."""
     from cryptolake.settings import get_settings
 
     settings = settings or get_settings()
     interval = Interval.parse(start, end)
     result: DriftCheck | RetrainResult
+    if settings.airflow.retrain_clock == "landed":
+        span, why = judged_span(interval, settings)
+        if span is None:
+            if name == "retrain":
+                raise ConfigError(f"retrain of [{start}, {end}): {why}")
+            return dict(finite(asdict(_unjudged(interval, settings, why))))
+        log.info("retraining.landed_span", extra={"span": why})
+        interval = span
     if name == "drift_check":
         result = drift_check(interval, settings)
     elif name == "retrain":

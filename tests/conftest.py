@@ -34,6 +34,7 @@ LONGEST_FIRST = (
     "tests/dags/test_market_pipeline.py",  # 526 s
     "tests/infra/test_airflow_services.py",  # 497 s with its set-up
     "tests/cli/test_up.py",  # 468 s
+    "tests/cli/test_up_retrain.py",  # 424 s; 808 s at load 10-23
     "tests/infra/test_cluster_pipeline.py",  # 409 s
     "tests/pipeline/test_stream_chain.py",  # 395 s
     "tests/pipeline/test_stream_landing.py",  # 550 s as two tests, now one sequence

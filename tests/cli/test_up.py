@@ -191,7 +191,9 @@ def test_up_runs_the_system_and_down_leaves_no_process(tmp_path: Path) -> None:
            "CRYPTOLAKE_SYSTEM__REPLAY__SPEED": "600", "CRYPTOLAKE_SYSTEM__REPLAY__START_INDEX": "300",
            # Airflow required (no silent skip), its own home, and 20-second landing intervals to be scheduled
            "CRYPTOLAKE__AIRFLOW__HOME": str(af.airflow.home), "CRYPTOLAKE_SYSTEM__AIRFLOW__ENABLED": "true",
-           "CRYPTOLAKE_SYSTEM__AIRFLOW__LANDING_INTERVAL_S": str(INTERVAL_S)}
+           "CRYPTOLAKE_SYSTEM__AIRFLOW__LANDING_INTERVAL_S": str(INTERVAL_S),
+           # a day's retraining interval: no model_retraining run within the test (tests/cli/test_up_retrain.py's)
+           "CRYPTOLAKE_SYSTEM__AIRFLOW__RETRAIN_INTERVAL_S": "86400"}
     pids: list[int] = []
     sessions: list[int] = []
     descendants: list[int] = []
