@@ -63,6 +63,18 @@ def duck_uri(path: str) -> str:
     return "s3://" + path.removeprefix("s3a://") if path.startswith("s3a://") else path
 
 
+def scan_literal(path: str) -> str:
+    """A table path quoted for ``delta_scan('...')``: DuckDB's URI with single quotes doubled."""
+    return duck_uri(path).replace("'", "''")
+
+
+def delta_exists(path: str, settings: Settings | None = None) -> bool:
+    """Whether ``path`` holds a Delta table (delta-rs; on the configured object store too)."""
+    from deltalake import DeltaTable
+
+    return bool(DeltaTable.is_deltatable(duck_uri(path), storage_options=delta_storage_options(settings) or None))
+
+
 def s3_secret_sql(settings: Settings) -> str:
     """``CREATE SECRET`` for the configured S3 store (keys from the environment; never logged)."""
     s3 = settings.s3
@@ -167,9 +179,8 @@ def connect(settings: Settings | None = None, *, views: bool = True,
 def create_view(con: duckdb.DuckDBPyConnection, table_name: str, path: str) -> str:
     """(Re)create the view of one Delta table; returns the view name."""
     view = view_name(table_name)
-    literal = duck_uri(path).replace("'", "''")
     try:
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM delta_scan('{literal}')")
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM delta_scan('{scan_literal(path)}')")
     except duckdb.Error as exc:
         raise InfrastructureError(f"could not create view {view} over {path}: {exc}") from exc
     log.debug("duck.view", extra={"view": view, "path": path})

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptolake import topics
-from cryptolake.duck import delta_storage_options, duck_uri
+from cryptolake.duck import delta_exists, delta_storage_options, duck_uri, scan_literal
 from cryptolake.errors import DataValidationError, InfrastructureError
 from cryptolake.logs import get_logger
 from cryptolake.settings import Settings, get_settings
@@ -42,16 +42,6 @@ FROM landed
 """
 
 
-def _exists(path: str, settings: Settings) -> bool:
-    from deltalake import DeltaTable
-
-    return bool(DeltaTable.is_deltatable(duck_uri(path), storage_options=delta_storage_options(settings) or None))
-
-
-def _literal(path: str) -> str:
-    return duck_uri(path).replace("'", "''")
-
-
 def _ts(ms: Any) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
 
@@ -60,7 +50,7 @@ def last_commit_s(path: str, settings: Settings) -> float | None:
     """The newest commit's time of a Delta table (epoch seconds), None while it does not exist."""
     from deltalake import DeltaTable
 
-    if not _exists(path, settings):
+    if not delta_exists(path, settings):
         return None
     history = DeltaTable(duck_uri(path), storage_options=delta_storage_options(settings) or None).history(1)
     return float(history[0]["timestamp"]) / 1000 if history else None
@@ -95,14 +85,14 @@ def interval_stats(topic: str, iv: Interval, settings: Settings) -> dict[str, An
     con = connect(settings, views=False)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        if _exists(bronze, settings):
-            sql = _STATS.format(path=_literal(bronze))
+        if delta_exists(bronze, settings):
+            sql = _STATS.format(path=scan_literal(bronze))
             rows, dups, lo, hi, p50, worst = con.execute(sql, bounds).fetchone() or (0, 0, None, None, None, None)
             out |= {"rows": int(rows), "duplicates": int(dups or 0), "min_event_time": _ts(lo),
                     "max_event_time": _ts(hi), "lag_p50_s": None if p50 is None else float(p50),
                     "lag_max_s": None if worst is None else float(worst)}
-        if _exists(quarantine, settings):
-            found = con.execute(f"SELECT count(*) FROM delta_scan('{_literal(quarantine)}') "
+        if delta_exists(quarantine, settings):
+            found = con.execute(f"SELECT count(*) FROM delta_scan('{scan_literal(quarantine)}') "
                                 "WHERE landed_time >= ?::TIMESTAMPTZ AND landed_time < ?::TIMESTAMPTZ",
                                 bounds).fetchone()
             out["quarantined"] = int(found[0]) if found else 0

@@ -287,12 +287,12 @@ def landed_span(interval: Interval, settings: Settings, settle_s: float = 30.0) 
     one's open to the last one's close; None when none landed. Waits up to ``settle_s`` for a landing commit after
     the interval's end (a batch stamped before it may commit after it, :func:`pipeline.landing.settle`)."""
     from cryptolake import topics
-    from cryptolake.duck import connect
+    from cryptolake.duck import connect, delta_exists, scan_literal
     from cryptolake.tables import bronze_spec
-    from pipeline.landing import _exists, _literal, settle
+    from pipeline.landing import settle
 
     path = bronze_spec(topics.MARKET_OHLCV).path(settings)
-    if not _exists(path, settings):
+    if not delta_exists(path, settings):
         return None
     settle(path, interval.end, settings, settle_s)
     m = settings.market
@@ -300,7 +300,7 @@ def landed_span(interval: Interval, settings: Settings, settle_s: float = 30.0) 
     con = connect(settings, views=False)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        found = con.execute(_LANDED_SPAN.format(path=_literal(path)),
+        found = con.execute(_LANDED_SPAN.format(path=scan_literal(path)),
                             [interval.start.isoformat(), interval.end.isoformat(), keys, m.timeframe]).fetchone()
     finally:
         con.close()
@@ -313,11 +313,11 @@ def landed_span(interval: Interval, settings: Settings, settle_s: float = 30.0) 
 def gold_rows(span: Interval, settings: Settings) -> int:
     """Training rows (features with their labels) of ``span`` knowable at its end: what the span can be judged on
     (0 while the stream has not written gold yet)."""
+    from cryptolake.duck import delta_exists
     from cryptolake.tables import GOLD_FEATURES, GOLD_LABELS
     from models.dataset import load_training_set
-    from pipeline.landing import _exists
 
-    if not all(_exists(t.path(settings), settings) for t in (GOLD_FEATURES, GOLD_LABELS)):
+    if not all(delta_exists(t.path(settings), settings) for t in (GOLD_FEATURES, GOLD_LABELS)):
         return 0
     return len(load_training_set(settings.market.symbols, span.start, span.end, span.end, settings,
                                  exchanges=[settings.market.exchange]))
