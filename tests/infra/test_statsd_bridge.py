@@ -266,6 +266,7 @@ def test_the_cli_entry_is_documented() -> None:
     assert result.exit_code == 0, result.output
     assert "--udp-port" in result.output and "--metrics-port" in result.output
     assert "statsd_bridge_malformed_total" in result.output
+    assert "--keep-legacy-names" in result.output and "statsd_bridge_legacy_skipped_total" in result.output
 
 
 def test_a_translator_bug_is_counted_and_the_receiver_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
