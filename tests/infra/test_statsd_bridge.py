@@ -312,6 +312,21 @@ def test_legacy_names_with_ids_baked_in_are_skipped_and_counted_by_their_tagged_
     assert sum(v for (n, _), v in samples.items() if n == "statsd_bridge_malformed_total") == 0
 
 
+def test_the_legacy_copy_airflow_sends_even_with_legacy_names_off_is_skipped() -> None:
+    # Airflow 3.3.2 models/dagrun.py times first_task_scheduling_delay twice whatever legacy_names_on says:
+    # stats.timing(f"dagrun.{dag.dag_id}.first_task_scheduling_delay", ..., tags=self.stats_tags) and the
+    # tagged name; with statsd_influxdb_enabled both carry the tags
+    t = StatsdTranslator()
+    assert t.feed(b"airflow.dagrun.market_landing.first_task_scheduling_delay,dag_id=market_landing,"
+                  b"run_type=scheduled:1200.000000|ms\n"
+                  b"airflow.dagrun.first_task_scheduling_delay,dag_id=market_landing,run_type=scheduled:"
+                  b"1200.000000|ms") == 1
+    assert _value(t, "airflow_dagrun_first_task_scheduling_delay_seconds_count", dag_id="market_landing",
+                  run_type="scheduled") == 1.0
+    assert _value(t, "statsd_bridge_legacy_skipped_total", metric="dagrun.first_task_scheduling_delay") == 1.0
+    assert not any("market_landing" in n for n, _ in _samples(t))
+
+
 def test_legacy_names_are_kept_when_asked_and_fixed_names_are_never_taken_for_legacy_ones() -> None:
     t = StatsdTranslator(drop_legacy=False)
     assert t.apply("airflow.ti.finish.market_landing.audit.success:1|c") == 1
