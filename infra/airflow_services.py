@@ -119,11 +119,19 @@ def api_port(settings: Settings) -> int:
 def metrics_env(statsd_port: int, host: str = "127.0.0.1") -> dict[str, str]:
     """Airflow's ``[metrics]`` options sending StatsD to ``host:statsd_port`` with names ``airflow.*``.
 
-    Needs the ``statsd`` client (``apache-airflow[statsd]``): without it Airflow silently falls back to
-    its no-op logger, which is why the integration test reads the metrics back from the bridge.
+    Tagged: ``statsd_influxdb_enabled`` appends the tags (dag_id, task_id, state...) to each name,
+    ``airflow.ti.finish,dag_id=d,task_id=t,state=success:1|c``, which the bridge turns into labels;
+    ``legacy_names_on`` off stops the second copy of those metrics with the ids baked into the name
+    (``airflow.ti.finish.d.t.success``; the bridge skips, and counts, any that still come);
+    ``statsd_disabled_tags`` keeps job_id and run_id out (Airflow's default, spelled out: one series per run
+    would grow without bound). Needs the ``statsd`` client (``apache-airflow[statsd]``): without it Airflow
+    silently falls back to its no-op logger, which is why the integration test reads the metrics back from
+    the bridge.
     """
     return {"AIRFLOW__METRICS__STATSD_ON": "True", "AIRFLOW__METRICS__STATSD_HOST": host,
-            "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port), "AIRFLOW__METRICS__STATSD_PREFIX": "airflow"}
+            "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port), "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+            "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True", "AIRFLOW__METRICS__LEGACY_NAMES_ON": "False",
+            "AIRFLOW__METRICS__STATSD_DISABLED_TAGS": "job_id,run_id"}
 
 
 def services_env(settings: Settings | None = None, statsd_port: int | None = None) -> dict[str, str]:

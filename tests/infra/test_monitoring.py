@@ -52,10 +52,11 @@ def test_alert_rules_pass_promtool_and_cover_freshness_lag_kill_switch_and_proce
     check = subprocess.run(["promtool", "check", "rules", str(MONITORING / "alerts.yml")], capture_output=True,
                            text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 7 rules found" in check.stdout
+    assert "SUCCESS: 8 rules found" in check.stdout
     text = (MONITORING / "alerts.yml").read_text()
     for name in ("CryptolakeTableStale", "CryptolakeConsumerLag", "CryptolakeTraderHalted", "CryptolakeProcessDown",
-                 "CryptolakeAirflowSchedulerHeartbeatMissing", "CryptolakeStatsdLinesDropped"):
+                 "CryptolakeAirflowSchedulerHeartbeatMissing", "CryptolakeStatsdLinesDropped",
+                 "CryptolakeAirflowTaskFailed"):
         assert f"alert: {name}" in text
 
 
@@ -114,6 +115,44 @@ def test_heartbeat_alert_fires_only_when_the_scheduler_stops_beating_while_the_b
     assert "SUCCESS" in run.stdout
 
 
+TASK_FAILED_RULE_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 30s
+tests:
+  # SYNTHETIC series as the bridge exports Airflow's tagged ti.finish: audit fails once at 5 min, land
+  # only succeeds
+  - interval: 30s
+    input_series:
+      - series: 'airflow_ti_finish_total{{dag_id="landing", task_id="audit", state="failed"}}'
+        values: '0x10 1x30'
+      - series: 'airflow_ti_finish_total{{dag_id="landing", task_id="audit", state="success"}}'
+        values: '0+1x40'
+      - series: 'airflow_ti_finish_total{{dag_id="landing", task_id="land", state="success"}}'
+        values: '0+1x40'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: CryptolakeAirflowTaskFailed
+        exp_alerts: []
+      - eval_time: 10m
+        alertname: CryptolakeAirflowTaskFailed
+        exp_alerts:
+          - exp_labels: {{severity: warning, dag_id: landing, task_id: audit}}
+            exp_annotations:
+              summary: "landing.audit: 1 failed task instance(s) in 15 minutes"
+      - eval_time: 21m
+        alertname: CryptolakeAirflowTaskFailed
+        exp_alerts: []
+"""
+
+
+def test_task_failed_alert_selects_by_the_bridges_labels_one_alert_per_dag_and_task(tmp_path):
+    spec = tmp_path / "task_failed_test.yml"
+    spec.write_text(TASK_FAILED_RULE_TEST.format(rules=json.dumps(str(MONITORING / "alerts.yml"))))
+    run = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS" in run.stdout
+
+
 def _airflow_metric_names() -> set[str]:
     """Airflow's own metrics registry (fixed names only), as the StatsD bridge exposes them (prefix airflow)."""
     import importlib.util
@@ -157,7 +196,8 @@ def test_grafana_dashboard_is_valid_and_every_expr_names_an_exported_metric():
                 seen.add(base)
     assert {"cryptolake_trader_equity", "cryptolake_consumer_lag_messages",
             "cryptolake_table_commit_age_seconds", "airflow_scheduler_heartbeat_total",
-            "statsd_bridge_malformed"} <= seen
+            "statsd_bridge_malformed", "airflow_ti_finish_total", "airflow_task_duration_seconds",
+            "airflow_dagrun_duration_success_seconds"} <= seen
 
 
 def _synthetic_table(lake: Path) -> None:

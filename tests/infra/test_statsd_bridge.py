@@ -15,9 +15,11 @@ from typer.testing import CliRunner
 
 from infra.statsd_bridge import (
     BUCKETS,
+    LEGACY_NAMES,
     MalformedLine,
     StatsdBridge,
     StatsdTranslator,
+    legacy_matcher,
     parse_line,
     prom_name,
 )
@@ -69,9 +71,9 @@ def test_gauges_are_set_and_signed_values_move_them() -> None:
 
 def test_timers_become_histograms_in_seconds_weighted_by_the_sample_rate() -> None:
     t = StatsdTranslator()
-    t.apply("airflow.dagrun.duration.success.market_landing:1500|ms")  # 1.5 s
-    t.apply("airflow.dagrun.duration.success.market_landing:20.000000|ms|@0.5")  # 0.02 s, counts twice
-    name = "airflow_dagrun_duration_success_market_landing_seconds"
+    t.apply("airflow.dag_processing.total_parse_time:1500|ms")  # 1.5 s
+    t.apply("airflow.dag_processing.total_parse_time:20.000000|ms|@0.5")  # 0.02 s, counts twice
+    name = "airflow_dag_processing_total_parse_time_seconds"
     assert _value(t, f"{name}_count") == 3.0
     assert _value(t, f"{name}_sum") == pytest.approx(1.5 + 2 * 0.02)
     assert _value(t, f"{name}_bucket", le="0.01") == 0.0
@@ -80,6 +82,69 @@ def test_timers_become_histograms_in_seconds_weighted_by_the_sample_rate() -> No
     assert _value(t, f"{name}_bucket", le="2.5") == 3.0
     assert _value(t, f"{name}_bucket", le="+Inf") == 3.0
     assert len([k for k in _samples(t) if k[0] == f"{name}_bucket"]) == len(BUCKETS) + 1
+
+
+def test_influxdb_tags_become_labels_per_series() -> None:
+    # the lines Airflow 3.3's SafeStatsdLogger sends with statsd_influxdb_enabled (prefix airflow)
+    t = StatsdTranslator()
+    assert t.feed(b"airflow.ti.finish,dag_id=market_landing,task_id=land.bars,state=success:1|c\n"
+                  b"airflow.ti.finish,dag_id=market_landing,task_id=land.bars,state=success:1|c\n"
+                  b"airflow.ti.finish,dag_id=market_landing,task_id=audit,state=failed:1|c\n"
+                  b"airflow.dagrun.duration.success,dag_id=market_landing,run_type=scheduled:2500.000000|ms\n"
+                  b"airflow.pool.open_slots,pool_name=default_pool:128|g\n"
+                  b"airflow.pool.open_slots,pool_name=default_pool:-3|g") == 6
+    finish = "airflow_ti_finish_total"
+    assert _value(t, finish, dag_id="market_landing", task_id="land.bars", state="success") == 2.0
+    assert _value(t, finish, dag_id="market_landing", task_id="audit", state="failed") == 1.0
+    assert len([k for k in _samples(t) if k[0] == finish]) == 2
+    run = "airflow_dagrun_duration_success_seconds"
+    assert _value(t, f"{run}_count", dag_id="market_landing", run_type="scheduled") == 1.0
+    assert _value(t, f"{run}_sum", dag_id="market_landing", run_type="scheduled") == 2.5
+    assert _value(t, f"{run}_bucket", dag_id="market_landing", run_type="scheduled", le="2.5") == 1.0
+    assert _value(t, f"{run}_bucket", dag_id="market_landing", run_type="scheduled", le="1.0") == 0.0
+    assert _value(t, "airflow_pool_open_slots", pool_name="default_pool") == 125.0
+    assert _value(t, "statsd_bridge_series") == 4.0
+
+
+def test_a_metric_seen_with_different_tag_sets_is_one_family_with_the_union_of_label_names() -> None:
+    from prometheus_client import generate_latest
+
+    t = StatsdTranslator()
+    t.apply("airflow.ti_successes,dag_id=a:1|c")
+    t.apply("airflow.ti_successes,dag_id=a,task_id=x:1|c")
+    t.apply("airflow.ti_successes:1|c")  # no tags: every label empty
+    t.apply("airflow.ti_successes,task-id=x,dag_id=a:1|c")  # task-id sanitised to task_id: the same series
+    t.apply("airflow.ti_successes,dag_id=a,task_id=:1|c")  # an empty value is an absent label
+    registry = CollectorRegistry()
+    registry.register(t)
+    text = generate_latest(registry).decode()
+    assert 'airflow_ti_successes_total{dag_id="a",task_id=""} 2.0' in text
+    assert 'airflow_ti_successes_total{dag_id="a",task_id="x"} 2.0' in text
+    assert 'airflow_ti_successes_total{dag_id="",task_id=""} 1.0' in text
+    assert text.count("# TYPE airflow_ti_successes_total counter") == 1
+    assert _value(t, "statsd_bridge_series") == 3.0
+
+
+def test_label_values_are_escaped_in_the_exposition() -> None:
+    from prometheus_client import generate_latest
+
+    t = StatsdTranslator()
+    assert t.apply('airflow.x,path=a"b\\c:1|g') == 1
+    registry = CollectorRegistry()
+    registry.register(t)
+    assert 'airflow_x{path="a\\"b\\\\c"} 1.0' in generate_latest(registry).decode()
+    assert _value(t, "airflow_x", path='a"b\\c') == 1.0
+
+
+def test_new_label_values_count_against_the_series_limit() -> None:
+    t = StatsdTranslator(series_limit=3)
+    for task in ("a", "b", "c", "d"):
+        t.apply(f"airflow.ti.finish,dag_id=d,task_id={task},state=success:1|c")
+    t.apply("airflow.ti.finish,dag_id=d,task_id=a,state=success:1|c")  # a known series still counts
+    assert _value(t, "statsd_bridge_series") == 3.0
+    assert _value(t, "airflow_ti_finish_total", dag_id="d", task_id="a", state="success") == 2.0
+    assert ("airflow_ti_finish_total", (("dag_id", "d"), ("state", "success"), ("task_id", "d"))) not in _samples(t)
+    assert _value(t, "statsd_bridge_malformed_total", reason="series_limit") == 1.0
 
 
 @pytest.mark.parametrize(("line", "reason"), [
@@ -98,6 +163,14 @@ def test_timers_become_histograms_in_seconds_weighted_by_the_sample_rate() -> No
     ("airflow.x:-1|c", "negative_counter"),
     ("airflow.x:-5|ms", "negative_timer"),
     ("airflow.x:" + "9" * 2000 + "|c", "too_long"),
+    ("airflow.x,dag_id:1|c", "bad_tag"),
+    ("airflow.x,=v:1|c", "bad_tag"),
+    ("airflow.x,,dag_id=a:1|c", "bad_tag"),
+    ("airflow.x,__name__=y:1|c", "bad_tag"),
+    ("airflow.x,dag_id=a,dag_id=b:1|c", "bad_tag"),
+    ("airflow.x,dag-id=a,dag_id=b:1|c", "bad_tag"),  # the same label once sanitised
+    ("airflow.x,le=1:5|ms", "bad_tag"),  # a histogram's own label
+    (",dag_id=a:1|c", "bad_name"),
 ])
 def test_parse_line_names_what_is_wrong(line: str, reason: str) -> None:
     with pytest.raises(MalformedLine) as exc:
@@ -193,6 +266,7 @@ def test_the_cli_entry_is_documented() -> None:
     assert result.exit_code == 0, result.output
     assert "--udp-port" in result.output and "--metrics-port" in result.output
     assert "statsd_bridge_malformed_total" in result.output
+    assert "--keep-legacy-names" in result.output and "statsd_bridge_legacy_skipped_total" in result.output
 
 
 def test_a_translator_bug_is_counted_and_the_receiver_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,3 +291,126 @@ def test_a_translator_bug_is_counted_and_the_receiver_goes_on(monkeypatch: pytes
         bridge.close()
     assert _value(bridge.translator, "airflow_after_total") == 1.0
     assert _value(bridge.translator, "statsd_bridge_malformed_total", reason="internal") == 1.0
+
+
+def test_legacy_names_with_ids_baked_in_are_skipped_and_counted_by_their_tagged_metric() -> None:
+    t = StatsdTranslator()
+    legacy = (b"airflow.ti.finish.market_landing.land__bars.success:1|c\n"
+              b"airflow.dagrun.duration.success.market_landing:2500.000000|ms\n"
+              b"airflow.dag.market_landing.audit.duration:10|ms\n"
+              b"airflow.pool.open_slots.default_pool:128|g\n"
+              b"airflow.operator_successes_PythonOperator:1|c\n"
+              b"airflow.ti.start.market_landing.audit,queue=default:1|c")  # a legacy line keeps its extra tags
+    assert t.feed(legacy) == 0
+    assert t.apply("airflow.ti.finish,dag_id=market_landing,task_id=land.bars,state=success:1|c") == 1
+    samples = _samples(t)
+    assert {n for n, _ in samples if n.startswith("airflow_")} == {"airflow_ti_finish_total"}
+    for metric, n in (("ti.finish", 1), ("dagrun.duration.success", 1), ("task.duration", 1),
+                      ("pool.open_slots", 1), ("operator_successes", 1), ("ti.start", 1), ("ti.running", 0)):
+        assert _value(t, "statsd_bridge_legacy_skipped_total", metric=metric) == n, metric
+    assert _value(t, "statsd_bridge_lines_total") == 1.0
+    assert sum(v for (n, _), v in samples.items() if n == "statsd_bridge_malformed_total") == 0
+
+
+def test_the_legacy_copy_airflow_sends_even_with_legacy_names_off_is_skipped() -> None:
+    # Airflow 3.3.2 models/dagrun.py times first_task_scheduling_delay twice whatever legacy_names_on says:
+    # stats.timing(f"dagrun.{dag.dag_id}.first_task_scheduling_delay", ..., tags=self.stats_tags) and the
+    # tagged name; with statsd_influxdb_enabled both carry the tags
+    t = StatsdTranslator()
+    assert t.feed(b"airflow.dagrun.market_landing.first_task_scheduling_delay,dag_id=market_landing,"
+                  b"run_type=scheduled:1200.000000|ms\n"
+                  b"airflow.dagrun.first_task_scheduling_delay,dag_id=market_landing,run_type=scheduled:"
+                  b"1200.000000|ms") == 1
+    assert _value(t, "airflow_dagrun_first_task_scheduling_delay_seconds_count", dag_id="market_landing",
+                  run_type="scheduled") == 1.0
+    assert _value(t, "statsd_bridge_legacy_skipped_total", metric="dagrun.first_task_scheduling_delay") == 1.0
+    assert not any("market_landing" in n for n, _ in _samples(t))
+
+
+def test_legacy_names_are_kept_when_asked_and_fixed_names_are_never_taken_for_legacy_ones() -> None:
+    t = StatsdTranslator(drop_legacy=False)
+    assert t.apply("airflow.ti.finish.market_landing.audit.success:1|c") == 1
+    assert _value(t, "airflow_ti_finish_market_landing_audit_success_total") == 1.0
+    assert not any(n == "statsd_bridge_legacy_skipped_total" for n, _ in _samples(t))
+    match = legacy_matcher("airflow")
+    assert match("airflow.ti.finish.d.t.success") == "ti.finish"
+    assert match("airflow.ti.finish.d.t") is None and match("airflow.ti.finish") is None
+    assert match("other.ti.finish.d.t.success") is None  # another prefix is not Airflow's
+    for name in _airflow_registry():
+        assert match(f"airflow.{name}") is None, name
+
+
+def _airflow_registry() -> dict[str, str]:
+    """The installed Airflow's metrics registry, ``{name: legacy_name}`` (the file, airflow not imported)."""
+    import importlib.util
+    from pathlib import Path
+
+    import yaml
+
+    spec = importlib.util.find_spec("airflow")
+    assert spec is not None and spec.origin is not None
+    template = Path(spec.origin).parent / "_shared" / "observability" / "metrics" / "metrics_template.yaml"
+    return {m["name"]: m.get("legacy_name", "-") for m in yaml.safe_load(template.read_text())["metrics"]}
+
+
+def test_the_legacy_table_is_the_installed_airflows() -> None:
+    registry = _airflow_registry()
+    assert len(registry) > 100
+    assert {n: legacy for n, legacy in registry.items() if legacy != "-"} == LEGACY_NAMES
+
+
+AIRFLOW_SENDER = """
+import datetime
+from airflow.configuration import conf
+from airflow.observability import stats
+from airflow.observability.metrics import stats_utils
+
+# as the scheduler, DAG processor and task runner initialise it
+stats.initialize(factory=stats_utils.get_stats_factory(),
+                 export_legacy_names=conf.getboolean("metrics", "legacy_names_on"))
+tags = {"dag_id": "market_landing", "task_id": "land.bars", "queue": "default", "run_id": "scheduled__x"}
+stats.Stats.incr("ti.finish", tags={**tags, "state": "success"})
+stats.Stats.timing("task.duration", datetime.timedelta(seconds=1.5), tags=tags)
+stats.Stats.gauge("pool.open_slots", 7, tags={"pool_name": "default_pool"})
+stats.Stats.incr("scheduler_heartbeat")
+stats.Stats.incr("end_marker")
+"""
+
+
+@pytest.mark.parametrize("legacy_on", [None, "True"])
+def test_airflows_own_statsd_client_configured_as_up_configures_it_sends_labelled_metrics(
+        tmp_path, legacy_on: str | None) -> None:
+    """Airflow's real Stats -> SafeStatsdLogger -> statsd.StatsClient, with up's [metrics] env, over UDP to a
+    bridge on a free port; with legacy_names_on forced back on, the legacy copies arrive and are skipped."""
+    import os
+    import subprocess
+    import sys
+
+    from infra.airflow_services import metrics_env
+
+    with StatsdBridge() as bridge:
+        env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), **metrics_env(bridge.udp_port)}
+        if legacy_on:
+            env["AIRFLOW__METRICS__LEGACY_NAMES_ON"] = legacy_on
+        run = subprocess.run([sys.executable, "-c", AIRFLOW_SENDER], env=env, capture_output=True, text=True,
+                             timeout=120, check=False)
+        assert run.returncode == 0, run.stderr[-3000:]
+        deadline = time.monotonic() + 10
+        while ("airflow_end_marker_total", ()) not in _samples(bridge.translator):
+            assert time.monotonic() < deadline, _samples(bridge.translator)
+            time.sleep(0.05)
+    samples = _samples(bridge.translator)
+    task = (("dag_id", "market_landing"), ("queue", "default"), ("task_id", "land.bars"))  # run_id: disabled
+    assert samples[("airflow_ti_finish_total", (*task[:2], ("state", "success"), task[2]))] == 1.0
+    assert samples[("airflow_task_duration_seconds_sum", task)] == 1.5
+    assert samples[("airflow_task_duration_seconds_bucket", (*task[:1], ("le", "2.5"), *task[1:]))] == 1.0
+    assert samples[("airflow_task_duration_seconds_bucket", (*task[:1], ("le", "1.0"), *task[1:]))] == 0.0
+    assert samples[("airflow_pool_open_slots", (("pool_name", "default_pool"),))] == 7.0
+    assert samples[("airflow_scheduler_heartbeat_total", ())] == 1.0
+    airflow = {n for n, _ in samples if n.startswith("airflow_")}
+    assert not any("market_landing" in n or "default_pool" in n for n in airflow), airflow  # no ids in names
+    skipped = {labels: v for (n, labels), v in samples.items() if n == "statsd_bridge_legacy_skipped_total"}
+    expected = 1.0 if legacy_on else 0.0
+    for metric in ("ti.finish", "task.duration", "pool.open_slots"):
+        assert skipped[(("metric", metric),)] == expected, metric
+    assert sum(v for (n, _), v in samples.items() if n == "statsd_bridge_malformed_total") == 0
