@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.bench_vector import stitched
+from bench.bench_vector import splice, stitched
 from trader.backtest import run_backtest
 from trader.config import TraderConfig
 from trader.execution.paper import PaperConfig
@@ -63,16 +63,7 @@ def real_1m() -> list[np.ndarray]:
 
 def stitched_1m(n: int) -> pd.DataFrame:
     """``n`` bars: the real series cycled, each piece rescaled to open at the previous close (SYNTHETIC splices)."""
-    series, pieces, total, last = real_1m(), [], 0, 10_000.0
-    while total < n:
-        for arr in series:
-            piece = arr * np.array([last / arr[0, 0]] * 4 + [1.0])
-            pieces.append(piece)
-            total += len(piece)
-            last = piece[-1, 3]
-            if total >= n:
-                break
-    return pd.DataFrame(np.concatenate(pieces)[:n], columns=OHLCV)
+    return pd.DataFrame(splice(real_1m(), n, start=10_000.0), columns=OHLCV)
 
 
 def node_run(bars: pd.DataFrame, timeframe: str = "30m") -> Any:

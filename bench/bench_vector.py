@@ -35,21 +35,27 @@ PARAMS = [(ch, ch // d) for ch in (100, 150, 200, 250, 300, 400, 500, 600, 800, 
 FEE, SLIP = 0.001, 0.0005
 
 
-def stitched(n: int) -> pd.DataFrame:
-    """Real candles stitched end to end (rescaled at each splice, SYNTHETIC splices) to ``n`` bars."""
-    pieces, total, last = [], 0, None
+def splice(series: list[np.ndarray], n: int, start: float | None = None) -> np.ndarray:
+    """``n`` rows of OHLCV arrays cycled end to end, each piece rescaled to open at the previous close (SYNTHETIC
+    splices); the first piece opens at ``start`` (None: as it is)."""
+    pieces: list[np.ndarray] = []
+    total, last = 0, start
     while total < n:
-        for sym in GYM_SYMBOLS:
-            df = gym_candles(sym.split("/")[0])[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
-            if last is not None:
-                df = df * np.array([last / df[0, 0]] * 4 + [1.0])
-            pieces.append(df)
-            total += len(df)
-            last = df[-1, 3]
+        for arr in series:
+            piece = arr if last is None else arr * np.array([last / arr[0, 0]] * 4 + [1.0])
+            pieces.append(piece)
+            total += len(piece)
+            last = piece[-1, 3]
             if total >= n:
                 break
-    arr = np.concatenate(pieces)[:n]
-    return pd.DataFrame(arr, columns=["open", "high", "low", "close", "volume"])
+    return np.concatenate(pieces)[:n]
+
+
+def stitched(n: int) -> pd.DataFrame:
+    """Real candles stitched end to end (rescaled at each splice, SYNTHETIC splices) to ``n`` bars."""
+    ohlcv = ["open", "high", "low", "close", "volume"]
+    series = [gym_candles(sym.split("/")[0])[ohlcv].to_numpy(dtype=float) for sym in GYM_SYMBOLS]
+    return pd.DataFrame(splice(series, n), columns=ohlcv)
 
 
 def timed(fn: Any, repeat: int) -> tuple[float, Any]:

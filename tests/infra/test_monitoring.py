@@ -107,12 +107,16 @@ tests:
 """
 
 
-def test_heartbeat_alert_fires_only_when_the_scheduler_stops_beating_while_the_bridge_is_up(tmp_path):
-    spec = tmp_path / "heartbeat_test.yml"
-    spec.write_text(HEARTBEAT_RULE_TEST.format(rules=json.dumps(str(MONITORING / "alerts.yml"))))
+def _promtool_rule_test(spec: Path, template: str) -> None:
+    """Run ``promtool test rules`` on ``template`` (its ``{rules}`` = infra/monitoring/alerts.yml): every case holds."""
+    spec.write_text(template.format(rules=json.dumps(str(MONITORING / "alerts.yml"))))
     run = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SUCCESS" in run.stdout
+
+
+def test_heartbeat_alert_fires_only_when_the_scheduler_stops_beating_while_the_bridge_is_up(tmp_path):
+    _promtool_rule_test(tmp_path / "heartbeat_test.yml", HEARTBEAT_RULE_TEST)
 
 
 TASK_FAILED_RULE_TEST = """
@@ -146,11 +150,7 @@ tests:
 
 
 def test_task_failed_alert_selects_by_the_bridges_labels_one_alert_per_dag_and_task(tmp_path):
-    spec = tmp_path / "task_failed_test.yml"
-    spec.write_text(TASK_FAILED_RULE_TEST.format(rules=json.dumps(str(MONITORING / "alerts.yml"))))
-    run = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS" in run.stdout
+    _promtool_rule_test(tmp_path / "task_failed_test.yml", TASK_FAILED_RULE_TEST)
 
 
 def _airflow_metric_names() -> set[str]:
