@@ -172,11 +172,6 @@ def _template_regex(template: str) -> str:
     return "".join(out)
 
 
-def label_name(tag: str) -> str:
-    """A tag name as a Prometheus label name (the same rule as :func:`prom_name`)."""
-    return prom_name(tag)
-
-
 def prom_name(stat: str) -> str:
     """A StatsD name as a Prometheus metric name: every character outside ``[a-zA-Z0-9_]`` becomes ``_``."""
     name = _INVALID.sub("_", stat.strip())
@@ -201,7 +196,7 @@ def parse_tags(tags: list[str], kind: Kind | None = None) -> Labels:
     labels: dict[str, str] = {}
     for tag in tags:
         key, eq, value = tag.partition("=")
-        name = label_name(key) if key.strip() else ""
+        name = prom_name(key) if key.strip() else ""  # a label name: the metric names' rule
         if not eq or not name.strip("_") or name.startswith("__") or (kind == "timer" and name == "le"):
             raise MalformedLine("bad_tag", repr(tag))
         if name in labels:
@@ -297,6 +292,8 @@ class StatsdTranslator(Collector):
         self._counters: dict[tuple[str, Labels], float] = {}
         self._gauges: dict[tuple[str, Labels], float] = {}
         self._timers: dict[tuple[str, Labels], _Timer] = {}
+        self._stores: dict[Kind, dict[tuple[str, Labels], Any]] = {"counter": self._counters, "gauge": self._gauges,
+                                                                    "timer": self._timers}
         self.packets = 0
         self.lines = 0
         self.malformed = dict.fromkeys(REASONS, 0)
@@ -364,9 +361,7 @@ class StatsdTranslator(Collector):
             clash = next((self._taken[n] for n in (family, *samples) if n in self._taken), None)
             if clash is not None:
                 raise MalformedLine("type_conflict", f"{family} is already exposed for {clash}")
-        stores: dict[Kind, dict[tuple[str, Labels], Any]] = {"counter": self._counters, "gauge": self._gauges,
-                                                               "timer": self._timers}
-        store = stores[s.kind]
+        store = self._stores[s.kind]
         if key not in store and self._series() >= self.series_limit:
             raise MalformedLine("series_limit", f"{self.series_limit} series already")
         if known is None:
